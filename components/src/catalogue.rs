@@ -1,0 +1,179 @@
+//! The catalogue: which `type` names exist, their typed configurations, and how to build them.
+//!
+//! Adding a component means: a config struct with doc comments and defaults, a variant here, and
+//! a line in docs/configuration.md (a test checks that every type here is documented).
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::config::{ConfigError, parse};
+use crate::dispatcher::SinkService;
+use crate::sinks::blackhole::{Blackhole, BlackholeConfig};
+use crate::sinks::console::ConsoleConfig;
+use crate::sinks::file::FileSinkConfig;
+use crate::sources::generator::GeneratorConfig;
+use crate::transforms::filter::FilterConfig;
+use crate::transforms::{Passthrough, PassthroughConfig};
+use crate::{BuildError, EventStream, FunctionTransform, SourceContext};
+
+/// Source type names.
+pub const SOURCE_TYPES: &[&str] = &["generator"];
+/// Transform type names.
+pub const TRANSFORM_TYPES: &[&str] = &["filter", "passthrough"];
+/// Sink type names.
+pub const SINK_TYPES: &[&str] = &["file", "console", "blackhole"];
+
+/// A source's typed configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceConfig {
+    Generator(GeneratorConfig),
+}
+
+/// A transform's typed configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TransformConfig {
+    Filter(FilterConfig),
+    Passthrough(PassthroughConfig),
+}
+
+/// A sink's typed configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SinkConfig {
+    File(FileSinkConfig),
+    Console(ConsoleConfig),
+    Blackhole(BlackholeConfig),
+}
+
+fn parse_checked<T: DeserializeOwned>(
+    prefix: &str,
+    value: serde_json::Value,
+    validate: impl FnOnce(&T, &str) -> Vec<ConfigError>,
+) -> Result<T, Vec<ConfigError>> {
+    let parsed: T = parse(prefix, value, &[])?;
+    let errors = validate(&parsed, prefix);
+    if errors.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(errors)
+    }
+}
+
+fn unknown_type(prefix: &str, kind: &str, type_name: &str, known: &[&str]) -> Vec<ConfigError> {
+    let error = ConfigError::new(
+        crate::config::join_path(prefix, "type"),
+        format!("unknown {kind} type `{type_name}`"),
+    );
+    let error = match crate::config::did_you_mean(type_name, known) {
+        Some(best) => error.with_hint(format!("did you mean `{best}`?")),
+        None => error.with_hint(format!("{kind} types: {}", known.join(", "))),
+    };
+    vec![error]
+}
+
+impl SourceConfig {
+    /// Parses the options of a source of type `type_name` (without `type`).
+    pub fn parse(
+        prefix: &str,
+        type_name: &str,
+        value: serde_json::Value,
+    ) -> Result<Self, Vec<ConfigError>> {
+        match type_name {
+            "generator" => {
+                parse_checked(prefix, value, GeneratorConfig::validate).map(Self::Generator)
+            }
+            other => Err(unknown_type(prefix, "source", other, SOURCE_TYPES)),
+        }
+    }
+
+    pub fn build(&self, cx: SourceContext) -> Result<EventStream, BuildError> {
+        match self {
+            Self::Generator(config) => Ok(config.build(cx)),
+        }
+    }
+}
+
+impl TransformConfig {
+    /// Parses the options of a transform of type `type_name` (without `type` and `inputs`).
+    pub fn parse(
+        prefix: &str,
+        type_name: &str,
+        value: serde_json::Value,
+    ) -> Result<Self, Vec<ConfigError>> {
+        match type_name {
+            "filter" => parse_checked(prefix, value, FilterConfig::validate).map(Self::Filter),
+            "passthrough" => parse_checked(prefix, value, |_: &PassthroughConfig, _| Vec::new())
+                .map(Self::Passthrough),
+            other => Err(unknown_type(prefix, "transform", other, TRANSFORM_TYPES)),
+        }
+    }
+
+    pub fn build(&self, key: &str) -> Result<Box<dyn FunctionTransform>, BuildError> {
+        match self {
+            Self::Filter(config) => config
+                .build(key)
+                .map(|f| Box::new(f) as Box<dyn FunctionTransform>)
+                .map_err(|err| BuildError {
+                    component: key.to_string(),
+                    message: err.to_string(),
+                }),
+            Self::Passthrough(_) => Ok(Box::new(Passthrough)),
+        }
+    }
+}
+
+impl SinkConfig {
+    /// Parses the options of a sink of type `type_name` (without `type`, `inputs`, `dispatcher`).
+    pub fn parse(
+        prefix: &str,
+        type_name: &str,
+        value: serde_json::Value,
+    ) -> Result<Self, Vec<ConfigError>> {
+        match type_name {
+            "file" => parse_checked(prefix, value, FileSinkConfig::validate).map(Self::File),
+            "console" => {
+                parse_checked(prefix, value, |_: &ConsoleConfig, _| Vec::new()).map(Self::Console)
+            }
+            "blackhole" => parse_checked(prefix, value, |_: &BlackholeConfig, _| Vec::new())
+                .map(Self::Blackhole),
+            other => Err(unknown_type(prefix, "sink", other, SINK_TYPES)),
+        }
+    }
+
+    pub fn build(&self, key: &str) -> Result<Arc<dyn SinkService>, BuildError> {
+        match self {
+            Self::File(config) => config
+                .build()
+                .map(|s| Arc::new(s) as Arc<dyn SinkService>)
+                .map_err(|message| BuildError {
+                    component: key.to_string(),
+                    message,
+                }),
+            Self::Console(config) => Ok(Arc::new(config.build())),
+            Self::Blackhole(_) => Ok(Arc::new(Blackhole)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_type_suggests_the_closest() {
+        let errors = SinkConfig::parse("sinks.out", "fiel", json!({})).unwrap_err();
+        assert_eq!(errors[0].path, "sinks.out.type");
+        assert!(errors[0].to_string().contains("`file`"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn missing_required_field_is_reported() {
+        let errors = SinkConfig::parse("sinks.out", "file", json!({})).unwrap_err();
+        assert!(
+            errors[0].to_string().contains("missing field `path`"),
+            "{}",
+            errors[0]
+        );
+    }
+}

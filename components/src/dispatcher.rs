@@ -1,0 +1,678 @@
+//! The dispatcher: one per sink. It batches what arrives on the sink's queue, runs up to
+//! `worker_count` sends at once, retries with exponential backoff, and settles every batch's
+//! acknowledgements.
+//!
+//! Guarantees:
+//! - A batch holds at most `batch_size` events and, unless a single event is larger,
+//!   at most `batch_max_bytes`; a partial batch is sent `batch_timeout` after its first event.
+//! - Events of one input batch keep their order; with `worker_count > 1` whole batches may
+//!   complete out of order (acknowledgements are ordered by the sources, not here).
+//! - Every batch ends in exactly one of: delivered (acknowledged `Delivered`), or a final failure
+//!   (non-retriable outcome or retries exhausted) that is logged, counted in
+//!   `errors_total{reason}` and acknowledged `Errored` so the source does not commit past it.
+//! - When its queue closes (shutdown) the dispatcher sends what it holds, waits for its workers
+//!   and returns; it never drops a batch silently.
+//! - `worker_count`, `batch_size` and `batch_timeout` follow the live settings channel; the other
+//!   settings are fixed for the dispatcher's life.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use opentelemetry::KeyValue;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::ack::{BatchStatus, Finalizers};
+use crate::config::{ConfigError, duration, join_path};
+use crate::event::{EventBatch, LogEvent};
+use crate::queue::{QueueReceiver, WhenFull};
+use crate::telemetry::{ComponentAttrs, HealthHandle, instruments};
+
+/// Tuning of one sink's dispatcher. The global `dispatcher:` block sets the defaults; a sink's own
+/// `dispatcher:` block overrides any of them for that sink.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DispatcherConfig {
+    /// Capacity of the sink's queue, in events. Restart required to change.
+    pub queue_size: usize,
+    /// What a full queue does: `block` (backpressure to the sources) or `drop_newest` (counted).
+    pub when_full: WhenFull,
+    /// Sends in flight at once. Hot-reloadable.
+    pub worker_count: usize,
+    /// Most events in one batch. Hot-reloadable.
+    pub batch_size: usize,
+    /// Most bytes (lines plus labels) in one batch.
+    pub batch_max_bytes: usize,
+    /// How long a partial batch waits for more events before it is sent. Hot-reloadable.
+    #[serde(with = "duration")]
+    pub batch_timeout: Duration,
+    /// Limit on one send attempt; a timed-out attempt is retried.
+    #[serde(with = "duration")]
+    pub send_timeout: Duration,
+    /// Retries after the first attempt before a batch is a final failure.
+    pub max_retries: u32,
+    /// Delay before the first retry.
+    #[serde(with = "duration")]
+    pub retry_base_delay: Duration,
+    /// Factor by which the delay grows with each retry.
+    pub retry_multiplier: f32,
+    /// Largest delay between retries (before jitter).
+    #[serde(with = "duration")]
+    pub retry_max_delay: Duration,
+    /// Adds a random 0-100% to each delay so many senders do not retry in step.
+    pub retry_jitter: bool,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            queue_size: 50_000,
+            when_full: WhenFull::Block,
+            worker_count: 4,
+            batch_size: 1_000,
+            batch_max_bytes: 1024 * 1024,
+            batch_timeout: Duration::from_secs(1),
+            send_timeout: Duration::from_secs(30),
+            max_retries: 10,
+            retry_base_delay: Duration::from_millis(500),
+            retry_multiplier: 2.0,
+            retry_max_delay: Duration::from_secs(30),
+            retry_jitter: true,
+        }
+    }
+}
+
+impl DispatcherConfig {
+    /// Keys that change on a live reload; every other key needs a restart.
+    pub const HOT_RELOADABLE: &'static [&'static str] =
+        &["worker_count", "batch_size", "batch_timeout"];
+
+    /// Value checks serde cannot express.
+    pub fn validate(&self, prefix: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut at_least_one = |key: &str, value: usize| {
+            if value == 0 {
+                errors.push(
+                    ConfigError::new(join_path(prefix, key), "must be at least 1")
+                        .with_hint("remove the key to use the default"),
+                );
+            }
+        };
+        at_least_one("queue_size", self.queue_size);
+        at_least_one("worker_count", self.worker_count);
+        at_least_one("batch_size", self.batch_size);
+        at_least_one("batch_max_bytes", self.batch_max_bytes);
+        if self.queue_size > u32::MAX as usize {
+            errors.push(ConfigError::new(
+                join_path(prefix, "queue_size"),
+                format!("must be at most {}", u32::MAX),
+            ));
+        }
+        if self.send_timeout.is_zero() {
+            errors.push(ConfigError::new(
+                join_path(prefix, "send_timeout"),
+                "must be longer than 0s",
+            ));
+        }
+        if self.retry_multiplier.is_nan() || self.retry_multiplier < 1.0 {
+            errors.push(
+                ConfigError::new(join_path(prefix, "retry_multiplier"), "must be 1.0 or more")
+                    .with_hint("delays grow by this factor; 2.0 doubles them"),
+            );
+        }
+        if self.retry_max_delay < self.retry_base_delay {
+            errors.push(ConfigError::new(
+                join_path(prefix, "retry_max_delay"),
+                "must not be shorter than retry_base_delay",
+            ));
+        }
+        errors
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
+        let builder = ExponentialBuilder::default()
+            .with_min_delay(self.retry_base_delay)
+            .with_max_delay(self.retry_max_delay)
+            .with_factor(self.retry_multiplier)
+            .with_max_times(self.max_retries as usize);
+        if self.retry_jitter {
+            builder.with_jitter().build()
+        } else {
+            builder.build()
+        }
+    }
+}
+
+/// What became of one send attempt, as the sink classifies it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SendOutcome {
+    /// Stored by the destination.
+    Delivered,
+    /// Not stored, may succeed later (timeouts, 5xx, 429). `retry_after` is the destination's own
+    /// wish and lengthens the backoff delay.
+    Retry {
+        reason: &'static str,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    /// Not stored and never will be by resending (malformed request, 4xx).
+    Failed {
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+/// A sink: turns a batch into one request and classifies the result.
+///
+/// Implementations must be cancel-safe (the dispatcher drops a send that exceeds
+/// `send_timeout`) and must not assume a batch is sent only once.
+pub trait SinkService: Send + Sync + 'static {
+    fn send<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, SendOutcome>;
+
+    /// Called once after the last batch, before shutdown completes (flush buffers).
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Runs one sink.
+pub struct Dispatcher {
+    attrs: ComponentAttrs,
+    service: Arc<dyn SinkService>,
+    settings: watch::Receiver<DispatcherConfig>,
+    health: HealthHandle,
+}
+
+type InFlight = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl Dispatcher {
+    pub fn new(
+        key: &str,
+        service: Arc<dyn SinkService>,
+        settings: watch::Receiver<DispatcherConfig>,
+        health: HealthHandle,
+    ) -> Self {
+        Self {
+            attrs: ComponentAttrs::new(key),
+            service,
+            settings,
+            health,
+        }
+    }
+
+    /// Drains `input` into the sink until the queue closes and every batch is settled.
+    pub async fn run(mut self, mut input: QueueReceiver) {
+        let mut config = self.settings.borrow_and_update().clone();
+        let mut batcher = Batcher::default();
+        let mut ready: VecDeque<EventBatch> = VecDeque::new();
+        let mut inflight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+        let mut input_open = true;
+        let mut settings_open = true;
+
+        loop {
+            while inflight.len() < config.worker_count {
+                match ready.pop_front() {
+                    Some(batch) => inflight.push(Box::pin(self.deliver(batch, &config))),
+                    None => break,
+                }
+            }
+            if !input_open && batcher.is_empty() && ready.is_empty() && inflight.is_empty() {
+                break;
+            }
+            let deadline = batcher.deadline;
+            tokio::select! {
+                biased;
+                Some(()) = inflight.next(), if !inflight.is_empty() => {}
+                changed = self.settings.changed(), if settings_open => {
+                    if changed.is_ok() {
+                        let next = self.settings.borrow_and_update().clone();
+                        tracing::info!(
+                            sink = %self.attrs.key(),
+                            worker_count = next.worker_count,
+                            batch_size = next.batch_size,
+                            batch_timeout = ?next.batch_timeout,
+                            "Dispatcher settings reloaded."
+                        );
+                        config.worker_count = next.worker_count;
+                        config.batch_size = next.batch_size;
+                        config.batch_timeout = next.batch_timeout;
+                    } else {
+                        settings_open = false;
+                    }
+                }
+                // Only read more while no full batch is waiting for a worker: that is how
+                // backpressure reaches the queue and from there the sources.
+                received = input.recv(), if input_open && ready.is_empty() => match received {
+                    Some(batch) => batcher.push(batch, &config, &mut ready),
+                    None => {
+                        input_open = false;
+                        batcher.flush(&mut ready);
+                    }
+                },
+                () = sleep_until_or_forever(deadline), if deadline.is_some() => {
+                    batcher.flush(&mut ready);
+                }
+            }
+        }
+        self.service.close().await;
+    }
+
+    fn deliver(
+        &self,
+        batch: EventBatch,
+        config: &DispatcherConfig,
+    ) -> impl Future<Output = ()> + Send + use<> {
+        let service = self.service.clone();
+        let attrs = self.attrs.clone();
+        let health = self.health.clone();
+        let send_timeout = config.send_timeout;
+        let mut backoff = config.backoff();
+        async move {
+            let events = batch.len();
+            instruments().batch_size.record(events as u64, &attrs.sink);
+            loop {
+                let started = Instant::now();
+                let outcome = match tokio::time::timeout(send_timeout, service.send(&batch)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => SendOutcome::Retry {
+                        reason: "timeout",
+                        detail: format!("no answer within send_timeout ({send_timeout:?})"),
+                        retry_after: None,
+                    },
+                };
+                let label = match &outcome {
+                    SendOutcome::Delivered => "delivered",
+                    SendOutcome::Retry { .. } => "retry",
+                    SendOutcome::Failed { .. } => "failed",
+                };
+                instruments().send_duration.record(
+                    started.elapsed().as_secs_f64(),
+                    &[attrs.sink[0].clone(), KeyValue::new("outcome", label)],
+                );
+                match outcome {
+                    SendOutcome::Delivered => {
+                        health.healthy();
+                        attrs.processed(events);
+                        batch.finalizers.update_status(BatchStatus::Delivered);
+                        return;
+                    }
+                    SendOutcome::Retry {
+                        reason,
+                        detail,
+                        retry_after,
+                    } => {
+                        attrs.error(reason);
+                        health.unhealthy(format!("{reason}: {detail}"));
+                        let Some(delay) = backoff.next() else {
+                            fail(
+                                &attrs,
+                                &batch.finalizers,
+                                events,
+                                "retries_exhausted",
+                                &detail,
+                            );
+                            return;
+                        };
+                        let delay = retry_after.map_or(delay, |after| after.max(delay));
+                        instruments().retries.add(1, &attrs.sink);
+                        tracing::warn!(
+                            sink = %attrs.key(),
+                            reason,
+                            error = %detail,
+                            retry_in = ?delay,
+                            events,
+                            "Send failed; retrying."
+                        );
+                        tokio::time::sleep(delay).await;
+                    }
+                    SendOutcome::Failed { reason, detail } => {
+                        fail(&attrs, &batch.finalizers, events, reason, &detail);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A batch that will never be delivered. Until the dead-letter queue exists this is data loss:
+/// it is logged at error level, counted, and acknowledged `Errored` so sources do not commit it.
+fn fail(
+    attrs: &ComponentAttrs,
+    finalizers: &Finalizers,
+    events: usize,
+    reason: &'static str,
+    detail: &str,
+) {
+    attrs.error(reason);
+    attrs.dropped(events, reason);
+    finalizers.update_status(BatchStatus::Errored);
+    tracing::error!(
+        sink = %attrs.key(),
+        reason,
+        error = %detail,
+        events,
+        "Batch not delivered; its events are lost to this sink."
+    );
+}
+
+async fn sleep_until_or_forever(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => futures::future::pending().await,
+    }
+}
+
+/// Collects events into batches of the configured size.
+#[derive(Default)]
+struct Batcher {
+    events: Vec<LogEvent>,
+    bytes: usize,
+    finalizers: Finalizers,
+    deadline: Option<Instant>,
+}
+
+impl Batcher {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    fn push(
+        &mut self,
+        batch: EventBatch,
+        config: &DispatcherConfig,
+        ready: &mut VecDeque<EventBatch>,
+    ) {
+        let EventBatch { events, finalizers } = batch;
+        if events.is_empty() {
+            return;
+        }
+        if self.events.is_empty() {
+            self.deadline = Some(Instant::now() + config.batch_timeout);
+        }
+        let incoming_bytes: usize = events.iter().map(LogEvent::estimated_bytes).sum();
+        if self.events.len() + events.len() <= config.batch_size
+            && self.bytes + incoming_bytes <= config.batch_max_bytes
+        {
+            // The common case: the whole input batch fits.
+            if self.events.is_empty() {
+                self.events = events;
+            } else {
+                self.events.extend(events);
+            }
+            self.bytes += incoming_bytes;
+            self.finalizers.merge(finalizers);
+            if self.events.len() >= config.batch_size || self.bytes >= config.batch_max_bytes {
+                self.flush(ready);
+            }
+            return;
+        }
+        self.finalizers.merge(finalizers.clone());
+        for event in events {
+            let size = event.estimated_bytes();
+            if !self.events.is_empty() && self.bytes + size > config.batch_max_bytes {
+                self.flush_keeping(ready, &finalizers);
+            }
+            self.bytes += size;
+            self.events.push(event);
+            if self.events.len() >= config.batch_size || self.bytes >= config.batch_max_bytes {
+                self.flush_keeping(ready, &finalizers);
+            }
+        }
+        if self.events.is_empty() {
+            self.finalizers = Finalizers::default();
+            self.deadline = None;
+        }
+    }
+
+    /// Cuts a batch mid-input: the events still to come owe to `current` as well.
+    fn flush_keeping(&mut self, ready: &mut VecDeque<EventBatch>, current: &Finalizers) {
+        self.flush(ready);
+        self.finalizers = current.clone();
+        self.deadline = None;
+    }
+
+    fn flush(&mut self, ready: &mut VecDeque<EventBatch>) {
+        if !self.events.is_empty() {
+            ready.push_back(EventBatch::new(
+                std::mem::take(&mut self.events),
+                std::mem::take(&mut self.finalizers),
+            ));
+        }
+        self.bytes = 0;
+        self.deadline = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::{BatchNotifier, Finalizers};
+    use crate::event::Labels;
+    use crate::queue::queue;
+    use crate::telemetry::{ComponentKind, HealthRegistry};
+    use bytes::Bytes;
+    use std::sync::Mutex;
+
+    fn events(n: usize) -> Vec<LogEvent> {
+        (0..n)
+            .map(|i| LogEvent {
+                timestamp_ns: i as i64,
+                observed_ns: 0,
+                line: Bytes::from(format!("line {i}")),
+                labels: Labels::default(),
+                metadata: Vec::new(),
+                source: "t".into(),
+            })
+            .collect()
+    }
+
+    /// Records batch sizes; answers from a script of outcomes, then `Delivered`.
+    #[derive(Default)]
+    struct ScriptedSink {
+        script: Mutex<VecDeque<SendOutcome>>,
+        sent: Mutex<Vec<usize>>,
+    }
+
+    impl SinkService for ScriptedSink {
+        fn send<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, SendOutcome> {
+            let outcome = self
+                .script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(SendOutcome::Delivered);
+            self.sent.lock().unwrap().push(batch.len());
+            Box::pin(async move { outcome })
+        }
+    }
+
+    fn fast_config() -> DispatcherConfig {
+        DispatcherConfig {
+            batch_size: 4,
+            batch_timeout: Duration::from_secs(3600),
+            retry_base_delay: Duration::from_millis(1),
+            retry_max_delay: Duration::from_millis(2),
+            retry_jitter: false,
+            max_retries: 2,
+            ..DispatcherConfig::default()
+        }
+    }
+
+    async fn run_with(sink: Arc<ScriptedSink>, config: DispatcherConfig, batches: Vec<EventBatch>) {
+        let (settings_tx, settings) = watch::channel(config);
+        let health = HealthRegistry::default().register("s", ComponentKind::Sink);
+        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let dispatcher = Dispatcher::new("s", sink, settings, health);
+        let task = tokio::spawn(dispatcher.run(rx));
+        for batch in batches {
+            tx.send(batch).await.unwrap();
+        }
+        drop(tx);
+        task.await.unwrap();
+        drop(settings_tx);
+    }
+
+    #[tokio::test]
+    async fn rebatches_to_batch_size_and_flushes_the_rest_on_close() {
+        let sink = Arc::new(ScriptedSink::default());
+        let batches = vec![
+            EventBatch::new(events(3), Finalizers::default()),
+            EventBatch::new(events(3), Finalizers::default()),
+            EventBatch::new(events(3), Finalizers::default()),
+        ];
+        run_with(sink.clone(), fast_config(), batches).await;
+        let mut sent = sink.sent.lock().unwrap().clone();
+        sent.sort_unstable();
+        assert_eq!(sent, vec![1, 4, 4]);
+    }
+
+    #[tokio::test]
+    async fn acknowledges_after_retries_succeed() {
+        let sink = Arc::new(ScriptedSink::default());
+        sink.script.lock().unwrap().extend([
+            SendOutcome::Retry {
+                reason: "http_503",
+                detail: "unavailable".into(),
+                retry_after: None,
+            },
+            SendOutcome::Retry {
+                reason: "http_503",
+                detail: "unavailable".into(),
+                retry_after: None,
+            },
+        ]);
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        let batch = EventBatch::new(events(2), Finalizers::new(notifier));
+        run_with(sink.clone(), fast_config(), vec![batch]).await;
+        assert_eq!(status.await, BatchStatus::Delivered);
+        assert_eq!(sink.sent.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn exhausted_retries_and_final_failures_are_errored() {
+        let retry = SendOutcome::Retry {
+            reason: "http_503",
+            detail: "unavailable".into(),
+            retry_after: None,
+        };
+        let sink = Arc::new(ScriptedSink::default());
+        sink.script
+            .lock()
+            .unwrap()
+            .extend([retry.clone(), retry.clone(), retry]);
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        let batch = EventBatch::new(events(2), Finalizers::new(notifier));
+        run_with(sink.clone(), fast_config(), vec![batch]).await;
+        assert_eq!(status.await, BatchStatus::Errored);
+        // One attempt plus max_retries (2).
+        assert_eq!(sink.sent.lock().unwrap().len(), 3);
+
+        let sink = Arc::new(ScriptedSink::default());
+        sink.script.lock().unwrap().push_back(SendOutcome::Failed {
+            reason: "http_400",
+            detail: "bad".into(),
+        });
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        let batch = EventBatch::new(events(2), Finalizers::new(notifier));
+        run_with(sink.clone(), fast_config(), vec![batch]).await;
+        assert_eq!(status.await, BatchStatus::Errored);
+        assert_eq!(sink.sent.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_split_input_batch_is_acknowledged_only_when_all_parts_are() {
+        let sink = Arc::new(ScriptedSink::default());
+        // The second part (events 4..6) fails for good.
+        sink.script.lock().unwrap().extend([
+            SendOutcome::Delivered,
+            SendOutcome::Failed {
+                reason: "http_400",
+                detail: "bad".into(),
+            },
+        ]);
+        let config = DispatcherConfig {
+            worker_count: 1,
+            ..fast_config()
+        };
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        let batch = EventBatch::new(events(6), Finalizers::new(notifier));
+        run_with(sink.clone(), config, vec![batch]).await;
+        assert_eq!(status.await, BatchStatus::Errored);
+        assert_eq!(*sink.sent.lock().unwrap(), vec![4, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partial_batch_is_sent_after_batch_timeout() {
+        let sink = Arc::new(ScriptedSink::default());
+        let config = DispatcherConfig {
+            batch_timeout: Duration::from_millis(200),
+            ..fast_config()
+        };
+        let (_settings_tx, settings) = watch::channel(config);
+        let health = HealthRegistry::default().register("s", ComponentKind::Sink);
+        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let task = tokio::spawn(Dispatcher::new("s", sink.clone(), settings, health).run(rx));
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        tx.send(EventBatch::new(events(1), Finalizers::new(notifier)))
+            .await
+            .unwrap();
+        // The queue stays open: only the timeout can flush this batch. With the clock paused,
+        // tokio advances time exactly to the dispatcher's deadline.
+        assert_eq!(status.await, BatchStatus::Delivered);
+        assert_eq!(*sink.sent.lock().unwrap(), vec![1]);
+        drop(tx);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn batch_size_follows_live_settings() {
+        let sink = Arc::new(ScriptedSink::default());
+        let (settings_tx, settings) = watch::channel(fast_config());
+        let health = HealthRegistry::default().register("s", ComponentKind::Sink);
+        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let task = tokio::spawn(Dispatcher::new("s", sink.clone(), settings, health).run(rx));
+        let (notifier, first) = BatchNotifier::new_with_receiver();
+        tx.send(EventBatch::new(events(4), Finalizers::new(notifier)))
+            .await
+            .unwrap();
+        assert_eq!(first.await, BatchStatus::Delivered);
+        settings_tx.send_modify(|c| c.batch_size = 2);
+        // The dispatcher polls its settings before its input (`biased`), so the change is seen
+        // before the next batch is read.
+        let (notifier, second) = BatchNotifier::new_with_receiver();
+        tx.send(EventBatch::new(events(4), Finalizers::new(notifier)))
+            .await
+            .unwrap();
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(second.await, BatchStatus::Delivered);
+        assert_eq!(*sink.sent.lock().unwrap(), vec![4, 2, 2]);
+    }
+
+    #[test]
+    fn validation_names_each_bad_key() {
+        let config = DispatcherConfig {
+            worker_count: 0,
+            retry_multiplier: 0.5,
+            ..DispatcherConfig::default()
+        };
+        let paths: Vec<String> = config
+            .validate("dispatcher")
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(
+            paths,
+            vec!["dispatcher.worker_count", "dispatcher.retry_multiplier"]
+        );
+    }
+}

@@ -1,0 +1,69 @@
+//! The component model and catalogue of log-capturer.
+//!
+//! - [`event`]: [`event::LogEvent`] and [`event::EventBatch`], the data model.
+//! - [`ack`]: end-to-end acknowledgements a source consumes in order.
+//! - [`queue`]: bounded queues counted in events, `when_full`, fan-out.
+//! - [`dispatcher`]: batching, workers, retries with backoff, per sink.
+//! - [`sources`], [`transforms`], [`sinks`]: the components; [`catalogue`] maps a configuration
+//!   `type` to its typed configuration and builder.
+//! - [`config`]: typed-configuration helpers (durations, key-path errors, did-you-mean).
+//! - [`telemetry`]: every metric the components emit, and component health.
+//!
+//! Components take typed configuration structs and never read configuration files; the engine
+//! (the `log-capturer` crate) layers the configuration and assembles the topology.
+
+pub mod ack;
+pub mod catalogue;
+pub mod config;
+pub mod dispatcher;
+pub mod event;
+pub mod queue;
+pub mod shutdown;
+pub mod sinks;
+pub mod sources;
+pub mod telemetry;
+pub mod transforms;
+
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use futures::Stream;
+
+pub use event::{ComponentKey, EventBatch, Labels, LogEvent};
+
+/// What a source produces: batches until it is done or shut down.
+pub type EventStream = Pin<Box<dyn Stream<Item = EventBatch> + Send>>;
+
+/// What a source is given when it is built.
+#[derive(Clone, Debug)]
+pub struct SourceContext {
+    /// The source's name in the configuration; stamped on every event as its `source`.
+    pub key: ComponentKey,
+    /// Fires when the source must stop reading and end its stream.
+    pub shutdown: shutdown::ShutdownSignal,
+    pub health: telemetry::HealthHandle,
+    /// Where the source may keep state (positions).
+    pub data_dir: PathBuf,
+}
+
+/// A transform that works on one batch at a time, synchronously.
+pub trait FunctionTransform: Send + 'static {
+    /// Changes, removes or adds events in place. Removing an event acknowledges it as delivered:
+    /// a transform that drops an event has handled it.
+    fn transform(&mut self, batch: &mut EventBatch);
+}
+
+/// An error that prevents a component from starting.
+#[derive(Debug)]
+pub struct BuildError {
+    pub component: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.component, self.message)
+    }
+}
+
+impl std::error::Error for BuildError {}

@@ -1,0 +1,301 @@
+//! Bounded queues of batches, counted in events, and fan-out.
+//!
+//! Guarantees:
+//! - A queue never holds more than its capacity in events (a batch larger than the whole capacity
+//!   waits until the queue is empty and then passes alone).
+//! - `when_full: block` (the default) makes the sender wait: backpressure travels up to the
+//!   source, which stops reading. `drop_newest` discards the incoming batch instead, counts it in
+//!   `dropped_total{reason="queue_full"}` and acknowledges it as [`BatchStatus::Dropped`].
+//! - The receiver yields batches in the order they were sent.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::ack::BatchStatus;
+use crate::event::EventBatch;
+use crate::telemetry::{ComponentAttrs, instruments};
+
+/// What a full queue does with the next batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait for room (backpressure).
+    #[default]
+    Block,
+    /// Discard the incoming batch, counted.
+    DropNewest,
+}
+
+/// Why a send did not enqueue the batch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The receiver is gone (the consumer stopped).
+    Closed,
+}
+
+struct Shared {
+    permits: Arc<Semaphore>,
+    capacity: usize,
+    attrs: Option<ComponentAttrs>,
+}
+
+impl Shared {
+    fn report_size(&self) {
+        if let Some(attrs) = &self.attrs {
+            let used = self
+                .capacity
+                .saturating_sub(self.permits.available_permits());
+            instruments()
+                .queue_size
+                .record(i64::try_from(used).unwrap_or(i64::MAX), &attrs.sink);
+        }
+    }
+}
+
+/// The sending half; cheap to clone.
+#[derive(Clone)]
+pub struct QueueSender {
+    tx: mpsc::UnboundedSender<(EventBatch, OwnedSemaphorePermit)>,
+    shared: Arc<Shared>,
+    when_full: WhenFull,
+}
+
+/// The receiving half; also a [`Stream`] of batches.
+pub struct QueueReceiver {
+    rx: mpsc::UnboundedReceiver<(EventBatch, OwnedSemaphorePermit)>,
+    shared: Arc<Shared>,
+}
+
+/// A queue of `capacity` events. `metrics_key` names the sink for `queue_size{sink}` and
+/// `dropped_total`; `None` keeps the queue out of the metrics (transform inputs).
+pub fn queue(
+    capacity: usize,
+    when_full: WhenFull,
+    metrics_key: Option<&str>,
+) -> (QueueSender, QueueReceiver) {
+    let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let attrs = metrics_key.map(ComponentAttrs::new);
+    if let Some(attrs) = &attrs {
+        instruments()
+            .queue_capacity
+            .record(i64::try_from(capacity).unwrap_or(i64::MAX), &attrs.sink);
+        instruments().queue_size.record(0, &attrs.sink);
+    }
+    let shared = Arc::new(Shared {
+        permits: Arc::new(Semaphore::new(capacity)),
+        capacity,
+        attrs,
+    });
+    (
+        QueueSender {
+            tx,
+            shared: shared.clone(),
+            when_full,
+        },
+        QueueReceiver { rx, shared },
+    )
+}
+
+impl QueueSender {
+    /// Enqueues a batch, waiting for room or dropping it as `when_full` says.
+    pub async fn send(&self, batch: EventBatch) -> Result<(), SendError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // u32 cannot overflow: capacity was clamped to u32 above.
+        let wanted = batch.len().min(self.shared.capacity) as u32;
+        let permit = match self.when_full {
+            WhenFull::Block => self
+                .shared
+                .permits
+                .clone()
+                .acquire_many_owned(wanted)
+                .await
+                .map_err(|_| SendError::Closed)?,
+            WhenFull::DropNewest => {
+                match self.shared.permits.clone().try_acquire_many_owned(wanted) {
+                    Ok(permit) => permit,
+                    Err(tokio::sync::TryAcquireError::NoPermits) => {
+                        if let Some(attrs) = &self.shared.attrs {
+                            attrs.dropped(batch.len(), "queue_full");
+                        }
+                        batch.finalizers.update_status(BatchStatus::Dropped);
+                        return Ok(());
+                    }
+                    Err(tokio::sync::TryAcquireError::Closed) => return Err(SendError::Closed),
+                }
+            }
+        };
+        self.tx
+            .send((batch, permit))
+            .map_err(|_| SendError::Closed)?;
+        self.shared.report_size();
+        Ok(())
+    }
+
+    /// Events currently queued.
+    pub fn len(&self) -> usize {
+        self.shared
+            .capacity
+            .saturating_sub(self.shared.permits.available_permits())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+}
+
+impl QueueReceiver {
+    /// The next batch; `None` once every sender is dropped and the queue is empty.
+    pub async fn recv(&mut self) -> Option<EventBatch> {
+        futures::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<EventBatch>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some((batch, permit))) => {
+                drop(permit);
+                self.shared.report_size();
+                Poll::Ready(Some(batch))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for QueueReceiver {
+    fn drop(&mut self) {
+        // Wakes senders blocked on a full queue: their consumer is gone for good.
+        self.shared.permits.close();
+    }
+}
+
+impl Stream for QueueReceiver {
+    type Item = EventBatch;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<EventBatch>> {
+        self.poll_recv(cx)
+    }
+}
+
+/// Sends each batch to every downstream queue; the last one gets the original, the others forks.
+#[derive(Clone, Default)]
+pub struct Fanout {
+    outputs: Vec<(Arc<str>, QueueSender)>,
+}
+
+impl Fanout {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, key: Arc<str>, sender: QueueSender) {
+        self.outputs.push((key, sender));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.outputs.is_empty()
+    }
+
+    /// Delivers the batch to every output. An output whose consumer has stopped is removed
+    /// (only happens during shutdown); returns `false` once no output is left.
+    pub async fn send(&mut self, batch: EventBatch) -> bool {
+        let mut closed = Vec::new();
+        if let Some((last, rest)) = self.outputs.split_last() {
+            for (i, (_, sender)) in rest.iter().enumerate() {
+                if sender.send(batch.fork()).await.is_err() {
+                    closed.push(i);
+                }
+            }
+            if last.1.send(batch).await.is_err() {
+                closed.push(rest.len());
+            }
+        }
+        for i in closed.into_iter().rev() {
+            let (key, _) = self.outputs.remove(i);
+            tracing::debug!(output = %key, "Downstream component stopped; output removed.");
+        }
+        !self.outputs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::{BatchNotifier, Finalizers};
+    use crate::event::{Labels, LogEvent};
+    use bytes::Bytes;
+
+    fn batch(n: usize) -> EventBatch {
+        let events = (0..n)
+            .map(|i| LogEvent {
+                timestamp_ns: i as i64,
+                observed_ns: 0,
+                line: Bytes::from(format!("line {i}")),
+                labels: Labels::default(),
+                metadata: Vec::new(),
+                source: "t".into(),
+            })
+            .collect();
+        EventBatch::new(events, Finalizers::default())
+    }
+
+    #[tokio::test]
+    async fn block_waits_for_room() {
+        let (tx, mut rx) = queue(10, WhenFull::Block, None);
+        tx.send(batch(8)).await.unwrap();
+        assert_eq!(tx.len(), 8);
+        let pending = tx.send(batch(5));
+        tokio::pin!(pending);
+        assert!(futures::poll!(pending.as_mut()).is_pending());
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(8));
+        pending.await.unwrap();
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(5));
+    }
+
+    #[tokio::test]
+    async fn oversize_batch_passes_alone() {
+        let (tx, mut rx) = queue(4, WhenFull::Block, None);
+        tx.send(batch(9)).await.unwrap();
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(9));
+    }
+
+    #[tokio::test]
+    async fn drop_newest_drops_and_acknowledges_as_dropped() {
+        let (tx, mut rx) = queue(10, WhenFull::DropNewest, Some("q"));
+        tx.send(batch(8)).await.unwrap();
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        let mut overflow = batch(5);
+        overflow.finalizers = Finalizers::new(notifier);
+        tx.send(overflow).await.unwrap();
+        assert_eq!(status.await, BatchStatus::Dropped);
+        drop(tx);
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(8));
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn fanout_forks_to_every_output_and_survives_a_closed_one() {
+        let (a_tx, mut a_rx) = queue(100, WhenFull::Block, None);
+        let (b_tx, b_rx) = queue(100, WhenFull::Block, None);
+        let mut fanout = Fanout::new();
+        fanout.add("a".into(), a_tx);
+        fanout.add("b".into(), b_tx);
+        drop(b_rx);
+        assert!(fanout.send(batch(3)).await);
+        assert_eq!(a_rx.recv().await.map(|b| b.len()), Some(3));
+        assert!(fanout.send(batch(2)).await);
+        assert_eq!(a_rx.recv().await.map(|b| b.len()), Some(2));
+    }
+}

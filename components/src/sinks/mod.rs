@@ -1,0 +1,6 @@
+//! Sinks: where events go. Each is a [`crate::dispatcher::SinkService`].
+
+pub mod blackhole;
+pub mod console;
+pub mod encoding;
+pub mod file;
