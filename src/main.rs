@@ -1,1 +1,5 @@
-fn main() {}
+//! The `log-capturer` binary.
+
+fn main() -> std::process::ExitCode {
+    log_capturer::cli::main()
+}

@@ -129,10 +129,9 @@ fn write(path: &Path, file: &Mutex<Option<File>>, data: &[u8], fsync: bool) -> R
     let Some(handle) = guard.as_mut() else {
         return Err(format!("{} is not open", path.display()));
     };
-    let result =
-        handle
-            .write_all(data)
-            .and_then(|()| if fsync { handle.sync_data() } else { Ok(()) });
+    let result = handle
+        .write_all(data)
+        .and_then(|()| if fsync { handle.sync_data() } else { Ok(()) });
     result.map_err(|err| {
         *guard = None;
         format!("cannot write {}: {err}", path.display())

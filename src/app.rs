@@ -1,0 +1,261 @@
+//! The running program: start-up, signals, reload and shutdown.
+//!
+//! Guarantees:
+//! - Nothing starts unless the whole configuration is valid and every component builds; the
+//!   errors are printed, all of them, and the exit code is 1.
+//! - SIGHUP and `POST /config/reload` re-read the same configuration sources. An invalid
+//!   configuration changes nothing and is answered with every error. A valid one has its
+//!   hot-reloadable keys applied at once; the other changed keys are named as needing a restart
+//!   and the running pipeline keeps their old values (`GET /config` shows what runs).
+//! - SIGTERM and SIGINT stop the sources and drain the pipeline within `shutdown_timeout`:
+//!   exit code 0 when it drained, 1 when the limit passed first.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use log_capturer_components::telemetry::{HealthRegistry, meter, names};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Counter;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::api;
+use crate::config::{self, Config, ConfigErrors, ConfigSource, ReloadPlan};
+use crate::telemetry::{Telemetry, init_logging};
+use crate::topology::{self, ShutdownOutcome, TopologyControls};
+
+/// State shared by the signal handlers and the API.
+pub struct App {
+    source: ConfigSource,
+    config: RwLock<Arc<Config>>,
+    controls: Arc<TopologyControls>,
+    pub health: HealthRegistry,
+    pub telemetry: Arc<Telemetry>,
+    ready: AtomicBool,
+    reload_lock: tokio::sync::Mutex<()>,
+    reloads: Counter<u64>,
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReloadReport {
+    /// `applied`, `restart_required` (some keys need a restart) or `unchanged`.
+    pub status: &'static str,
+    #[serde(flatten)]
+    pub plan: ReloadPlan,
+    pub message: String,
+}
+
+impl App {
+    /// The running configuration.
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Re-reads the configuration and applies what can change live.
+    pub async fn reload(&self) -> Result<ReloadReport, ConfigErrors> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let result = self.reload_inner();
+        let outcome = if result.is_ok() { "success" } else { "failure" };
+        self.reloads.add(1, &[KeyValue::new("result", outcome)]);
+        match &result {
+            Ok(report) => tracing::info!(
+                applied = ?report.plan.applied,
+                restart_required = ?report.plan.restart_required,
+                "Configuration reloaded."
+            ),
+            Err(errors) => tracing::warn!(
+                errors = %errors.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                "Configuration reload refused; the running configuration is unchanged."
+            ),
+        }
+        result
+    }
+
+    fn reload_inner(&self) -> Result<ReloadReport, ConfigErrors> {
+        let next = config::load(&self.source)?;
+        let running = self.config();
+        let plan = config::plan_reload(&running.raw, &next.raw);
+        if !plan.applied.is_empty() {
+            let effective = config::validate(config::apply_plan(&running.raw, &next.raw, &plan))?;
+            let settings: BTreeMap<_, _> = effective
+                .sinks
+                .iter()
+                .map(|(name, sink)| (name.clone(), sink.dispatcher.clone()))
+                .collect();
+            self.controls.update_dispatchers(&settings);
+            match self.config.write() {
+                Ok(mut guard) => *guard = Arc::new(effective),
+                Err(poisoned) => *poisoned.into_inner() = Arc::new(effective),
+            }
+        }
+        let (status, message) = match (plan.applied.len(), plan.restart_required.len()) {
+            (0, 0) => ("unchanged", "Nothing changed.".to_string()),
+            (_, 0) => (
+                "applied",
+                format!("Applied live: {}.", plan.applied.join(", ")),
+            ),
+            (applied, _) => (
+                "restart_required",
+                format!(
+                    "Applied live: {}. Restart required for: {}.",
+                    if applied == 0 {
+                        "nothing".to_string()
+                    } else {
+                        plan.applied.join(", ")
+                    },
+                    plan.restart_required.join(", ")
+                ),
+            ),
+        };
+        Ok(ReloadReport {
+            status,
+            plan,
+            message,
+        })
+    }
+}
+
+/// Runs the shipper until SIGTERM or SIGINT.
+pub async fn run(source: ConfigSource) -> ExitCode {
+    let config = match config::load(&source) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&config.root.log);
+    let telemetry = match Telemetry::install() {
+        Ok(t) => Arc::new(t),
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let data_dir = config.root.data_dir.clone();
+    if let Err(err) = std::fs::create_dir_all(&data_dir) {
+        eprintln!(
+            "data_dir: cannot create {}: {err} (hint: set data_dir to a writable directory)",
+            data_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let listener = if config.root.api.enabled {
+        match bind(config.root.api.listen).await {
+            Ok(listener) => Some(listener),
+            Err(message) => {
+                eprintln!("{message}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+
+    let health = HealthRegistry::default();
+    let topology = match topology::start(&config, &health, &data_dir) {
+        Ok(topology) => topology,
+        Err(errors) => {
+            eprintln!("{} component(s) could not start:", errors.len());
+            for error in errors {
+                eprintln!("  - {error}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown_timeout = config.root.shutdown_timeout;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        sources = config.sources.len(),
+        transforms = config.transforms.len(),
+        sinks = config.sinks.len(),
+        config = %source.file.as_ref().map_or_else(|| "embedded default".to_string(), |p| p.display().to_string()),
+        "log-capturer started."
+    );
+    let app = Arc::new(App {
+        source,
+        config: RwLock::new(Arc::new(config)),
+        controls: topology.controls(),
+        health,
+        telemetry: telemetry.clone(),
+        ready: AtomicBool::new(true),
+        reload_lock: tokio::sync::Mutex::new(()),
+        reloads: meter()
+            .u64_counter(names::CONFIG_RELOADS)
+            .with_description("Configuration reloads, by result (success or failure).")
+            .build(),
+    });
+    let (api_stop, api_signal) = log_capturer_components::shutdown::shutdown_pair();
+    let api_task = listener.map(|listener| {
+        let local = listener.local_addr().ok();
+        tracing::info!(address = ?local, "API listening.");
+        tokio::spawn(api::serve(listener, app.clone(), api_signal))
+    });
+
+    wait_for_stop(&app).await;
+    app.ready.store(false, Ordering::Release);
+    tracing::info!(limit = ?shutdown_timeout, "Shutting down: stopping sources and draining.");
+    let outcome = topology.shutdown(shutdown_timeout).await;
+    api_stop.trigger();
+    if let Some(task) = api_task {
+        let _ = task.await;
+    }
+    telemetry.shutdown();
+    match outcome {
+        ShutdownOutcome::Drained => {
+            tracing::info!("Shutdown complete.");
+            ExitCode::SUCCESS
+        }
+        ShutdownOutcome::TimedOut => {
+            tracing::error!(
+                limit = ?shutdown_timeout,
+                "Shutdown timed out; events still in flight were not acknowledged and will be read again after a restart."
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).await.map_err(|err| {
+        format!(
+            "api.listen: cannot listen on {addr}: {err} (hint: choose another port with --set api.listen=127.0.0.1:PORT, or --set api.enabled=false)"
+        )
+    })
+}
+
+/// Returns on SIGTERM or SIGINT; reloads on SIGHUP meanwhile.
+async fn wait_for_stop(app: &App) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("Cannot install signal handlers; stopping on Ctrl-C only.");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received."); return; }
+            _ = int.recv() => { tracing::info!("SIGINT received."); return; }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: reloading the configuration.");
+                // The outcome is logged by reload itself.
+                let _ = app.reload().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The command line: `run` (the default), `validate`, `health`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, ConfigSource, redact};
+
+/// A log shipper: files and containers to Grafana Loki, at-least-once.
+#[derive(Debug, Parser)]
+#[command(name = "log-capturer", version, about)]
+pub struct Cli {
+    /// Configuration file (.yaml, .yml or .toml). Without it, the embedded default runs.
+    #[arg(short, long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override one key, e.g. --set dispatcher.batch_size=200 (repeatable; the value is YAML).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline until SIGTERM or SIGINT (the default command).
+    Run,
+    /// Check the configuration; exit 0 when valid, 1 with every error otherwise.
+    Validate {
+        /// Print the resolved configuration (secrets redacted).
+        #[arg(long)]
+        print: bool,
+    },
+    /// Ask a running instance for its health; exit 0 when healthy.
+    Health {
+        /// The API's base URL; by default taken from the configuration's api.listen.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+impl Cli {
+    fn source(&self) -> ConfigSource {
+        ConfigSource {
+            file: self.config.clone(),
+            sets: self.set.clone(),
+            use_env: true,
+        }
+    }
+}
+
+/// Parses the arguments and runs the chosen command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("log-capturer")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let source = cli.source();
+    match cli.command {
+        None | Some(Command::Run) => runtime.block_on(crate::app::run(source)),
+        Some(Command::Validate { print }) => validate(&source, print),
+        Some(Command::Health { url }) => runtime.block_on(health(&source, url)),
+    }
+}
+
+fn validate(source: &ConfigSource, print: bool) -> ExitCode {
+    match config::load(source) {
+        Ok(config) => {
+            if print {
+                match serde_json::to_string_pretty(&redact(&config.raw)) {
+                    Ok(text) => println!("{text}"),
+                    Err(err) => eprintln!("cannot print the configuration: {err}"),
+                }
+            }
+            eprintln!(
+                "Configuration valid: {} source(s), {} transform(s), {} sink(s).",
+                config.sources.len(),
+                config.transforms.len(),
+                config.sinks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn health(source: &ConfigSource, url: Option<String>) -> ExitCode {
+    let base = url.unwrap_or_else(|| {
+        let listen = config::load(source)
+            .map(|c| c.root.api.listen)
+            .unwrap_or_else(|_| config::ApiConfig::default().listen);
+        format!("http://{listen}")
+    });
+    let url = format!("{}/health", base.trim_end_matches('/'));
+    match crate::client::request(http::Method::GET, &url, None).await {
+        Ok((status, body)) => {
+            println!("{body}");
+            if status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}

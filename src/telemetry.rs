@@ -1,0 +1,83 @@
+//! Telemetry set-up: the OpenTelemetry meter provider with its Prometheus exporter, and the
+//! program's own logs through `tracing`.
+//!
+//! Guarantees: every instrument is exported as `log_capturer_<name>` (counters with one `_total`),
+//! without `otel_scope_*` labels and without a `target_info` series; `build_info` carries the
+//! version as a label with the value 1.
+
+use std::io::IsTerminal;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use prometheus::{Encoder, TextEncoder};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+use log_capturer_components::telemetry::names;
+
+/// The installed metrics pipeline.
+pub struct Telemetry {
+    registry: prometheus::Registry,
+    provider: SdkMeterProvider,
+}
+
+impl Telemetry {
+    /// Installs the global meter provider. Call once, before the topology is built.
+    pub fn install() -> Result<Self, String> {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .with_namespace("log_capturer")
+            .without_target_info()
+            .scope_info_enabled(false)
+            .build()
+            .map_err(|err| format!("cannot set up the Prometheus exporter: {err}"))?;
+        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        opentelemetry::global::set_meter_provider(provider.clone());
+        let meter = provider.meter("log-capturer");
+        meter
+            .u64_gauge(names::BUILD_INFO)
+            .with_description("Always 1; the labels say which build is running.")
+            .build()
+            .record(1, &[KeyValue::new("version", env!("CARGO_PKG_VERSION"))]);
+        Ok(Self { registry, provider })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String, String> {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .map_err(|err| format!("cannot encode metrics: {err}"))?;
+        String::from_utf8(out).map_err(|err| format!("metrics are not UTF-8: {err}"))
+    }
+
+    /// Flushes and stops the provider.
+    pub fn shutdown(&self) {
+        if let Err(err) = self.provider.shutdown() {
+            tracing::debug!(error = %err, "Meter provider shutdown reported an error.");
+        }
+    }
+}
+
+/// Sets up the program's own logs on standard error. `RUST_LOG`, when set, overrides `log.level`.
+pub fn init_logging(config: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // The OpenTelemetry SDK logs its own set-up at info level; that is noise to an operator.
+    let filter = match "opentelemetry=warn".parse() {
+        Ok(directive) if std::env::var_os("RUST_LOG").is_none() => filter.add_directive(directive),
+        _ => filter,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests running several pipelines) keeps the first subscriber.
+    let _ = match config.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

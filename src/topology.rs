@@ -1,0 +1,249 @@
+//! Topology: builds the component graph from a validated [`Config`] and runs it.
+//!
+//! Every source and transform feeds a [`Fanout`] holding the input queues of the components
+//! that list it in `inputs` (fan-out); a component listed by several inputs shares one input
+//! queue among them (fan-in). Each sink's input queue is sized and behaves as its dispatcher's
+//! `queue_size` and `when_full` say; transform input queues hold [`TRANSFORM_QUEUE_EVENTS`]
+//! events and always block.
+//!
+//! Guarantees:
+//! - Every component is built before any task starts: a component that cannot be built (a sink
+//!   file that cannot be opened) fails the start with its name, and nothing runs.
+//! - [`RunningTopology::shutdown`] stops the sources, lets every queue drain in order
+//!   (transforms end when all their inputs have ended, sinks when theirs have and their
+//!   dispatcher has settled every batch), and reports whether that finished within the limit.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use log_capturer_components::dispatcher::{Dispatcher, DispatcherConfig};
+use log_capturer_components::queue::{Fanout, QueueReceiver, QueueSender, WhenFull, queue};
+use log_capturer_components::shutdown::{ShutdownTrigger, shutdown_pair};
+use log_capturer_components::telemetry::{ComponentAttrs, ComponentKind, HealthRegistry};
+use log_capturer_components::{BuildError, EventStream, FunctionTransform, SourceContext};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+
+/// Capacity, in events, of each transform's input queue.
+pub const TRANSFORM_QUEUE_EVENTS: usize = 8_192;
+
+/// A started pipeline.
+pub struct RunningTopology {
+    shutdown: ShutdownTrigger,
+    tasks: JoinSet<()>,
+    controls: Arc<TopologyControls>,
+}
+
+/// What can change in a running pipeline (shared with the API for reloads).
+#[derive(Default)]
+pub struct TopologyControls {
+    dispatcher_settings: BTreeMap<String, watch::Sender<DispatcherConfig>>,
+}
+
+/// How a shutdown ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ShutdownOutcome {
+    /// Everything drained.
+    Drained,
+    /// The limit passed first; what was still in flight is redelivered by sources that
+    /// acknowledge (their committed positions did not move past it).
+    TimedOut,
+}
+
+/// Builds every component, then starts them. `data_dir` is handed to sources for their state.
+pub fn start(
+    config: &Config,
+    health: &HealthRegistry,
+    data_dir: &Path,
+) -> Result<RunningTopology, Vec<BuildError>> {
+    let mut errors = Vec::new();
+
+    // Input queues first: fan-outs need their senders.
+    let mut inputs: BTreeMap<String, QueueSender> = BTreeMap::new();
+    let mut sink_receivers: BTreeMap<String, QueueReceiver> = BTreeMap::new();
+    let mut transform_receivers: BTreeMap<String, QueueReceiver> = BTreeMap::new();
+    for (name, sink) in &config.sinks {
+        let (tx, rx) = queue(
+            sink.dispatcher.queue_size,
+            sink.dispatcher.when_full,
+            Some(name),
+        );
+        inputs.insert(name.clone(), tx);
+        sink_receivers.insert(name.clone(), rx);
+    }
+    for name in config.transforms.keys() {
+        let (tx, rx) = queue(TRANSFORM_QUEUE_EVENTS, WhenFull::Block, None);
+        inputs.insert(name.clone(), tx);
+        transform_receivers.insert(name.clone(), rx);
+    }
+    let mut fanouts: BTreeMap<String, Fanout> = config
+        .sources
+        .keys()
+        .chain(config.transforms.keys())
+        .map(|name| (name.clone(), Fanout::new()))
+        .collect();
+    let consumers = config
+        .transforms
+        .iter()
+        .map(|(name, t)| (name, &t.inputs))
+        .chain(config.sinks.iter().map(|(name, s)| (name, &s.inputs)));
+    for (consumer, consumer_inputs) in consumers {
+        for input in consumer_inputs {
+            if let (Some(fanout), Some(sender)) = (fanouts.get_mut(input), inputs.get(consumer)) {
+                fanout.add(consumer.as_str().into(), sender.clone());
+            }
+        }
+    }
+    // Only fan-outs hold senders now: a queue closes when all its producers have ended.
+    drop(inputs);
+
+    let (shutdown, signal) = shutdown_pair();
+    let mut sources: Vec<(String, EventStream, Fanout)> = Vec::new();
+    for (name, spec) in &config.sources {
+        let cx = SourceContext {
+            key: name.as_str().into(),
+            shutdown: signal.clone(),
+            health: health.register(name, ComponentKind::Source),
+            data_dir: data_dir.to_path_buf(),
+        };
+        match spec.config.build(cx) {
+            Ok(stream) => sources.push((
+                name.clone(),
+                stream,
+                fanouts.remove(name).unwrap_or_default(),
+            )),
+            Err(err) => errors.push(err),
+        }
+    }
+    let mut transforms: Vec<(String, Box<dyn FunctionTransform>, QueueReceiver, Fanout)> =
+        Vec::new();
+    for (name, spec) in &config.transforms {
+        health.register(name, ComponentKind::Transform);
+        match spec.config.build(name) {
+            Ok(transform) => {
+                if let Some(rx) = transform_receivers.remove(name) {
+                    transforms.push((
+                        name.clone(),
+                        transform,
+                        rx,
+                        fanouts.remove(name).unwrap_or_default(),
+                    ));
+                }
+            }
+            Err(err) => errors.push(err),
+        }
+    }
+    let mut dispatchers = Vec::new();
+    let mut dispatcher_settings = BTreeMap::new();
+    for (name, spec) in &config.sinks {
+        let health = health.register(name, ComponentKind::Sink);
+        match spec.config.build(name) {
+            Ok(service) => {
+                let (settings_tx, settings_rx) = watch::channel(spec.dispatcher.clone());
+                dispatcher_settings.insert(name.clone(), settings_tx);
+                if let Some(rx) = sink_receivers.remove(name) {
+                    dispatchers.push((Dispatcher::new(name, service, settings_rx, health), rx));
+                }
+            }
+            Err(err) => errors.push(err),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let mut tasks = JoinSet::new();
+    for (dispatcher, rx) in dispatchers {
+        tasks.spawn(dispatcher.run(rx));
+    }
+    for (name, mut transform, mut rx, mut fanout) in transforms {
+        let attrs = ComponentAttrs::new(&name);
+        tasks.spawn(async move {
+            while let Some(mut batch) = rx.recv().await {
+                transform.transform(&mut batch);
+                if batch.is_empty() {
+                    continue;
+                }
+                attrs.processed(batch.len());
+                if !fanout.send(batch).await {
+                    break;
+                }
+            }
+            tracing::debug!(transform = %name, "Transform finished.");
+        });
+    }
+    for (name, mut stream, mut fanout) in sources {
+        tasks.spawn(async move {
+            while let Some(batch) = stream.next().await {
+                if !fanout.send(batch).await {
+                    break;
+                }
+            }
+            tracing::info!(source = %name, "Source finished.");
+        });
+    }
+    Ok(RunningTopology {
+        shutdown,
+        tasks,
+        controls: Arc::new(TopologyControls {
+            dispatcher_settings,
+        }),
+    })
+}
+
+impl TopologyControls {
+    /// Applies live dispatcher settings to each named sink.
+    pub fn update_dispatchers(&self, settings: &BTreeMap<String, DispatcherConfig>) {
+        for (name, config) in settings {
+            if let Some(sender) = self.dispatcher_settings.get(name) {
+                sender.send_if_modified(|current| {
+                    if current == config {
+                        false
+                    } else {
+                        *current = config.clone();
+                        true
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl RunningTopology {
+    /// The handle reloads use to change the running pipeline.
+    pub fn controls(&self) -> Arc<TopologyControls> {
+        self.controls.clone()
+    }
+
+    /// Waits until every component has ended on its own (all sources finished and drained).
+    pub async fn wait_finished(&mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Stops the sources and drains the pipeline, for at most `limit`.
+    pub async fn shutdown(mut self, limit: Duration) -> ShutdownOutcome {
+        self.shutdown.trigger();
+        let drained = tokio::time::timeout(limit, async {
+            while let Some(result) = self.tasks.join_next().await {
+                if let Err(err) = result
+                    && err.is_panic()
+                {
+                    tracing::error!(error = %err, "A component task panicked.");
+                }
+            }
+        })
+        .await;
+        match drained {
+            Ok(()) => ShutdownOutcome::Drained,
+            Err(_) => {
+                self.tasks.abort_all();
+                ShutdownOutcome::TimedOut
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Shared helpers for process-level tests: run the real binary with a configuration, talk to its
+//! API, wait for conditions with a deadline, stop it with a signal.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_log-capturer")
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Polls `check` until it returns `Some` or `limit` passes; panics with `what` on timeout.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One HTTP request from a test, on a small runtime of its own.
+pub fn http(
+    method: Method,
+    url: &str,
+    bearer: Option<&str>,
+) -> Result<(StatusCode, String), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(log_capturer::client::request(method, url, bearer))
+}
+
+/// A running `log-capturer` process with its own directory and API port.
+pub struct Instance {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Instance {
+    /// Writes `config` (YAML; `{dir}` and `{port}` are replaced) and starts `log-capturer run`.
+    pub fn start(config: &str) -> Self {
+        Self::start_with(config, &[], &[])
+    }
+
+    pub fn start_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let port = free_port();
+        let config_path = dir.path().join("config.yaml");
+        let instance = Self {
+            config_path,
+            port,
+            child: None,
+            dir,
+        };
+        instance.write_config(config);
+        instance.spawn(args, env)
+    }
+
+    fn spawn(mut self, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(binary());
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        self.child = Some(command.spawn().expect("start log-capturer"));
+        self.wait_ready();
+        self
+    }
+
+    /// Replaces `{dir}` and `{port}` in `config` and writes it to the config file.
+    pub fn write_config(&self, config: &str) {
+        let text = config
+            .replace("{dir}", &self.dir.path().display().to_string())
+            .replace("{port}", &self.port.to_string());
+        std::fs::write(&self.config_path, text).expect("write config");
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn get(&self, path: &str) -> (StatusCode, String) {
+        http(Method::GET, &self.url(path), None).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub fn post(&self, path: &str) -> (StatusCode, String) {
+        http(Method::POST, &self.url(path), None).unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    fn wait_ready(&mut self) {
+        let url = self.url("/ready");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((status, _)) = http(Method::GET, &url, None)
+                && status == StatusCode::OK
+            {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let output = self.child.take().map(|c| c.wait_with_output());
+                panic!("log-capturer exited early with {status}: {output:?}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log-capturer did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            let pid = i32::try_from(child.id()).expect("pid fits i32");
+            // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
+            let rc = unsafe { libc::kill(pid, signal) };
+            assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (at most `limit`) and returns status and output.
+    pub fn terminate(&mut self, limit: Duration) -> (ExitStatus, Output) {
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().expect("running child");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("log-capturer did not exit within {limit:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().expect("collect output");
+        (output.status, output)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Counts the lines of a file (0 if it does not exist yet).
+pub fn line_count(path: &Path) -> usize {
+    std::fs::read(path)
+        .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
+        .unwrap_or(0)
+}
+
+/// Runs the binary to completion with arguments.
+pub fn run_cli(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run log-capturer")
+}
