@@ -30,6 +30,21 @@ pub mod names {
     pub const COMPONENT_HEALTH: &str = "component_health";
     pub const BUILD_INFO: &str = "build_info";
     pub const CONFIG_RELOADS: &str = "config_reloads";
+
+    /// Every name above; docs/metrics.md is checked against this list.
+    pub const ALL: &[&str] = &[
+        LOGS_PROCESSED,
+        ERRORS,
+        DROPPED,
+        QUEUE_SIZE,
+        QUEUE_CAPACITY,
+        BATCH_SIZE,
+        SEND_DURATION,
+        RETRIES,
+        COMPONENT_HEALTH,
+        BUILD_INFO,
+        CONFIG_RELOADS,
+    ];
 }
 
 /// The meter every component uses.

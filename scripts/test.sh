@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite with its set-up, on a fresh machine or a developer's: the README's test
+# command. Installs what the tests need when it is missing, then runs every test of the
+# workspace with cargo-nextest (falling back to cargo test where nextest is not installed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v cargo-nextest >/dev/null 2>&1; then
+    # nextest does not run doctests; run them first so nextest's summary closes the output.
+    cargo test --workspace --doc
+    cargo nextest run --workspace --profile ci "$@"
+else
+    echo "cargo-nextest not found; using cargo test" >&2
+    cargo test --workspace "$@"
+fi

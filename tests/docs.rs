@@ -1,0 +1,56 @@
+//! The reference documents are checked against the code, so neither drifts from the other.
+
+use log_capturer::components::catalogue::{SINK_TYPES, SOURCE_TYPES, TRANSFORM_TYPES};
+use log_capturer::components::config::struct_fields;
+use log_capturer::components::dispatcher::DispatcherConfig;
+use log_capturer::components::sinks::console::ConsoleConfig;
+use log_capturer::components::sinks::file::FileSinkConfig;
+use log_capturer::components::sources::generator::GeneratorConfig;
+use log_capturer::components::telemetry::names;
+use log_capturer::components::transforms::filter::FilterConfig;
+use log_capturer::config::{ApiConfig, LogConfig, RootConfig};
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn configuration_reference_documents_every_key_and_type() {
+    let doc = read("docs/configuration.md");
+    let sections: &[(&str, &[&str])] = &[
+        ("top level", struct_fields::<RootConfig>()),
+        ("api", struct_fields::<ApiConfig>()),
+        ("log", struct_fields::<LogConfig>()),
+        ("dispatcher", struct_fields::<DispatcherConfig>()),
+        ("generator", struct_fields::<GeneratorConfig>()),
+        ("filter", struct_fields::<FilterConfig>()),
+        ("file", struct_fields::<FileSinkConfig>()),
+        ("console", struct_fields::<ConsoleConfig>()),
+    ];
+    let mut missing = Vec::new();
+    for (section, fields) in sections {
+        assert!(!fields.is_empty(), "{section} has no fields?");
+        for field in *fields {
+            if !doc.contains(&format!("| `{field}` |")) {
+                missing.push(format!("{section}.{field}"));
+            }
+        }
+    }
+    for type_name in SOURCE_TYPES.iter().chain(TRANSFORM_TYPES).chain(SINK_TYPES) {
+        if !doc.contains(&format!("### `{type_name}`")) {
+            missing.push(format!("type {type_name}"));
+        }
+    }
+    assert!(missing.is_empty(), "not in docs/configuration.md: {missing:?}");
+}
+
+#[test]
+fn metrics_reference_lists_every_metric() {
+    let doc = read("docs/metrics.md");
+    let missing: Vec<_> = names::ALL
+        .iter()
+        .filter(|name| !doc.contains(&format!("`log_capturer_{name}")))
+        .collect();
+    assert!(missing.is_empty(), "not in docs/metrics.md: {missing:?}");
+}
