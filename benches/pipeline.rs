@@ -32,22 +32,25 @@ fn pipeline(c: &mut Criterion) {
             "sinks": {"out": {"type": "blackhole", "inputs": ["noop"]}},
         }))
         .expect("valid bench configuration");
-        group.bench_function(format!("generator_passthrough_blackhole_{line_bytes}B"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let health = HealthRegistry::default();
-                    let started = Instant::now();
-                    runtime.block_on(async {
-                        let mut running =
-                            topology::start(&config, &health, &data_dir).expect("topology starts");
-                        running.wait_finished().await;
-                    });
-                    total += started.elapsed();
-                }
-                total
-            });
-        });
+        group.bench_function(
+            format!("generator_passthrough_blackhole_{line_bytes}B"),
+            |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let health = HealthRegistry::default();
+                        let started = Instant::now();
+                        runtime.block_on(async {
+                            let mut running = topology::start(&config, &health, &data_dir)
+                                .expect("topology starts");
+                            running.wait_finished().await;
+                        });
+                        total += started.elapsed();
+                    }
+                    total
+                });
+            },
+        );
     }
     group.finish();
     telemetry.shutdown();

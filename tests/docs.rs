@@ -42,7 +42,10 @@ fn configuration_reference_documents_every_key_and_type() {
             missing.push(format!("type {type_name}"));
         }
     }
-    assert!(missing.is_empty(), "not in docs/configuration.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in docs/configuration.md: {missing:?}"
+    );
 }
 
 #[test]
