@@ -25,7 +25,8 @@ fn pipeline(c: &mut Criterion) {
     group.throughput(Throughput::Elements(LINES));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
-    for line_bytes in [100usize] {
+    {
+        let line_bytes = 100usize;
         let config = validate(json!({
             "sources": {"gen": {"type": "generator", "count": LINES, "rate": 0, "line_bytes": line_bytes, "labels": {"job": "bench"}}},
             "transforms": {"noop": {"type": "passthrough", "inputs": ["gen"]}},
