@@ -17,6 +17,7 @@ pub mod catalogue;
 pub mod config;
 pub mod dispatcher;
 pub mod event;
+pub mod lock;
 pub mod queue;
 pub mod shutdown;
 pub mod sinks;

@@ -1,0 +1,3 @@
+//! The `file` source (work in progress).
+
+pub mod positions;
