@@ -151,6 +151,14 @@ pub async fn run(source: ConfigSource) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    // One process per data directory: positions and the DLQ assume a single writer.
+    let _data_dir_lock = match log_capturer_components::lock::DataDirLock::acquire(&data_dir) {
+        Ok(lock) => lock,
+        Err(err) => {
+            eprintln!("data_dir: {err} (hint: stop the other instance or give this one another data_dir)");
+            return ExitCode::FAILURE;
+        }
+    };
     let listener = if config.root.api.enabled {
         match bind(config.root.api.listen).await {
             Ok(listener) => Some(listener),

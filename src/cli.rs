@@ -31,12 +31,38 @@ pub enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Show, restore or reset the file sources' saved positions.
+    Positions {
+        #[command(subcommand)]
+        action: PositionsAction,
+        /// The data directory; by default the configuration's data_dir.
+        #[arg(long, global = true, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Only this source (by default: every source with saved positions).
+        #[arg(long, global = true, value_name = "NAME")]
+        source: Option<String>,
+    },
     /// Ask a running instance for its health; exit 0 when healthy.
     Health {
         /// The API's base URL; by default taken from the configuration's api.listen.
         #[arg(long)]
         url: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PositionsAction {
+    /// Print each source's positions (offsets per file) and its checkpoints.
+    Show,
+    /// Replace the positions with checkpoint generation N (0 newest, 2 oldest). Refuses while
+    /// an instance runs on the data directory; keeps the replaced file as <source>.json.bak.
+    Restore {
+        #[arg(long, value_name = "N")]
+        generation: usize,
+    },
+    /// Forget the positions (files are read again as read_from says). Refuses while an
+    /// instance runs; keeps a .bak.
+    Reset,
 }
 
 impl Cli {
@@ -68,6 +94,11 @@ pub fn main() -> ExitCode {
         None | Some(Command::Run) => runtime.block_on(crate::app::run(source)),
         Some(Command::Validate { print }) => validate(&source, print),
         Some(Command::Health { url }) => runtime.block_on(health(&source, url)),
+        Some(Command::Positions {
+            action,
+            data_dir,
+            source: only,
+        }) => crate::positions_cli::run(&source, action, data_dir, only),
     }
 }
 

@@ -12,13 +12,14 @@ use crate::dispatcher::SinkService;
 use crate::sinks::blackhole::{Blackhole, BlackholeConfig};
 use crate::sinks::console::ConsoleConfig;
 use crate::sinks::file::FileSinkConfig;
+use crate::sources::file::FileSourceConfig;
 use crate::sources::generator::GeneratorConfig;
 use crate::transforms::filter::FilterConfig;
 use crate::transforms::{Passthrough, PassthroughConfig};
 use crate::{BuildError, EventStream, FunctionTransform, SourceContext};
 
 /// Source type names.
-pub const SOURCE_TYPES: &[&str] = &["generator"];
+pub const SOURCE_TYPES: &[&str] = &["generator", "file"];
 /// Transform type names.
 pub const TRANSFORM_TYPES: &[&str] = &["filter", "passthrough"];
 /// Sink type names.
@@ -28,6 +29,7 @@ pub const SINK_TYPES: &[&str] = &["file", "console", "blackhole"];
 #[derive(Clone, Debug, PartialEq)]
 pub enum SourceConfig {
     Generator(GeneratorConfig),
+    File(FileSourceConfig),
 }
 
 /// A transform's typed configuration.
@@ -82,6 +84,7 @@ impl SourceConfig {
             "generator" => {
                 parse_checked(prefix, value, GeneratorConfig::validate).map(Self::Generator)
             }
+            "file" => parse_checked(prefix, value, FileSourceConfig::validate).map(Self::File),
             other => Err(unknown_type(prefix, "source", other, SOURCE_TYPES)),
         }
     }
@@ -89,6 +92,7 @@ impl SourceConfig {
     pub fn build(&self, cx: SourceContext) -> Result<EventStream, BuildError> {
         match self {
             Self::Generator(config) => Ok(config.build(cx)),
+            Self::File(config) => config.build(cx),
         }
     }
 }

@@ -211,6 +211,26 @@ pub mod duration {
     }
 }
 
+/// Serde adapter for optional durations (`null` or absent means none).
+pub mod duration_opt {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.collect_str(&humantime::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Wrapper(#[serde(with = "super::duration")] Duration);
+        Ok(Option::<Wrapper>::deserialize(d)?.map(|Wrapper(d)| d))
+    }
+
+    use serde::Deserialize;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

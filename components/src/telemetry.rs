@@ -31,6 +31,28 @@ pub mod names {
     pub const BUILD_INFO: &str = "build_info";
     pub const CONFIG_RELOADS: &str = "config_reloads";
 
+    // The file source.
+    pub const FILES_WATCHED: &str = "files_watched";
+    pub const FILES_OPENED: &str = "files_opened";
+    pub const FILES_ROTATED: &str = "files_rotated";
+    pub const FILES_TRUNCATED: &str = "files_truncated";
+    pub const READ_BYTES: &str = "read_bytes";
+    pub const LINES_READ: &str = "lines_read";
+    pub const LINES_TRUNCATED: &str = "lines_truncated";
+    pub const INVALID_UTF8_LINES: &str = "invalid_utf8_lines";
+    pub const RETRY_QUEUE_SIZE: &str = "retry_queue_size";
+    pub const RETRY_DROPPED: &str = "retry_dropped";
+    pub const OLD_LOGS_IGNORED: &str = "old_logs_ignored";
+    pub const POSITION_SAVES: &str = "position_saves";
+    pub const POSITION_SAVE_FAILURES: &str = "position_save_failures";
+    pub const POSITION_SAVE_DURATION: &str = "position_save_duration_seconds";
+    pub const POSITION_SAVE_LAG: &str = "position_save_lag_seconds";
+    pub const POSITION_CORRUPTIONS: &str = "position_corruptions";
+    pub const POSITION_VALIDATION_FAILURES: &str = "position_validation_failures";
+    pub const CHECKPOINT_RESTORES: &str = "checkpoint_restores";
+    pub const CHECKPOINT_AGE: &str = "checkpoint_age_seconds";
+    pub const POSITION_BACKPRESSURE: &str = "position_backpressure";
+
     /// Every name above; docs/metrics.md is checked against this list.
     pub const ALL: &[&str] = &[
         LOGS_PROCESSED,
@@ -44,6 +66,26 @@ pub mod names {
         COMPONENT_HEALTH,
         BUILD_INFO,
         CONFIG_RELOADS,
+        FILES_WATCHED,
+        FILES_OPENED,
+        FILES_ROTATED,
+        FILES_TRUNCATED,
+        READ_BYTES,
+        LINES_READ,
+        LINES_TRUNCATED,
+        INVALID_UTF8_LINES,
+        RETRY_QUEUE_SIZE,
+        RETRY_DROPPED,
+        OLD_LOGS_IGNORED,
+        POSITION_SAVES,
+        POSITION_SAVE_FAILURES,
+        POSITION_SAVE_DURATION,
+        POSITION_SAVE_LAG,
+        POSITION_CORRUPTIONS,
+        POSITION_VALIDATION_FAILURES,
+        CHECKPOINT_RESTORES,
+        CHECKPOINT_AGE,
+        POSITION_BACKPRESSURE,
     ];
 }
 

@@ -1,0 +1,1059 @@
+//! The file source's reader thread: discovery, reading, rotation, truncation.
+//!
+//! Guarantees:
+//! - A file is identified by device and inode, confirmed by a hash of its first bytes (the
+//!   head), so a path that now names another file, or an inode reused by a new file, is noticed.
+//! - Rename rotation: the renamed file keeps being read until it has been at its end and idle
+//!   for `rotate_wait`; the new file at the path is read from its beginning. A deleted file is
+//!   drained the same way. A released file found again under another included name continues
+//!   where it was, it is not read twice.
+//! - copytruncate and truncation in place: when a file shrinks below what was read, or its head
+//!   changes, it is read again from 0; if a sibling file (same directory, name starting with
+//!   the file's name) carries the same head, that copy is read from the file's committed offset
+//!   to its end first, so lines written before the truncation are not lost.
+//! - At start, a saved position is used only if the file is still long enough and the bytes
+//!   before the committed offset hash to the saved marker; otherwise the file is read from 0
+//!   (counted in `position_validation_failures_total`). A saved file no longer at its path is
+//!   looked for, by inode, in its directory and drained from its committed offset.
+//! - Every read batch is registered with the committer before it is sent, in the order sent.
+//! - Reading pauses while the committer reports that positions cannot be saved, and while the
+//!   pipeline is full (sending blocks): backpressure reaches the files.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fs::{File, Metadata};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::BytesMut;
+use notify::{RecursiveMode, Watcher};
+use opentelemetry::KeyValue;
+use tokio::sync::mpsc;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::lines::LineSplitter;
+use super::positions::{FileKey, FilePosition};
+use super::{AckToken, Entry, FileSourceConfig, ReadFrom, Shared, metrics, now_rfc3339};
+use crate::ack::{BatchNotifier, BatchStatusReceiver, Finalizers};
+use crate::event::{EventBatch, Labels, LogEvent, now_ns};
+use crate::shutdown::ShutdownSignal;
+use crate::telemetry::ComponentAttrs;
+use crate::ComponentKey;
+
+/// Bytes hashed to fingerprint a file's beginning.
+const HEAD_BYTES: u64 = 256;
+/// Bytes before an offset hashed into its marker.
+const MARKER_BYTES: u64 = 64;
+/// Most reads of one file before the reader moves on to the next (fairness).
+const READS_PER_TURN: usize = 16;
+/// Longest wait for a notify event when nothing was read.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+struct Tracked {
+    path: PathBuf,
+    file: Option<File>,
+    /// Bytes read from the file so far (the partial line included).
+    read_pos: u64,
+    /// Offset just past the last handled line: the `read_offset` of the positions.
+    emitted: u64,
+    buf: BytesMut,
+    splitter: LineSplitter,
+    head_hash: u64,
+    head_len: u64,
+    epoch: u64,
+    dirty: bool,
+    at_eof: bool,
+    last_activity: Instant,
+    /// Set when the file was renamed away or deleted: drain, then release.
+    rotated: bool,
+}
+
+struct RetryEntry {
+    path: PathBuf,
+    attempts: u32,
+    next_at: Instant,
+}
+
+type AckSender = mpsc::UnboundedSender<(AckToken, BatchStatusReceiver)>;
+
+pub(super) struct Reader {
+    config: Arc<FileSourceConfig>,
+    source: ComponentKey,
+    attrs: Arc<[KeyValue]>,
+    component: ComponentAttrs,
+    shutdown: ShutdownSignal,
+    out: mpsc::Sender<EventBatch>,
+    acks: AckSender,
+    shared: Arc<Shared>,
+    labels: Labels,
+    include: Vec<glob::Pattern>,
+    exclude: Vec<glob::Pattern>,
+    files: HashMap<FileKey, Tracked>,
+    by_path: HashMap<PathBuf, FileKey>,
+    /// Files skipped by `ignore_older`, with their size then.
+    ignored: HashMap<FileKey, u64>,
+    /// Files released after rotation, with the offset reached, in case they are found again.
+    released: HashMap<FileKey, u64>,
+    retries: VecDeque<RetryEntry>,
+    events: std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: HashSet<PathBuf>,
+    open_count: usize,
+    next_epoch: u64,
+    resume: BTreeMap<FileKey, FilePosition>,
+    stopped: bool,
+}
+
+impl Reader {
+    pub(super) fn new(
+        config: Arc<FileSourceConfig>,
+        source: ComponentKey,
+        shutdown: ShutdownSignal,
+        out: mpsc::Sender<EventBatch>,
+        acks: AckSender,
+        shared: Arc<Shared>,
+        resume: BTreeMap<FileKey, FilePosition>,
+    ) -> Result<Self, String> {
+        let compile = |patterns: &[String]| -> Result<Vec<glob::Pattern>, String> {
+            patterns
+                .iter()
+                .map(|p| glob::Pattern::new(p).map_err(|e| format!("invalid glob {p:?}: {e}")))
+                .collect()
+        };
+        let include = compile(&config.include)?;
+        let exclude = compile(&config.exclude)?;
+        let (events_tx, events) = std::sync::mpsc::channel();
+        let watcher = match notify::recommended_watcher(events_tx) {
+            Ok(watcher) => Some(watcher),
+            Err(err) => {
+                tracing::warn!(source = %source, error = %err, "File events unavailable; relying on polling.");
+                None
+            }
+        };
+        let labels = Labels::new(config.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Ok(Self {
+            attrs: metrics::attrs(&source),
+            component: ComponentAttrs::new(&source),
+            config,
+            source,
+            shutdown,
+            out,
+            acks,
+            shared,
+            labels,
+            include,
+            exclude,
+            files: HashMap::new(),
+            by_path: HashMap::new(),
+            ignored: HashMap::new(),
+            released: HashMap::new(),
+            retries: VecDeque::new(),
+            events,
+            watcher,
+            watched: HashSet::new(),
+            open_count: 0,
+            next_epoch: 1,
+            resume,
+            stopped: false,
+        })
+    }
+
+    pub(super) fn run(mut self) {
+        self.watch_dirs();
+        self.scan(true);
+        self.adopt_unmatched();
+        let mut last_scan = Instant::now();
+        let mut last_sweep = Instant::now();
+        while !self.shutdown.is_triggered() && !self.stopped {
+            if self.shared.saves_behind.load(Ordering::Acquire) {
+                std::thread::sleep(IDLE_WAIT);
+                continue;
+            }
+            while let Ok(event) = self.events.try_recv() {
+                self.on_event(event);
+            }
+            if last_scan.elapsed() >= self.config.scan_interval {
+                self.watch_dirs();
+                self.scan(false);
+                last_scan = Instant::now();
+            }
+            if last_sweep.elapsed() >= self.config.poll_interval {
+                self.sweep();
+                last_sweep = Instant::now();
+            }
+            self.process_retries();
+            let mut progressed = false;
+            let dirty: Vec<FileKey> = self
+                .files
+                .iter()
+                .filter(|(_, t)| t.dirty)
+                .map(|(k, _)| *k)
+                .collect();
+            for key in dirty {
+                if self.shutdown.is_triggered() || self.stopped {
+                    break;
+                }
+                progressed |= self.read_file(key);
+            }
+            self.finish_idle();
+            if !progressed {
+                match self.events.recv_timeout(IDLE_WAIT) {
+                    Ok(event) => self.on_event(event),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        std::thread::sleep(IDLE_WAIT);
+                    }
+                }
+            }
+        }
+        tracing::debug!(source = %self.source, "File reader stopped.");
+    }
+
+    fn included(&self, path: &Path) -> bool {
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        };
+        self.include.iter().any(|p| p.matches_path_with(path, options))
+            && !self.exclude.iter().any(|p| p.matches_path_with(path, options))
+    }
+
+    /// Watches the fixed directory part of each include pattern (recursively under `**`).
+    fn watch_dirs(&mut self) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        for pattern in &self.config.include {
+            let (dir, recursive) = static_prefix(pattern);
+            if self.watched.contains(&dir) || !dir.is_dir() {
+                continue;
+            }
+            let mode = if recursive {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
+            match watcher.watch(&dir, mode) {
+                Ok(()) => {
+                    self.watched.insert(dir);
+                }
+                Err(err) => {
+                    tracing::debug!(source = %self.source, dir = %dir.display(), error = %err, "Cannot watch directory; polling it.");
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: notify::Result<notify::Event>) {
+        let Ok(event) = event else {
+            // Event overflow or watcher error: a rescan on the next turn finds what was missed.
+            self.sweep();
+            return;
+        };
+        for path in event.paths {
+            if let Some(key) = self.by_path.get(&path).copied() {
+                if let Some(tracked) = self.files.get_mut(&key) {
+                    tracked.dirty = true;
+                }
+                if !matches!(event.kind, notify::EventKind::Modify(notify::event::ModifyKind::Data(_))) {
+                    self.check_identity(key);
+                }
+            } else if self.included(&path) {
+                self.consider(&path, false);
+            }
+        }
+    }
+
+    fn scan(&mut self, first: bool) {
+        let mut found = Vec::new();
+        for pattern in &self.config.include {
+            match glob::glob(pattern) {
+                Ok(paths) => found.extend(paths.filter_map(Result::ok)),
+                Err(err) => tracing::warn!(source = %self.source, error = %err, "Invalid glob."),
+            }
+        }
+        for path in found {
+            if self.included(&path) {
+                self.consider(&path, first);
+            }
+        }
+        self.report_watched();
+    }
+
+    /// Looks at one path: a new file, a known one, or one whose path now names another file.
+    fn consider(&mut self, path: &Path, first: bool) {
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(key) = self.by_path.get(path).copied() {
+                    self.mark_rotated(key);
+                }
+                return;
+            }
+            Err(err) => {
+                self.schedule_retry(path, &err.to_string());
+                return;
+            }
+        };
+        if !meta.is_file() {
+            return;
+        }
+        let key = FileKey {
+            dev: meta.dev(),
+            inode: meta.ino(),
+        };
+        match self.by_path.get(path).copied() {
+            Some(known) if known == key => return,
+            Some(other) => self.mark_rotated(other),
+            None => {}
+        }
+        if let Some(tracked) = self.files.get_mut(&key) {
+            // The same file under a new included name (renamed within the globs).
+            tracked.path = path.to_path_buf();
+            self.by_path.insert(path.to_path_buf(), key);
+            return;
+        }
+        let start = match self.start_offset(path, key, &meta, first) {
+            Some(start) => start,
+            None => return,
+        };
+        self.track(path, key, start, &meta, false);
+    }
+
+    /// Where to start reading a newly found file; `None` to skip it.
+    fn start_offset(&mut self, path: &Path, key: FileKey, meta: &Metadata, first: bool) -> Option<u64> {
+        if let Some(saved) = self.resume.remove(&key) {
+            return Some(self.validate_saved(path, &saved, meta));
+        }
+        if let Some(offset) = self.released.remove(&key) {
+            return Some(offset.min(meta.len()));
+        }
+        if let Some(&size_then) = self.ignored.get(&key) {
+            if meta.len() <= size_then {
+                return None;
+            }
+            self.ignored.remove(&key);
+            return Some(size_then);
+        }
+        if let Some(limit) = self.config.ignore_older {
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| SystemTime::now().duration_since(m).ok())
+                .is_some_and(|age| age > limit);
+            if old {
+                metrics::instruments().old_logs_ignored.add(1, &self.attrs);
+                tracing::info!(source = %self.source, file = %path.display(), "File older than ignore_older; skipped.");
+                self.ignored.insert(key, meta.len());
+                return None;
+            }
+        }
+        Some(if first && self.config.read_from == ReadFrom::End {
+            meta.len()
+        } else {
+            0
+        })
+    }
+
+    /// The committed offset of a saved position if the file still matches it, else 0.
+    fn validate_saved(&mut self, path: &Path, saved: &FilePosition, meta: &Metadata) -> u64 {
+        let committed = saved.committed_offset;
+        let file = File::open(path);
+        let head_ok = file
+            .as_ref()
+            .ok()
+            .and_then(|f| hash_range(f, 0, u64::from(saved.head_len)))
+            == Some(saved.head_hash);
+        let marker_ok = committed <= meta.len()
+            && file
+                .as_ref()
+                .ok()
+                .and_then(|f| {
+                    hash_range(
+                        f,
+                        committed - u64::from(saved.marker_len).min(committed),
+                        u64::from(saved.marker_len),
+                    )
+                })
+                == Some(saved.marker);
+        if head_ok && marker_ok {
+            return committed;
+        }
+        metrics::instruments()
+            .position_validation_failures
+            .add(1, &self.attrs);
+        tracing::warn!(
+            source = %self.source,
+            file = %path.display(),
+            committed,
+            size = meta.len(),
+            head_ok,
+            marker_ok,
+            "Saved position does not match the file (truncated or replaced); reading it from the start."
+        );
+        self.drain_copy_of(path, saved.head_hash, u64::from(saved.head_len), committed);
+        0
+    }
+
+    /// Saved positions whose file was not found at its path: look for it by inode in its
+    /// directory (rotated while we were down) and drain it; otherwise forget it.
+    fn adopt_unmatched(&mut self) {
+        let unmatched = std::mem::take(&mut self.resume);
+        for (key, saved) in unmatched {
+            let found = saved.path.parent().and_then(|dir| find_by_inode(dir, key));
+            match found {
+                Some((path, meta)) => {
+                    let start = self.validate_saved(&path, &saved, &meta);
+                    tracing::info!(source = %self.source, file = %path.display(), from = start, "Draining a file rotated while stopped.");
+                    self.track(&path, key, start, &meta, true);
+                }
+                None => {
+                    tracing::warn!(
+                        source = %self.source,
+                        file = %saved.path.display(),
+                        committed = saved.committed_offset,
+                        "A file with a saved position is gone; what it held after the committed offset cannot be read."
+                    );
+                    metrics::instruments()
+                        .position_validation_failures
+                        .add(1, &self.attrs);
+                    self.shared.with_table(|table| {
+                        table.remove(&key);
+                    });
+                }
+            }
+        }
+    }
+
+    /// After a copytruncate: find the copy (same head, name starting with the file's name) and
+    /// drain it from `from`.
+    fn drain_copy_of(&mut self, path: &Path, head_hash: u64, head_len: u64, from: u64) {
+        if head_len == 0 {
+            return;
+        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let candidate = entry.path();
+            let Some(candidate_name) = candidate.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if candidate == path || !candidate_name.starts_with(name) {
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(&candidate) else {
+                continue;
+            };
+            let key = FileKey {
+                dev: meta.dev(),
+                inode: meta.ino(),
+            };
+            if !meta.is_file() || meta.len() < from || self.files.contains_key(&key) {
+                continue;
+            }
+            let same_head = File::open(&candidate)
+                .ok()
+                .and_then(|f| hash_range(&f, 0, head_len))
+                == Some(head_hash);
+            if same_head {
+                tracing::info!(source = %self.source, file = %path.display(), copy = %candidate.display(), from, "Draining the copy left by copytruncate.");
+                self.track(&candidate, key, from, &meta, true);
+                return;
+            }
+        }
+    }
+
+    fn track(&mut self, path: &Path, key: FileKey, start: u64, meta: &Metadata, rotated: bool) {
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        let (head_hash, head_len) = File::open(path)
+            .ok()
+            .and_then(|f| {
+                let len = meta.len().min(HEAD_BYTES);
+                hash_range(&f, 0, len).map(|h| (h, len))
+            })
+            .unwrap_or((xxh3_64(b""), 0));
+        let tracked = Tracked {
+            path: path.to_path_buf(),
+            file: None,
+            read_pos: start,
+            emitted: start,
+            buf: BytesMut::new(),
+            splitter: LineSplitter::new(
+                self.config.max_line_bytes,
+                self.config.oversize,
+                self.config.invalid_utf8,
+            ),
+            head_hash,
+            head_len,
+            epoch,
+            dirty: true,
+            at_eof: false,
+            last_activity: Instant::now(),
+            rotated,
+        };
+        self.shared.with_table(|table| {
+            let entry = table.entry(key).or_insert_with(|| Entry {
+                position: FilePosition {
+                    path: path.to_path_buf(),
+                    dev: key.dev,
+                    inode: key.inode,
+                    head_hash,
+                    head_len: head_len as u32,
+                    read_offset: start,
+                    committed_offset: start,
+                    marker: 0,
+                    marker_len: 0,
+                    updated_at: now_rfc3339(),
+                },
+                epoch,
+                released: false,
+                frozen: false,
+            });
+            entry.epoch = epoch;
+            entry.released = false;
+            entry.position.path = path.to_path_buf();
+            entry.position.head_hash = head_hash;
+            entry.position.head_len = head_len as u32;
+            entry.position.read_offset = start;
+            if entry.position.committed_offset > start || entry.frozen {
+                // Restarting below the committed offset (read again from 0): commit anew.
+                entry.position.committed_offset = start;
+                entry.position.marker = 0;
+                entry.position.marker_len = 0;
+                entry.frozen = false;
+            }
+        });
+        if !rotated {
+            self.by_path.insert(path.to_path_buf(), key);
+        }
+        self.files.insert(key, tracked);
+        tracing::debug!(source = %self.source, file = %path.display(), from = start, "Following file.");
+    }
+
+    /// Opens a tracked file if a descriptor is free (closing an idle one if need be).
+    fn ensure_open(&mut self, key: FileKey) -> bool {
+        match self.files.get(&key) {
+            Some(t) if t.file.is_some() => return true,
+            Some(_) => {}
+            None => return false,
+        }
+        if self.open_count >= self.config.max_open_files && !self.park_idle(key) {
+            return false;
+        }
+        let Some(tracked) = self.files.get_mut(&key) else {
+            return false;
+        };
+        let opened = File::open(&tracked.path).and_then(|mut file| {
+            let meta = file.metadata()?;
+            if meta.ino() != key.inode || meta.dev() != key.dev {
+                return Err(std::io::Error::other("the path names another file now"));
+            }
+            file.seek(SeekFrom::Start(tracked.read_pos))?;
+            Ok(file)
+        });
+        match opened {
+            Ok(file) => {
+                tracked.file = Some(file);
+                self.open_count += 1;
+                metrics::instruments().files_opened.add(1, &self.attrs);
+                true
+            }
+            Err(err) => {
+                let path = tracked.path.clone();
+                tracing::debug!(source = %self.source, file = %path.display(), error = %err, "Cannot open file.");
+                if err.kind() == std::io::ErrorKind::NotFound || err.kind() == std::io::ErrorKind::Other {
+                    // Gone or replaced: drop the old identity, then look at the path afresh.
+                    self.release(key);
+                    self.consider(&path, false);
+                } else {
+                    self.release(key);
+                    self.schedule_retry(&path, &err.to_string());
+                }
+                false
+            }
+        }
+    }
+
+    /// Closes the longest-idle open file at its end to free a descriptor for `wanted`.
+    fn park_idle(&mut self, wanted: FileKey) -> bool {
+        let victim = self
+            .files
+            .iter()
+            .filter(|(k, t)| **k != wanted && t.file.is_some() && t.at_eof && !t.dirty && !t.rotated)
+            .min_by_key(|(_, t)| t.last_activity)
+            .map(|(k, _)| *k);
+        match victim.and_then(|k| self.files.get_mut(&k)) {
+            Some(tracked) => {
+                tracked.file = None;
+                self.open_count -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reads what a file has; returns whether anything was read.
+    fn read_file(&mut self, key: FileKey) -> bool {
+        if !self.ensure_open(key) {
+            return false;
+        }
+        self.check_truncation(key);
+        let read_buffer = self.config.read_buffer_bytes;
+        let mut progressed = false;
+        for _ in 0..READS_PER_TURN {
+            let Some(tracked) = self.files.get_mut(&key) else {
+                return progressed;
+            };
+            let Some(file) = tracked.file.as_mut() else {
+                return progressed;
+            };
+            let filled = tracked.buf.len();
+            tracked.buf.resize(filled + read_buffer, 0);
+            let read = file.read(&mut tracked.buf[filled..]);
+            let n = match read {
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(err) => {
+                    tracked.buf.truncate(filled);
+                    self.component.error("read_error");
+                    tracing::warn!(source = %self.source, file = %tracked.path.display(), error = %err, "Read failed; will retry.");
+                    tracked.dirty = false;
+                    return progressed;
+                }
+            };
+            tracked.buf.truncate(filled + n);
+            if n == 0 {
+                tracked.at_eof = true;
+                tracked.dirty = false;
+                break;
+            }
+            progressed = true;
+            tracked.at_eof = false;
+            tracked.read_pos += n as u64;
+            tracked.last_activity = Instant::now();
+            metrics::instruments()
+                .read_bytes
+                .add(n as u64, &self.attrs);
+            self.emit_lines(key, false);
+            if self.stopped {
+                break;
+            }
+        }
+        progressed
+    }
+
+    /// Splits what is buffered and sends the lines as one batch.
+    fn emit_lines(&mut self, key: FileKey, flush_partial: bool) {
+        let Some(tracked) = self.files.get_mut(&key) else {
+            return;
+        };
+        let split = tracked.splitter.split(&mut tracked.buf, flush_partial);
+        if split.consumed == 0 {
+            return;
+        }
+        tracked.emitted += split.consumed as u64;
+        let instruments = metrics::instruments();
+        if split.truncated > 0 {
+            instruments
+                .lines_truncated
+                .add(split.truncated as u64, &self.attrs);
+        }
+        if split.dropped > 0 {
+            self.component.dropped(split.dropped, "oversize");
+        }
+        if split.invalid_utf8 > 0 {
+            instruments
+                .invalid_utf8_lines
+                .add(split.invalid_utf8 as u64, &self.attrs);
+        }
+        let end = tracked.emitted;
+        // The marker: the bytes just before `end`, taken from the lines themselves when they
+        // reach that far back, else read from the file.
+        let (marker, marker_len) = match &tracked.file {
+            Some(file) => {
+                let len = end.min(MARKER_BYTES);
+                hash_range(file, end - len, len).map_or((0, 0), |h| (h, len as u32))
+            }
+            None => (0, 0),
+        };
+        let epoch = tracked.epoch;
+        let lines = split.lines;
+        self.shared.with_table(|table| {
+            if let Some(entry) = table.get_mut(&key) {
+                entry.position.read_offset = end;
+            }
+        });
+        if lines.is_empty() {
+            // Only skipped bytes (oversize tail, dropped line): nothing to acknowledge, but the
+            // committed offset may move past them once earlier batches are done.
+            let (notifier, receiver) = BatchNotifier::new_with_receiver();
+            let token = AckToken {
+                key,
+                epoch,
+                end,
+                marker,
+                marker_len,
+            };
+            if self.acks.send((token, receiver)).is_err() {
+                self.stopped = true;
+            }
+            drop(notifier);
+            return;
+        }
+        let now = now_ns();
+        let count = lines.len();
+        let events: Vec<LogEvent> = lines
+            .into_iter()
+            .map(|line| LogEvent {
+                timestamp_ns: now,
+                observed_ns: now,
+                line,
+                labels: self.labels.clone(),
+                metadata: Vec::new(),
+                source: self.source.clone(),
+            })
+            .collect();
+        let (notifier, receiver) = BatchNotifier::new_with_receiver();
+        let token = AckToken {
+            key,
+            epoch,
+            end,
+            marker,
+            marker_len,
+        };
+        if self.acks.send((token, receiver)).is_err() {
+            self.stopped = true;
+            return;
+        }
+        instruments.lines_read.add(count as u64, &self.attrs);
+        self.component.processed(count);
+        let batch = EventBatch::new(events, Finalizers::new(notifier));
+        if self.out.blocking_send(batch).is_err() {
+            // The pipeline is gone (shutdown): stop reading.
+            self.stopped = true;
+        }
+    }
+
+    /// A file that shrank below what was read, or whose head changed, is read again from 0,
+    /// after draining the copy copytruncate left, if any.
+    fn check_truncation(&mut self, key: FileKey) {
+        let Some(tracked) = self.files.get(&key) else {
+            return;
+        };
+        let Some(file) = tracked.file.as_ref() else {
+            return;
+        };
+        let Ok(meta) = file.metadata() else {
+            return;
+        };
+        let shrank = meta.len() < tracked.read_pos;
+        let head_changed = tracked.head_len > 0
+            && hash_range(file, 0, tracked.head_len) != Some(tracked.head_hash);
+        if !shrank && !head_changed {
+            if tracked.head_len < HEAD_BYTES && meta.len() > tracked.head_len {
+                // The file has grown past a short head: fingerprint more of it.
+                let len = meta.len().min(HEAD_BYTES);
+                if let Some(hash) = hash_range(file, 0, len)
+                    && let Some(tracked) = self.files.get_mut(&key)
+                {
+                    tracked.head_hash = hash;
+                    tracked.head_len = len;
+                    self.shared.with_table(|table| {
+                        if let Some(entry) = table.get_mut(&key) {
+                            entry.position.head_hash = hash;
+                            entry.position.head_len = len as u32;
+                        }
+                    });
+                }
+            }
+            return;
+        }
+        let path = tracked.path.clone();
+        let (old_hash, old_len) = (tracked.head_hash, tracked.head_len);
+        let committed = self
+            .shared
+            .with_table(|table| table.get(&key).map(|e| e.position.committed_offset))
+            .unwrap_or(0);
+        metrics::instruments().files_truncated.add(1, &self.attrs);
+        tracing::info!(source = %self.source, file = %path.display(), size = meta.len(), "File truncated or replaced in place; reading it again from the start.");
+        self.drain_copy_of(&path, old_hash, old_len, committed);
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        let len = meta.len().min(HEAD_BYTES);
+        let Some(tracked) = self.files.get_mut(&key) else {
+            return;
+        };
+        let new_head = tracked
+            .file
+            .as_ref()
+            .and_then(|f| hash_range(f, 0, len))
+            .unwrap_or(0);
+        tracked.read_pos = 0;
+        tracked.emitted = 0;
+        tracked.buf.clear();
+        tracked.splitter.reset();
+        tracked.epoch = epoch;
+        tracked.head_hash = new_head;
+        tracked.head_len = len;
+        tracked.dirty = true;
+        if let Some(file) = tracked.file.as_mut()
+            && file.seek(SeekFrom::Start(0)).is_err()
+        {
+            tracked.file = None;
+            self.open_count -= 1;
+        }
+        self.shared.with_table(|table| {
+            if let Some(entry) = table.get_mut(&key) {
+                entry.epoch = epoch;
+                entry.frozen = false;
+                entry.position.read_offset = 0;
+                entry.position.committed_offset = 0;
+                entry.position.marker = 0;
+                entry.position.marker_len = 0;
+                entry.position.head_hash = new_head;
+                entry.position.head_len = len as u32;
+            }
+        });
+    }
+
+    /// Checks that a tracked path still names the tracked file.
+    fn check_identity(&mut self, key: FileKey) {
+        let Some(tracked) = self.files.get(&key) else {
+            return;
+        };
+        if tracked.rotated {
+            return;
+        }
+        let path = tracked.path.clone();
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.dev() == key.dev && meta.ino() == key.inode => {}
+            Ok(_) => {
+                self.mark_rotated(key);
+                self.consider(&path, false);
+            }
+            Err(_) => self.mark_rotated(key),
+        }
+    }
+
+    fn mark_rotated(&mut self, key: FileKey) {
+        let Some(tracked) = self.files.get_mut(&key) else {
+            return;
+        };
+        if tracked.rotated {
+            return;
+        }
+        tracked.rotated = true;
+        tracked.dirty = true;
+        tracked.last_activity = Instant::now();
+        if self.by_path.get(&tracked.path) == Some(&key) {
+            self.by_path.remove(&tracked.path);
+        }
+        metrics::instruments().files_rotated.add(1, &self.attrs);
+        tracing::debug!(source = %self.source, file = %tracked.path.display(), "File rotated or deleted; draining it.");
+    }
+
+    /// Periodic check of every followed file.
+    fn sweep(&mut self) {
+        let keys: Vec<FileKey> = self.files.keys().copied().collect();
+        for key in keys {
+            self.check_identity(key);
+            let Some(tracked) = self.files.get_mut(&key) else {
+                continue;
+            };
+            let (size, deleted) = match &tracked.file {
+                Some(file) => match file.metadata() {
+                    Ok(m) => (Some(m.len()), m.nlink() == 0),
+                    Err(_) => (None, false),
+                },
+                None => (
+                    std::fs::metadata(&tracked.path)
+                        .ok()
+                        .filter(|m| m.ino() == key.inode && m.dev() == key.dev)
+                        .map(|m| m.len()),
+                    false,
+                ),
+            };
+            if size.is_some_and(|s| s != tracked.read_pos) {
+                tracked.dirty = true;
+            }
+            if deleted {
+                self.mark_rotated(key);
+            }
+        }
+        self.report_watched();
+    }
+
+    /// Emits partial last lines of idle files, releases drained rotated files.
+    fn finish_idle(&mut self) {
+        let now = Instant::now();
+        let mut to_flush = Vec::new();
+        let mut to_release = Vec::new();
+        for (key, tracked) in &self.files {
+            if !tracked.at_eof || tracked.dirty {
+                continue;
+            }
+            let idle = now.duration_since(tracked.last_activity);
+            if !tracked.buf.is_empty() && (idle >= self.config.eof_timeout || tracked.rotated) {
+                to_flush.push(*key);
+            }
+            if tracked.rotated && idle >= self.config.rotate_wait {
+                to_release.push(*key);
+            }
+        }
+        for key in to_flush {
+            self.emit_lines(key, true);
+        }
+        for key in to_release {
+            self.release(key);
+        }
+    }
+
+    fn release(&mut self, key: FileKey) {
+        let Some(tracked) = self.files.remove(&key) else {
+            return;
+        };
+        if tracked.file.is_some() {
+            self.open_count -= 1;
+        }
+        if self.by_path.get(&tracked.path) == Some(&key) {
+            self.by_path.remove(&tracked.path);
+        }
+        self.released.insert(key, tracked.emitted);
+        self.shared.with_table(|table| {
+            if let Some(entry) = table.get_mut(&key) {
+                entry.released = true;
+            }
+        });
+        tracing::debug!(source = %self.source, file = %tracked.path.display(), "File released.");
+        self.report_watched();
+    }
+
+    fn schedule_retry(&mut self, path: &Path, error: &str) {
+        if self.retries.iter().any(|r| r.path == path) {
+            return;
+        }
+        if self.retries.len() >= self.config.retry_queue_size {
+            metrics::instruments().retry_dropped.add(1, &self.attrs);
+            tracing::error!(source = %self.source, file = %path.display(), error, "Retry queue full; file dropped (its lines are not read).");
+            return;
+        }
+        tracing::warn!(source = %self.source, file = %path.display(), error, "Cannot open file; will retry.");
+        self.retries.push_back(RetryEntry {
+            path: path.to_path_buf(),
+            attempts: 1,
+            next_at: Instant::now() + retry_delay(1),
+        });
+        self.report_retries();
+    }
+
+    fn process_retries(&mut self) {
+        let now = Instant::now();
+        let due: Vec<RetryEntry> = {
+            let (due, waiting): (Vec<_>, Vec<_>) =
+                self.retries.drain(..).partition(|r| r.next_at <= now);
+            self.retries.extend(waiting);
+            due
+        };
+        for entry in due {
+            match File::open(&entry.path) {
+                Ok(_) => self.consider(&entry.path, false),
+                Err(err) if entry.attempts >= self.config.retry_max_attempts => {
+                    metrics::instruments().retry_dropped.add(1, &self.attrs);
+                    tracing::error!(source = %self.source, file = %entry.path.display(), error = %err, attempts = entry.attempts, "File given up after repeated open errors (its lines are not read).");
+                }
+                Err(_) => self.retries.push_back(RetryEntry {
+                    path: entry.path,
+                    attempts: entry.attempts + 1,
+                    next_at: now + retry_delay(entry.attempts + 1),
+                }),
+            }
+        }
+        self.report_retries();
+    }
+
+    fn report_retries(&self) {
+        metrics::instruments()
+            .retry_queue_size
+            .record(self.retries.len() as i64, &self.attrs);
+    }
+
+    fn report_watched(&self) {
+        metrics::instruments()
+            .files_watched
+            .record(self.files.len() as i64, &self.attrs);
+    }
+}
+
+/// 1 s, 2 s, 4 s ... at most 60 s.
+fn retry_delay(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+/// xxh3 of `len` bytes at `offset`; `None` if the file is shorter or unreadable.
+fn hash_range(file: &File, offset: u64, len: u64) -> Option<u64> {
+    let len = usize::try_from(len).ok()?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, offset).ok()?;
+    Some(xxh3_64(&buf))
+}
+
+/// The file in `dir` with the given identity, if any.
+fn find_by_inode(dir: &Path, key: FileKey) -> Option<(PathBuf, Metadata)> {
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let meta = entry.metadata().ok()?;
+        (meta.is_file() && meta.ino() == key.inode && meta.dev() == key.dev)
+            .then(|| (entry.path(), meta))
+    })
+}
+
+/// The directory before the first glob character, and whether the pattern descends (`**`).
+fn static_prefix(pattern: &str) -> (PathBuf, bool) {
+    let mut dir = PathBuf::new();
+    let mut recursive = false;
+    let components: Vec<&str> = pattern.split('/').collect();
+    for (i, part) in components.iter().enumerate() {
+        if part.contains(['*', '?', '[']) {
+            recursive = components[i..].iter().any(|p| p.contains("**"))
+                || i + 1 < components.len();
+            return (dir, recursive);
+        }
+        if i + 1 == components.len() {
+            break;
+        }
+        if part.is_empty() && i == 0 {
+            dir.push("/");
+        } else {
+            dir.push(part);
+        }
+    }
+    (dir, recursive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_prefix_finds_the_directory_to_watch() {
+        assert_eq!(static_prefix("/var/log/*.log"), (PathBuf::from("/var/log"), false));
+        assert_eq!(static_prefix("/var/log/**/*.log"), (PathBuf::from("/var/log"), true));
+        assert_eq!(static_prefix("/a/b/app.log"), (PathBuf::from("/a/b"), false));
+        assert_eq!(static_prefix("/a/*/x.log"), (PathBuf::from("/a"), true));
+    }
+
+    #[test]
+    fn retry_delay_doubles_up_to_a_minute() {
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(3), Duration::from_secs(4));
+        assert_eq!(retry_delay(30), Duration::from_secs(60));
+    }
+}
