@@ -155,7 +155,9 @@ pub async fn run(source: ConfigSource) -> ExitCode {
     let _data_dir_lock = match log_capturer_components::lock::DataDirLock::acquire(&data_dir) {
         Ok(lock) => lock,
         Err(err) => {
-            eprintln!("data_dir: {err} (hint: stop the other instance or give this one another data_dir)");
+            eprintln!(
+                "data_dir: {err} (hint: stop the other instance or give this one another data_dir)"
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -32,7 +32,7 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
             Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -64,6 +64,13 @@ impl Instance {
     }
 
     pub fn start_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut instance = Self::prepare(config);
+        instance.spawn(args, env);
+        instance
+    }
+
+    /// Creates the directory and config without starting the process (see [`Instance::spawn`]).
+    pub fn prepare(config: &str) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
         let config_path = dir.path().join("config.yaml");
@@ -74,10 +81,11 @@ impl Instance {
             dir,
         };
         instance.write_config(config);
-        instance.spawn(args, env)
+        instance
     }
 
-    fn spawn(mut self, args: &[&str], env: &[(&str, &str)]) -> Self {
+    /// Starts (or starts again) the process on the same directory, config and port.
+    pub fn spawn(&mut self, args: &[&str], env: &[(&str, &str)]) {
         let mut command = Command::new(binary());
         command
             .arg("run")
@@ -85,14 +93,43 @@ impl Instance {
             .arg(&self.config_path)
             .args(args)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(Stdio::from(self.log_file("stdout.log")))
+            .stderr(Stdio::from(self.log_file("stderr.log")));
         for (key, value) in env {
             command.env(key, value);
         }
         self.child = Some(command.spawn().expect("start log-capturer"));
         self.wait_ready();
-        self
+    }
+
+    /// Appends to a file in the instance directory: the process's output goes to files, not
+    /// pipes, so a chatty process can never block on a full pipe.
+    fn log_file(&self, name: &str) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(name))
+            .expect("open log file")
+    }
+
+    /// Everything the process wrote to standard error, over all its runs.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, and waits for the process to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Replaces `{dir}` and `{port}` in `config` and writes it to the config file.
@@ -131,8 +168,11 @@ impl Instance {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                let output = self.child.take().map(|c| c.wait_with_output());
-                panic!("log-capturer exited early with {status}: {output:?}");
+                self.child = None;
+                panic!(
+                    "log-capturer exited early with {status}:\n{}",
+                    self.stderr()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -167,8 +207,13 @@ impl Instance {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let output = child.wait_with_output().expect("collect output");
-        (output.status, output)
+        let status = child.wait().expect("collect exit status");
+        let output = Output {
+            status,
+            stdout: std::fs::read(self.dir.path().join("stdout.log")).unwrap_or_default(),
+            stderr: self.stderr().into_bytes(),
+        };
+        (status, output)
     }
 }
 

@@ -1,4 +1,4 @@
 //! Sources: where events come from.
 
-pub mod generator;
 pub mod file;
+pub mod generator;

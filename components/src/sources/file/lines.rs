@@ -167,7 +167,11 @@ impl LineSplitter {
 mod tests {
     use super::*;
 
-    fn split_all(splitter: &mut LineSplitter, input: &[&[u8]], flush: bool) -> (Vec<Vec<u8>>, usize) {
+    fn split_all(
+        splitter: &mut LineSplitter,
+        input: &[&[u8]],
+        flush: bool,
+    ) -> (Vec<Vec<u8>>, usize) {
         let mut buf = BytesMut::new();
         let mut lines = Vec::new();
         let mut consumed = 0;

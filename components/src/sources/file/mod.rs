@@ -159,7 +159,10 @@ impl FileSourceConfig {
         }
         let mut positive = |key: &str, value: usize| {
             if value == 0 {
-                errors.push(ConfigError::new(join_path(prefix, key), "must be at least 1"));
+                errors.push(ConfigError::new(
+                    join_path(prefix, key),
+                    "must be at least 1",
+                ));
             }
         };
         positive("max_line_bytes", self.max_line_bytes);
@@ -387,7 +390,9 @@ async fn run_committer(
         }
         if let Some(since) = unsaved_since {
             let lag = since.elapsed();
-            instruments.position_save_lag.record(lag.as_secs_f64(), &attrs);
+            instruments
+                .position_save_lag
+                .record(lag.as_secs_f64(), &attrs);
             if lag > behind_after && !shared.saves_behind.swap(true, Ordering::AcqRel) {
                 instruments.position_backpressure.record(1, &attrs);
                 tracing::error!(
@@ -414,9 +419,7 @@ async fn run_committer(
             }
         }
         if let Some(age) = store.checkpoint_age() {
-            instruments
-                .checkpoint_age
-                .record(age.as_secs_f64(), &attrs);
+            instruments.checkpoint_age.record(age.as_secs_f64(), &attrs);
         }
         if finished {
             tracing::debug!(source = %source, "Positions committer finished.");

@@ -37,11 +37,11 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::lines::LineSplitter;
 use super::positions::{FileKey, FilePosition};
 use super::{AckToken, Entry, FileSourceConfig, ReadFrom, Shared, metrics, now_rfc3339};
+use crate::ComponentKey;
 use crate::ack::{BatchNotifier, BatchStatusReceiver, Finalizers};
 use crate::event::{EventBatch, Labels, LogEvent, now_ns};
 use crate::shutdown::ShutdownSignal;
 use crate::telemetry::ComponentAttrs;
-use crate::ComponentKey;
 
 /// Bytes hashed to fingerprint a file's beginning.
 const HEAD_BYTES: u64 = 256;
@@ -217,8 +217,13 @@ impl Reader {
             require_literal_separator: true,
             ..glob::MatchOptions::new()
         };
-        self.include.iter().any(|p| p.matches_path_with(path, options))
-            && !self.exclude.iter().any(|p| p.matches_path_with(path, options))
+        self.include
+            .iter()
+            .any(|p| p.matches_path_with(path, options))
+            && !self
+                .exclude
+                .iter()
+                .any(|p| p.matches_path_with(path, options))
     }
 
     /// Watches the fixed directory part of each include pattern (recursively under `**`).
@@ -253,18 +258,51 @@ impl Reader {
             self.sweep();
             return;
         };
+        if let notify::EventKind::Modify(notify::event::ModifyKind::Name(
+            notify::event::RenameMode::Both,
+        )) = event.kind
+            && let [from, to] = event.paths.as_slice()
+        {
+            self.on_rename(from, to);
+        }
         for path in event.paths {
             if let Some(key) = self.by_path.get(&path).copied() {
                 if let Some(tracked) = self.files.get_mut(&key) {
                     tracked.dirty = true;
                 }
-                if !matches!(event.kind, notify::EventKind::Modify(notify::event::ModifyKind::Data(_))) {
+                if !matches!(
+                    event.kind,
+                    notify::EventKind::Modify(notify::event::ModifyKind::Data(_))
+                ) {
                     self.check_identity(key);
                 }
             } else if self.included(&path) {
                 self.consider(&path, false);
             }
         }
+    }
+
+    /// An included file renamed away before it was ever opened (written and rotated between
+    /// two turns of the reader): follow it under its new name, from its beginning.
+    fn on_rename(&mut self, from: &Path, to: &Path) {
+        if !self.included(from) || self.included(to) {
+            return;
+        }
+        let Ok(file) = File::open(to) else {
+            return;
+        };
+        let Ok(meta) = file.metadata() else {
+            return;
+        };
+        let key = FileKey {
+            dev: meta.dev(),
+            inode: meta.ino(),
+        };
+        if !meta.is_file() || self.files.contains_key(&key) || self.released.contains_key(&key) {
+            return;
+        }
+        tracing::debug!(source = %self.source, from = %from.display(), to = %to.display(), "File rotated before it was opened; draining it.");
+        self.track_open(to, key, 0, &meta, true, Some(file));
     }
 
     fn scan(&mut self, first: bool) {
@@ -316,15 +354,38 @@ impl Reader {
             self.by_path.insert(path.to_path_buf(), key);
             return;
         }
+        // Open now, and take the identity from the open descriptor: a rename between the stat
+        // above and a later open would otherwise make us follow the wrong file.
+        let (file, meta) = match File::open(path).and_then(|f| f.metadata().map(|m| (f, m))) {
+            Ok(opened) => opened,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
+            Err(err) => {
+                self.schedule_retry(path, &err.to_string());
+                return;
+            }
+        };
+        let key = FileKey {
+            dev: meta.dev(),
+            inode: meta.ino(),
+        };
+        if self.files.contains_key(&key) {
+            return;
+        }
         let start = match self.start_offset(path, key, &meta, first) {
             Some(start) => start,
             None => return,
         };
-        self.track(path, key, start, &meta, false);
+        self.track_open(path, key, start, &meta, false, Some(file));
     }
 
     /// Where to start reading a newly found file; `None` to skip it.
-    fn start_offset(&mut self, path: &Path, key: FileKey, meta: &Metadata, first: bool) -> Option<u64> {
+    fn start_offset(
+        &mut self,
+        path: &Path,
+        key: FileKey,
+        meta: &Metadata,
+        first: bool,
+    ) -> Option<u64> {
         if let Some(saved) = self.resume.remove(&key) {
             return Some(self.validate_saved(path, &saved, meta));
         }
@@ -368,17 +429,13 @@ impl Reader {
             .and_then(|f| hash_range(f, 0, u64::from(saved.head_len)))
             == Some(saved.head_hash);
         let marker_ok = committed <= meta.len()
-            && file
-                .as_ref()
-                .ok()
-                .and_then(|f| {
-                    hash_range(
-                        f,
-                        committed - u64::from(saved.marker_len).min(committed),
-                        u64::from(saved.marker_len),
-                    )
-                })
-                == Some(saved.marker);
+            && file.as_ref().ok().and_then(|f| {
+                hash_range(
+                    f,
+                    committed - u64::from(saved.marker_len).min(committed),
+                    u64::from(saved.marker_len),
+                )
+            }) == Some(saved.marker);
         if head_ok && marker_ok {
             return committed;
         }
@@ -472,6 +529,23 @@ impl Reader {
     }
 
     fn track(&mut self, path: &Path, key: FileKey, start: u64, meta: &Metadata, rotated: bool) {
+        let file = File::open(path).ok().filter(|f| {
+            f.metadata()
+                .is_ok_and(|m| m.dev() == key.dev && m.ino() == key.inode)
+        });
+        self.track_open(path, key, start, meta, rotated, file);
+    }
+
+    /// Starts following a file, keeping `file` open when a descriptor slot is free.
+    fn track_open(
+        &mut self,
+        path: &Path,
+        key: FileKey,
+        start: u64,
+        meta: &Metadata,
+        rotated: bool,
+        file: Option<File>,
+    ) {
         let epoch = self.next_epoch;
         self.next_epoch += 1;
         let (head_hash, head_len) = File::open(path)
@@ -536,6 +610,15 @@ impl Reader {
             self.by_path.insert(path.to_path_buf(), key);
         }
         self.files.insert(key, tracked);
+        if let Some(mut file) = file
+            && (self.open_count < self.config.max_open_files || self.park_idle(key))
+            && file.seek(SeekFrom::Start(start)).is_ok()
+            && let Some(tracked) = self.files.get_mut(&key)
+        {
+            tracked.file = Some(file);
+            self.open_count += 1;
+            metrics::instruments().files_opened.add(1, &self.attrs);
+        }
         tracing::debug!(source = %self.source, file = %path.display(), from = start, "Following file.");
     }
 
@@ -570,7 +653,9 @@ impl Reader {
             Err(err) => {
                 let path = tracked.path.clone();
                 tracing::debug!(source = %self.source, file = %path.display(), error = %err, "Cannot open file.");
-                if err.kind() == std::io::ErrorKind::NotFound || err.kind() == std::io::ErrorKind::Other {
+                if err.kind() == std::io::ErrorKind::NotFound
+                    || err.kind() == std::io::ErrorKind::Other
+                {
                     // Gone or replaced: drop the old identity, then look at the path afresh.
                     self.release(key);
                     self.consider(&path, false);
@@ -588,7 +673,9 @@ impl Reader {
         let victim = self
             .files
             .iter()
-            .filter(|(k, t)| **k != wanted && t.file.is_some() && t.at_eof && !t.dirty && !t.rotated)
+            .filter(|(k, t)| {
+                **k != wanted && t.file.is_some() && t.at_eof && !t.dirty && !t.rotated
+            })
             .min_by_key(|(_, t)| t.last_activity)
             .map(|(k, _)| *k);
         match victim.and_then(|k| self.files.get_mut(&k)) {
@@ -640,9 +727,7 @@ impl Reader {
             tracked.at_eof = false;
             tracked.read_pos += n as u64;
             tracked.last_activity = Instant::now();
-            metrics::instruments()
-                .read_bytes
-                .add(n as u64, &self.attrs);
+            metrics::instruments().read_bytes.add(n as u64, &self.attrs);
             self.emit_lines(key, false);
             if self.stopped {
                 break;
@@ -1022,8 +1107,8 @@ fn static_prefix(pattern: &str) -> (PathBuf, bool) {
     let components: Vec<&str> = pattern.split('/').collect();
     for (i, part) in components.iter().enumerate() {
         if part.contains(['*', '?', '[']) {
-            recursive = components[i..].iter().any(|p| p.contains("**"))
-                || i + 1 < components.len();
+            recursive =
+                components[i..].iter().any(|p| p.contains("**")) || i + 1 < components.len();
             return (dir, recursive);
         }
         if i + 1 == components.len() {
@@ -1044,9 +1129,18 @@ mod tests {
 
     #[test]
     fn static_prefix_finds_the_directory_to_watch() {
-        assert_eq!(static_prefix("/var/log/*.log"), (PathBuf::from("/var/log"), false));
-        assert_eq!(static_prefix("/var/log/**/*.log"), (PathBuf::from("/var/log"), true));
-        assert_eq!(static_prefix("/a/b/app.log"), (PathBuf::from("/a/b"), false));
+        assert_eq!(
+            static_prefix("/var/log/*.log"),
+            (PathBuf::from("/var/log"), false)
+        );
+        assert_eq!(
+            static_prefix("/var/log/**/*.log"),
+            (PathBuf::from("/var/log"), true)
+        );
+        assert_eq!(
+            static_prefix("/a/b/app.log"),
+            (PathBuf::from("/a/b"), false)
+        );
         assert_eq!(static_prefix("/a/*/x.log"), (PathBuf::from("/a"), true));
     }
 
