@@ -90,6 +90,15 @@ pub fn main() -> ExitCode {
         }
     };
     let source = cli.source();
+    if !matches!(cli.command, None | Some(Command::Run)) {
+        // The one-shot commands print reports: `log-capturer positions show | head` should end
+        // quietly when the pipe closes, as any Unix tool does. `run` keeps Rust's default
+        // (SIGPIPE ignored) so a closed stdout is an error its console sink handles.
+        // SAFETY: setting a signal's disposition to its default has no memory effects.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         None | Some(Command::Run) => runtime.block_on(crate::app::run(source)),
         Some(Command::Validate { print }) => validate(&source, print),

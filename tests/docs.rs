@@ -5,6 +5,7 @@ use log_capturer::components::config::struct_fields;
 use log_capturer::components::dispatcher::DispatcherConfig;
 use log_capturer::components::sinks::console::ConsoleConfig;
 use log_capturer::components::sinks::file::FileSinkConfig;
+use log_capturer::components::sources::file::FileSourceConfig;
 use log_capturer::components::sources::generator::GeneratorConfig;
 use log_capturer::components::telemetry::names;
 use log_capturer::components::transforms::filter::FilterConfig;
@@ -24,6 +25,7 @@ fn configuration_reference_documents_every_key_and_type() {
         ("log", struct_fields::<LogConfig>()),
         ("dispatcher", struct_fields::<DispatcherConfig>()),
         ("generator", struct_fields::<GeneratorConfig>()),
+        ("file source", struct_fields::<FileSourceConfig>()),
         ("filter", struct_fields::<FilterConfig>()),
         ("file", struct_fields::<FileSinkConfig>()),
         ("console", struct_fields::<ConsoleConfig>()),

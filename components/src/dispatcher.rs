@@ -421,6 +421,10 @@ impl Batcher {
             if !self.events.is_empty() && self.bytes + size > config.batch_max_bytes {
                 self.flush_keeping(ready, &finalizers);
             }
+            if self.events.is_empty() && self.deadline.is_none() {
+                // The first event of a new batch starts its timeout.
+                self.deadline = Some(Instant::now() + config.batch_timeout);
+            }
             self.bytes += size;
             self.events.push(event);
             if self.events.len() >= config.batch_size || self.bytes >= config.batch_max_bytes {
@@ -629,6 +633,31 @@ mod tests {
         // tokio advances time exactly to the dispatcher's deadline.
         assert_eq!(status.await, BatchStatus::Delivered);
         assert_eq!(*sink.sent.lock().unwrap(), vec![1]);
+        drop(tx);
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn remainder_of_a_split_input_batch_is_sent_after_batch_timeout() {
+        let sink = Arc::new(ScriptedSink::default());
+        let config = DispatcherConfig {
+            batch_timeout: Duration::from_millis(200),
+            ..fast_config()
+        };
+        let (_settings_tx, settings) = watch::channel(config);
+        let health = HealthRegistry::default().register("s", ComponentKind::Sink);
+        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let task = tokio::spawn(Dispatcher::new("s", sink.clone(), settings, health).run(rx));
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        // 6 events with batch_size 4: one full batch at once, the other 2 by the timeout, while
+        // the queue stays open.
+        tx.send(EventBatch::new(events(6), Finalizers::new(notifier)))
+            .await
+            .unwrap();
+        // Paused time jumps to the next timer: a missing batch deadline fails here, not hangs.
+        let status = tokio::time::timeout(Duration::from_secs(60), status).await;
+        assert_eq!(status, Ok(BatchStatus::Delivered));
+        assert_eq!(*sink.sent.lock().unwrap(), vec![4, 2]);
         drop(tx);
         task.await.unwrap();
     }

@@ -364,7 +364,11 @@ async fn run_committer(
                 commit(&shared, &source, token, status);
                 unsaved_since.get_or_insert_with(Instant::now);
             }
-            _ = ticker.tick() => {}
+            _ = ticker.tick() => {
+                if shutting_down {
+                    tracing::debug!(source = %source, pending = finalizer.len(), registering, "Committer waiting for acknowledgements.");
+                }
+            }
             () = shutdown.wait(), if !shutting_down => {
                 shutting_down = true;
             }
