@@ -1,0 +1,3 @@
+//! The `loki` sink (work in progress).
+
+pub mod proto;
