@@ -12,6 +12,7 @@ use crate::dispatcher::SinkService;
 use crate::sinks::blackhole::{Blackhole, BlackholeConfig};
 use crate::sinks::console::ConsoleConfig;
 use crate::sinks::file::FileSinkConfig;
+use crate::sinks::loki::LokiSinkConfig;
 use crate::sources::file::FileSourceConfig;
 use crate::sources::generator::GeneratorConfig;
 use crate::transforms::filter::FilterConfig;
@@ -23,7 +24,7 @@ pub const SOURCE_TYPES: &[&str] = &["generator", "file"];
 /// Transform type names.
 pub const TRANSFORM_TYPES: &[&str] = &["filter", "passthrough"];
 /// Sink type names.
-pub const SINK_TYPES: &[&str] = &["file", "console", "blackhole"];
+pub const SINK_TYPES: &[&str] = &["loki", "file", "console", "blackhole"];
 
 /// A source's typed configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +43,7 @@ pub enum TransformConfig {
 /// A sink's typed configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SinkConfig {
+    Loki(Box<LokiSinkConfig>),
     File(FileSinkConfig),
     Console(ConsoleConfig),
     Blackhole(BlackholeConfig),
@@ -134,6 +136,8 @@ impl SinkConfig {
         value: serde_json::Value,
     ) -> Result<Self, Vec<ConfigError>> {
         match type_name {
+            "loki" => parse_checked(prefix, value, LokiSinkConfig::validate)
+                .map(|c| Self::Loki(Box::new(c))),
             "file" => parse_checked(prefix, value, FileSinkConfig::validate).map(Self::File),
             "console" => {
                 parse_checked(prefix, value, |_: &ConsoleConfig, _| Vec::new()).map(Self::Console)
@@ -146,6 +150,17 @@ impl SinkConfig {
 
     pub fn build(&self, key: &str) -> Result<Arc<dyn SinkService>, BuildError> {
         match self {
+            Self::Loki(config) => {
+                let sink = Arc::new(config.build(key).map_err(|message| BuildError {
+                    component: key.to_string(),
+                    message,
+                })?);
+                if config.healthcheck {
+                    let check = sink.clone();
+                    tokio::spawn(async move { check.healthcheck().await });
+                }
+                Ok(sink)
+            }
             Self::File(config) => config
                 .build()
                 .map(|s| Arc::new(s) as Arc<dyn SinkService>)

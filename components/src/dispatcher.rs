@@ -151,11 +151,25 @@ impl DispatcherConfig {
     }
 }
 
+/// One event of a batch the destination refused for good, with why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejected {
+    /// Index of the event in the batch that was sent.
+    pub index: usize,
+    pub reason: &'static str,
+    pub detail: String,
+}
+
 /// What became of one send attempt, as the sink classifies it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SendOutcome {
     /// Stored by the destination.
     Delivered,
+    /// Stored, except the listed events, which must not be resent as they are (Loki's partial
+    /// 400, or events the sink would not send): they go to the failure path.
+    Partial { rejected: Vec<Rejected> },
+    /// The request was too large (413): the dispatcher splits the batch and sends the halves.
+    TooLarge { detail: String },
     /// Not stored, may succeed later (timeouts, 5xx, 429). `retry_after` is the destination's own
     /// wish and lengthens the backoff delay.
     Retry {
@@ -183,12 +197,26 @@ pub trait SinkService: Send + Sync + 'static {
     }
 }
 
+/// Where events that can never be delivered go: a durable dead-letter queue.
+pub trait DeadLetter: Send + Sync + 'static {
+    /// Stores `events` durably with why they failed. `Ok` means the events are safe and count
+    /// as handled for their sources; `Err` means they are not (the caller acknowledges them as
+    /// `Errored`, so sources keep them for a restart).
+    fn store<'a>(
+        &'a self,
+        events: Vec<&'a LogEvent>,
+        reason: &'a str,
+        detail: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
 /// Runs one sink.
 pub struct Dispatcher {
     attrs: ComponentAttrs,
     service: Arc<dyn SinkService>,
     settings: watch::Receiver<DispatcherConfig>,
     health: HealthHandle,
+    dead_letter: Option<Arc<dyn DeadLetter>>,
 }
 
 type InFlight = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -205,7 +233,14 @@ impl Dispatcher {
             service,
             settings,
             health,
+            dead_letter: None,
         }
+    }
+
+    /// Sends what can never be delivered to `dead_letter` instead of counting it lost.
+    pub fn with_dead_letter(mut self, dead_letter: Arc<dyn DeadLetter>) -> Self {
+        self.dead_letter = Some(dead_letter);
+        self
     }
 
     /// Drains `input` into the sink until the queue closes and every batch is settled.
@@ -273,69 +308,138 @@ impl Dispatcher {
         let service = self.service.clone();
         let attrs = self.attrs.clone();
         let health = self.health.clone();
+        let dead_letter = self.dead_letter.clone();
         let send_timeout = config.send_timeout;
-        let mut backoff = config.backoff();
+        let config = config.clone();
         async move {
-            let events = batch.len();
-            instruments().batch_size.record(events as u64, &attrs.sink);
-            loop {
-                let started = Instant::now();
-                let outcome = match tokio::time::timeout(send_timeout, service.send(&batch)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => SendOutcome::Retry {
-                        reason: "timeout",
-                        detail: format!("no answer within send_timeout ({send_timeout:?})"),
-                        retry_after: None,
-                    },
-                };
-                let label = match &outcome {
-                    SendOutcome::Delivered => "delivered",
-                    SendOutcome::Retry { .. } => "retry",
-                    SendOutcome::Failed { .. } => "failed",
-                };
-                instruments().send_duration.record(
-                    started.elapsed().as_secs_f64(),
-                    &[attrs.sink[0].clone(), KeyValue::new("outcome", label)],
-                );
-                match outcome {
-                    SendOutcome::Delivered => {
-                        health.healthy();
-                        attrs.processed(events);
-                        batch.finalizers.update_status(BatchStatus::Delivered);
-                        return;
-                    }
-                    SendOutcome::Retry {
-                        reason,
-                        detail,
-                        retry_after,
-                    } => {
-                        attrs.error(reason);
-                        health.unhealthy(format!("{reason}: {detail}"));
-                        let Some(delay) = backoff.next() else {
-                            fail(
-                                &attrs,
-                                &batch.finalizers,
-                                events,
-                                "retries_exhausted",
-                                &detail,
-                            );
-                            return;
+            instruments()
+                .batch_size
+                .record(batch.len() as u64, &attrs.sink);
+            // Batches still to send; a 413 replaces one with its two halves.
+            let mut work = vec![batch];
+            while let Some(batch) = work.pop() {
+                let events = batch.len();
+                let mut backoff = config.backoff();
+                loop {
+                    let started = Instant::now();
+                    let outcome =
+                        match tokio::time::timeout(send_timeout, service.send(&batch)).await {
+                            Ok(outcome) => outcome,
+                            Err(_) => SendOutcome::Retry {
+                                reason: "timeout",
+                                detail: format!("no answer within send_timeout ({send_timeout:?})"),
+                                retry_after: None,
+                            },
                         };
-                        let delay = retry_after.map_or(delay, |after| after.max(delay));
-                        instruments().retries.add(1, &attrs.sink);
-                        tracing::warn!(
-                            sink = %attrs.key(),
+                    let label = match &outcome {
+                        SendOutcome::Delivered => "delivered",
+                        SendOutcome::Partial { .. } => "partial",
+                        SendOutcome::TooLarge { .. } => "too_large",
+                        SendOutcome::Retry { .. } => "retry",
+                        SendOutcome::Failed { .. } => "failed",
+                    };
+                    instruments().send_duration.record(
+                        started.elapsed().as_secs_f64(),
+                        &[attrs.sink[0].clone(), KeyValue::new("outcome", label)],
+                    );
+                    match outcome {
+                        SendOutcome::Delivered => {
+                            health.healthy();
+                            attrs.processed(events);
+                            batch.finalizers.update_status(BatchStatus::Delivered);
+                            break;
+                        }
+                        SendOutcome::Partial { rejected } => {
+                            health.healthy();
+                            let groups = group_rejected(&batch.events, &rejected);
+                            let failed: usize = groups.iter().map(|(_, _, list)| list.len()).sum();
+                            attrs.processed(events.saturating_sub(failed));
+                            for (reason, detail, list) in groups {
+                                settle_failed(
+                                    &attrs,
+                                    dead_letter.as_deref(),
+                                    &batch.finalizers,
+                                    list,
+                                    reason,
+                                    &detail,
+                                )
+                                .await;
+                            }
+                            break;
+                        }
+                        SendOutcome::TooLarge { detail } => {
+                            if batch.len() > 1 {
+                                let EventBatch {
+                                    mut events,
+                                    finalizers,
+                                } = batch;
+                                let second = events.split_off(events.len() / 2);
+                                tracing::info!(
+                                    sink = %attrs.key(),
+                                    events = events.len() + second.len(),
+                                    "Request too large; splitting the batch in two."
+                                );
+                                work.push(EventBatch::new(second, finalizers.clone()));
+                                work.push(EventBatch::new(events, finalizers));
+                            } else {
+                                let list: Vec<&LogEvent> = batch.events.iter().collect();
+                                settle_failed(
+                                    &attrs,
+                                    dead_letter.as_deref(),
+                                    &batch.finalizers,
+                                    list,
+                                    "too_large",
+                                    &detail,
+                                )
+                                .await;
+                            }
+                            break;
+                        }
+                        SendOutcome::Retry {
                             reason,
-                            error = %detail,
-                            retry_in = ?delay,
-                            events,
-                            "Send failed; retrying."
-                        );
-                        tokio::time::sleep(delay).await;
-                    }
-                    SendOutcome::Failed { reason, detail } => {
-                        fail(&attrs, &batch.finalizers, events, reason, &detail);
-                        return;
+                            detail,
+                            retry_after,
+                        } => {
+                            attrs.error(reason);
+                            health.unhealthy(format!("{reason}: {detail}"));
+                            let Some(delay) = backoff.next() else {
+                                let list: Vec<&LogEvent> = batch.events.iter().collect();
+                                settle_failed(
+                                    &attrs,
+                                    dead_letter.as_deref(),
+                                    &batch.finalizers,
+                                    list,
+                                    "retries_exhausted",
+                                    &detail,
+                                )
+                                .await;
+                                break;
+                            };
+                            let delay = retry_after.map_or(delay, |after| after.max(delay));
+                            instruments().retries.add(1, &attrs.sink);
+                            tracing::warn!(
+                                sink = %attrs.key(),
+                                reason,
+                                error = %detail,
+                                retry_in = ?delay,
+                                events,
+                                "Send failed; retrying."
+                            );
+                            tokio::time::sleep(delay).await;
+                        }
+                        SendOutcome::Failed { reason, detail } => {
+                            let list: Vec<&LogEvent> = batch.events.iter().collect();
+                            settle_failed(
+                                &attrs,
+                                dead_letter.as_deref(),
+                                &batch.finalizers,
+                                list,
+                                reason,
+                                &detail,
+                            )
+                            .await;
+                            break;
+                        }
                     }
                 }
             }
@@ -343,25 +447,74 @@ impl Dispatcher {
     }
 }
 
-/// A batch that will never be delivered. Until the dead-letter queue exists this is data loss:
-/// it is logged at error level, counted, and acknowledged `Errored` so sources do not commit it.
-fn fail(
+/// The rejected events grouped by reason (first detail kept), each event once.
+fn group_rejected<'a>(
+    events: &'a [LogEvent],
+    rejected: &[Rejected],
+) -> Vec<(&'static str, String, Vec<&'a LogEvent>)> {
+    let mut groups: Vec<(&'static str, String, Vec<&LogEvent>)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in rejected {
+        let Some(event) = events.get(r.index) else {
+            continue;
+        };
+        if !seen.insert(r.index) {
+            continue;
+        }
+        match groups.iter_mut().find(|(reason, _, _)| *reason == r.reason) {
+            Some((_, _, list)) => list.push(event),
+            None => groups.push((r.reason, r.detail.clone(), vec![event])),
+        }
+    }
+    groups
+}
+
+/// Events that will never be delivered: to the dead-letter queue when there is one (then they
+/// count as handled), else logged at error level, counted as dropped and acknowledged
+/// `Errored` so sources do not commit past them.
+async fn settle_failed(
     attrs: &ComponentAttrs,
+    dead_letter: Option<&dyn DeadLetter>,
     finalizers: &Finalizers,
-    events: usize,
+    events: Vec<&LogEvent>,
     reason: &'static str,
     detail: &str,
 ) {
+    let count = events.len();
     attrs.error(reason);
-    attrs.dropped(events, reason);
+    if let Some(dead_letter) = dead_letter {
+        match dead_letter.store(events, reason, detail).await {
+            Ok(()) => {
+                tracing::warn!(
+                    sink = %attrs.key(),
+                    reason,
+                    error = %detail,
+                    events = count,
+                    "Events not deliverable; kept in the dead-letter queue."
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::error!(
+                    sink = %attrs.key(),
+                    reason,
+                    %error,
+                    events = count,
+                    "Dead-letter queue write failed; the events stay unacknowledged."
+                );
+            }
+        }
+    } else {
+        tracing::error!(
+            sink = %attrs.key(),
+            reason,
+            error = %detail,
+            events = count,
+            "Events not delivered and no dead-letter queue; they are lost to this sink."
+        );
+    }
+    attrs.dropped(count, reason);
     finalizers.update_status(BatchStatus::Errored);
-    tracing::error!(
-        sink = %attrs.key(),
-        reason,
-        error = %detail,
-        events,
-        "Batch not delivered; its events are lost to this sink."
-    );
 }
 
 async fn sleep_until_or_forever(deadline: Option<Instant>) {
@@ -685,6 +838,118 @@ mod tests {
         task.await.unwrap();
         assert_eq!(second.await, BatchStatus::Delivered);
         assert_eq!(*sink.sent.lock().unwrap(), vec![4, 2, 2]);
+    }
+
+    /// Records what was handed to the dead-letter queue.
+    #[derive(Default)]
+    struct RecordingDeadLetter {
+        stored: Mutex<Vec<(String, Vec<i64>)>>,
+        fail: bool,
+    }
+
+    impl DeadLetter for RecordingDeadLetter {
+        fn store<'a>(
+            &'a self,
+            events: Vec<&'a LogEvent>,
+            reason: &'a str,
+            _detail: &'a str,
+        ) -> BoxFuture<'a, Result<(), String>> {
+            self.stored.lock().unwrap().push((
+                reason.to_string(),
+                events.iter().map(|e| e.timestamp_ns).collect(),
+            ));
+            let result = if self.fail {
+                Err("disk full".to_string())
+            } else {
+                Ok(())
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    async fn run_with_dead_letter(
+        sink: Arc<ScriptedSink>,
+        dead_letter: Arc<RecordingDeadLetter>,
+        batch: EventBatch,
+    ) {
+        let (_settings_tx, settings) = watch::channel(fast_config());
+        let health = HealthRegistry::default().register("s", ComponentKind::Sink);
+        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let dispatcher = Dispatcher::new("s", sink, settings, health).with_dead_letter(dead_letter);
+        let task = tokio::spawn(dispatcher.run(rx));
+        tx.send(batch).await.unwrap();
+        drop(tx);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn partial_rejections_go_to_the_dead_letter_queue_and_count_as_handled() {
+        let sink = Arc::new(ScriptedSink::default());
+        sink.script.lock().unwrap().push_back(SendOutcome::Partial {
+            rejected: vec![
+                Rejected {
+                    index: 0,
+                    reason: "timestamp_too_old",
+                    detail: "old".into(),
+                },
+                Rejected {
+                    index: 2,
+                    reason: "timestamp_too_old",
+                    detail: "old".into(),
+                },
+                Rejected {
+                    index: 2,
+                    reason: "timestamp_too_old",
+                    detail: "again".into(),
+                },
+            ],
+        });
+        let dead_letter = Arc::new(RecordingDeadLetter::default());
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        let batch = EventBatch::new(events(3), Finalizers::new(notifier));
+        run_with_dead_letter(sink.clone(), dead_letter.clone(), batch).await;
+        assert_eq!(status.await, BatchStatus::Delivered);
+        assert_eq!(
+            *dead_letter.stored.lock().unwrap(),
+            vec![("timestamp_too_old".to_string(), vec![0, 2])]
+        );
+        // Sent once: a partial success is never resent as a whole.
+        assert_eq!(*sink.sent.lock().unwrap(), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_dead_letter_write_leaves_the_batch_errored() {
+        let sink = Arc::new(ScriptedSink::default());
+        sink.script.lock().unwrap().push_back(SendOutcome::Failed {
+            reason: "http_4xx",
+            detail: "403".into(),
+        });
+        let dead_letter = Arc::new(RecordingDeadLetter {
+            fail: true,
+            ..Default::default()
+        });
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        let batch = EventBatch::new(events(2), Finalizers::new(notifier));
+        run_with_dead_letter(sink, dead_letter, batch).await;
+        assert_eq!(status.await, BatchStatus::Errored);
+    }
+
+    #[tokio::test]
+    async fn too_large_splits_until_it_fits() {
+        let sink = Arc::new(ScriptedSink::default());
+        let too_large = || SendOutcome::TooLarge {
+            detail: "413".into(),
+        };
+        // 4 events: too large; halves of 2: the first too large again, then fine.
+        sink.script
+            .lock()
+            .unwrap()
+            .extend([too_large(), too_large()]);
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        let batch = EventBatch::new(events(4), Finalizers::new(notifier));
+        run_with(sink.clone(), fast_config(), vec![batch]).await;
+        assert_eq!(status.await, BatchStatus::Delivered);
+        assert_eq!(*sink.sent.lock().unwrap(), vec![4, 2, 1, 1, 2]);
     }
 
     #[test]

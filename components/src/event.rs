@@ -70,6 +70,14 @@ impl Labels {
         self.0.as_deref().map_or(0, <[_]>::len)
     }
 
+    /// A cheap identity of this shared set (its allocation), for per-batch caches: equal sets
+    /// built apart have different identities, so callers must still compare by content.
+    pub fn identity(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |a| Arc::as_ptr(a) as *const u8 as usize)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -53,6 +53,22 @@ pub mod names {
     pub const CHECKPOINT_AGE: &str = "checkpoint_age_seconds";
     pub const POSITION_BACKPRESSURE: &str = "position_backpressure";
 
+    // The Loki sink.
+    pub const SENT_ENTRIES: &str = "sent_entries";
+    pub const SENT_BYTES: &str = "sent_bytes";
+    pub const REQUEST_DURATION: &str = "request_duration_seconds";
+    pub const HTTP_RESPONSES: &str = "http_responses";
+    pub const TIMESTAMP_REJECTIONS: &str = "timestamp_rejections";
+    pub const TIMESTAMP_CLAMPED: &str = "timestamp_clamped";
+    pub const TIMESTAMP_MAX_AGE: &str = "timestamp_max_age_seconds";
+
+    // The dead-letter queue.
+    pub const DLQ_ENTRIES: &str = "dlq_entries";
+    pub const DLQ_QUEUE_SIZE: &str = "dlq_queue_size";
+    pub const DLQ_WRITE_FAILURES: &str = "dlq_write_failures";
+    pub const DLQ_REPROCESSED: &str = "dlq_reprocessed";
+    pub const DLQ_REPROCESS_FAILURES: &str = "dlq_reprocess_failures";
+
     /// Every name above; docs/metrics.md is checked against this list.
     pub const ALL: &[&str] = &[
         LOGS_PROCESSED,
@@ -86,6 +102,18 @@ pub mod names {
         CHECKPOINT_RESTORES,
         CHECKPOINT_AGE,
         POSITION_BACKPRESSURE,
+        SENT_ENTRIES,
+        SENT_BYTES,
+        REQUEST_DURATION,
+        HTTP_RESPONSES,
+        TIMESTAMP_REJECTIONS,
+        TIMESTAMP_CLAMPED,
+        TIMESTAMP_MAX_AGE,
+        DLQ_ENTRIES,
+        DLQ_QUEUE_SIZE,
+        DLQ_WRITE_FAILURES,
+        DLQ_REPROCESSED,
+        DLQ_REPROCESS_FAILURES,
     ];
 }
 

@@ -1,3 +1,822 @@
-//! The `loki` sink (work in progress).
+//! The `loki` sink: pushes batches to Grafana Loki's `/loki/api/v1/push`.
+//!
+//! A batch becomes one push: events are grouped into streams by their labels (the event's labels
+//! plus the sink's `labels`), entries sorted by time within a stream, encoded as protobuf with
+//! raw snappy (default) or JSON (optionally gzip). Connections are pooled and kept alive.
+//!
+//! Guarantees, by Loki's answer:
+//! - 2xx except 260: delivered. 260 (ingestion blocked): retried.
+//! - 400: a partial success. The entries Loki names are matched (by stream and time, or stream
+//!   and length) and reported as rejected with their reason; they go to the dead-letter queue,
+//!   the rest counts as delivered. The cutoffs in the messages feed the timestamp learner. The
+//!   whole batch is never resent.
+//! - 413: the dispatcher splits the batch and sends the halves.
+//! - 429 and 5xx except 501: retried with backoff, honouring `Retry-After`.
+//! - 501 and other 4xx: a final failure (to the dead-letter queue).
+//! - Before sending, entries older than what Loki is known to accept follow the timestamp
+//!   policy, and label sets Loki would refuse are reported as rejected without being sent.
 
 pub mod proto;
+pub mod response;
+pub mod timestamps;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{HeaderValue, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Gauge, Histogram};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use self::proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
+use self::response::{RejectReason, Rejection, parse_rejections, parse_retry_after};
+use self::timestamps::{Learner, TimestampConfig, Verdict};
+use crate::config::{ConfigError, join_path};
+use crate::dispatcher::{Rejected, SendOutcome, SinkService};
+use crate::event::{EventBatch, LogEvent, now_ns};
+use crate::telemetry::{meter, names};
+
+/// How the push body is encoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LokiEncoding {
+    /// Protobuf, raw snappy compressed (what Promtail sends; Loki's preferred form).
+    #[default]
+    Protobuf,
+    /// JSON (`{"streams": [...]}`).
+    Json,
+}
+
+/// Compression of a JSON body (protobuf is always snappy).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JsonCompression {
+    #[default]
+    None,
+    Gzip,
+}
+
+/// A secret given inline, from an environment variable, or from a file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Secret {
+    /// The value itself (shown redacted).
+    pub value: Option<String>,
+    /// Read from this environment variable at start.
+    pub env: Option<String>,
+    /// Read from this file at start (trailing newline removed).
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl Secret {
+    fn resolve(&self, what: &str) -> Result<Option<String>, String> {
+        if let Some(value) = &self.value {
+            return Ok(Some(value.clone()));
+        }
+        if let Some(var) = &self.env {
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| format!("{what}: environment variable {var} is not set"));
+        }
+        if let Some(path) = &self.file {
+            return std::fs::read_to_string(path)
+                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+                .map_err(|err| format!("{what}: cannot read {}: {err}", path.display()));
+        }
+        Ok(None)
+    }
+}
+
+/// Authentication towards Loki (or the proxy in front of it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LokiAuth {
+    /// Basic auth user name.
+    pub user: Option<String>,
+    /// Basic auth password.
+    pub password: Secret,
+    /// Bearer token (instead of basic auth).
+    pub bearer_token: Secret,
+}
+
+/// Configuration of the `loki` sink.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LokiSinkConfig {
+    /// Loki's base URL, e.g. `http://127.0.0.1:3100`. Required.
+    pub endpoint: String,
+    /// The push path under the endpoint.
+    pub path: String,
+    /// `protobuf` (snappy) or `json`.
+    pub encoding: LokiEncoding,
+    /// For `json`: `none` or `gzip`.
+    pub compression: JsonCompression,
+    /// The tenant (`X-Scope-OrgID`); none sends no header (single-tenant Loki).
+    pub tenant_id: Option<String>,
+    /// Stream labels added to every event's own labels (these win on a clash).
+    pub labels: BTreeMap<String, String>,
+    /// Basic or bearer authentication.
+    pub auth: LokiAuth,
+    /// Timestamp learning and the policy for too-old entries.
+    pub timestamps: TimestampConfig,
+    /// Check `GET /ready` at start and log the answer (never fails the start).
+    pub healthcheck: bool,
+}
+
+impl Default for LokiSinkConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            path: "/loki/api/v1/push".to_string(),
+            encoding: LokiEncoding::Protobuf,
+            compression: JsonCompression::None,
+            tenant_id: None,
+            labels: BTreeMap::new(),
+            auth: LokiAuth::default(),
+            timestamps: TimestampConfig::default(),
+            healthcheck: true,
+        }
+    }
+}
+
+/// Loki's label name rule.
+fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl LokiSinkConfig {
+    pub fn validate(&self, prefix: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        match self.endpoint.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
+            Ok(uri) if uri.scheme_str() == Some("https") => errors.push(
+                ConfigError::new(
+                    join_path(prefix, "endpoint"),
+                    "https is not supported by this build",
+                )
+                .with_hint(
+                    "use http:// (TLS termination in front of Loki), or a TLS-enabled build",
+                ),
+            ),
+            _ => errors.push(
+                ConfigError::new(
+                    join_path(prefix, "endpoint"),
+                    format!("{:?} is not an http:// URL", self.endpoint),
+                )
+                .with_hint("e.g. endpoint: \"http://127.0.0.1:3100\""),
+            ),
+        }
+        for name in self.labels.keys() {
+            if !valid_label_name(name) {
+                errors.push(ConfigError::new(
+                    join_path(prefix, &format!("labels.{name}")),
+                    "invalid label name: Loki accepts [a-zA-Z_][a-zA-Z0-9_]*",
+                ));
+            }
+        }
+        if self.auth.user.is_some() && self.auth.bearer_token != Secret::default() {
+            errors.push(ConfigError::new(
+                join_path(prefix, "auth"),
+                "use either user/password or bearer_token, not both",
+            ));
+        }
+        errors
+    }
+
+    /// Builds the sink: resolves secrets, creates the pooled client.
+    pub fn build(&self, key: &str) -> Result<LokiSink, String> {
+        let authorization =
+            if let Some(token) = self.auth.bearer_token.resolve("auth.bearer_token")? {
+                Some(format!("Bearer {token}"))
+            } else if let Some(user) = &self.auth.user {
+                let password = self
+                    .auth
+                    .password
+                    .resolve("auth.password")?
+                    .unwrap_or_default();
+                Some(format!("Basic {}", base64(&format!("{user}:{password}"))))
+            } else {
+                None
+            };
+        let authorization = authorization
+            .map(|v| {
+                HeaderValue::from_str(&v).map_err(|_| {
+                    "auth: the credentials contain characters not allowed in a header".to_string()
+                })
+            })
+            .transpose()?;
+        let tenant = self
+            .tenant_id
+            .as_deref()
+            .map(|t| {
+                HeaderValue::from_str(t)
+                    .map_err(|_| format!("tenant_id {t:?} is not a valid header value"))
+            })
+            .transpose()?;
+        let url = format!("{}{}", self.endpoint.trim_end_matches('/'), self.path);
+        let url: http::Uri = url.parse().map_err(|e| format!("endpoint: {e}"))?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(32)
+            .build(connector);
+        let sink = LokiSink {
+            key: key.to_string(),
+            url,
+            ready_url: format!("{}/ready", self.endpoint.trim_end_matches('/')),
+            config: self.clone(),
+            client,
+            authorization,
+            tenant,
+            learner: Learner::new(self.timestamps.max_age),
+            attrs: Arc::new([KeyValue::new("sink", key.to_string())]),
+        };
+        Ok(sink)
+    }
+}
+
+fn base64(input: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
+}
+
+/// The Loki sink's own instruments.
+struct LokiInstruments {
+    sent_entries: Counter<u64>,
+    sent_bytes: Counter<u64>,
+    request_duration: Histogram<f64>,
+    http_responses: Counter<u64>,
+    timestamp_rejections: Counter<u64>,
+    timestamp_clamped: Counter<u64>,
+    timestamp_max_age: Gauge<f64>,
+}
+
+fn instruments() -> &'static LokiInstruments {
+    static INSTRUMENTS: OnceLock<LokiInstruments> = OnceLock::new();
+    INSTRUMENTS.get_or_init(|| {
+        let m = meter();
+        LokiInstruments {
+            sent_entries: m
+                .u64_counter(names::SENT_ENTRIES)
+                .with_description("Entries Loki accepted.")
+                .build(),
+            sent_bytes: m
+                .u64_counter(names::SENT_BYTES)
+                .with_description("Bytes of push bodies sent (after compression).")
+                .build(),
+            request_duration: m
+                .f64_histogram(names::REQUEST_DURATION)
+                .with_description("Duration of one push request.")
+                .with_boundaries(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ])
+                .build(),
+            http_responses: m
+                .u64_counter(names::HTTP_RESPONSES)
+                .with_description("Push responses by status code.")
+                .build(),
+            timestamp_rejections: m
+                .u64_counter(names::TIMESTAMP_REJECTIONS)
+                .with_description("Entries Loki rejected, by reason.")
+                .build(),
+            timestamp_clamped: m
+                .u64_counter(names::TIMESTAMP_CLAMPED)
+                .with_description("Entries whose time was moved into Loki's window before sending.")
+                .build(),
+            timestamp_max_age: m
+                .f64_gauge(names::TIMESTAMP_MAX_AGE)
+                .with_description("The maximum entry age learned from Loki's rejections.")
+                .build(),
+        }
+    })
+}
+
+/// The running `loki` sink.
+pub struct LokiSink {
+    key: String,
+    url: http::Uri,
+    ready_url: String,
+    config: LokiSinkConfig,
+    client: Client<HttpConnector, Full<Bytes>>,
+    authorization: Option<HeaderValue>,
+    tenant: Option<HeaderValue>,
+    learner: Learner,
+    attrs: Arc<[KeyValue]>,
+}
+
+/// One stream of the push being built.
+struct StreamBuild {
+    labels_text: String,
+    /// Sorted label pairs, for matching Loki's messages.
+    pairs: Vec<(String, String)>,
+    valid: bool,
+    /// (event index, timestamp to send).
+    entries: Vec<(usize, i64, bool)>,
+}
+
+/// The push, with what was decided before sending.
+struct Prepared {
+    streams: Vec<StreamBuild>,
+    /// Events not sent: (index, reason, detail).
+    rejected: Vec<Rejected>,
+    dropped: usize,
+}
+
+impl LokiSink {
+    /// The tenant, for dead-letter records.
+    pub fn tenant_id(&self) -> Option<&str> {
+        self.config.tenant_id.as_deref()
+    }
+
+    /// `GET /ready`; logs the answer.
+    pub async fn healthcheck(&self) {
+        let result = async {
+            let uri: http::Uri = self.ready_url.parse().map_err(|e| format!("{e}"))?;
+            let mut req = Request::get(uri)
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| e.to_string())?;
+            if let Some(tenant) = &self.tenant {
+                req.headers_mut().insert("X-Scope-OrgID", tenant.clone());
+            }
+            let response = tokio::time::timeout(Duration::from_secs(5), self.client.request(req))
+                .await
+                .map_err(|_| "no answer within 5s".to_string())?
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(response.status())
+        }
+        .await;
+        match result {
+            Ok(status) if status.is_success() => {
+                tracing::info!(sink = %self.key, url = %self.ready_url, "Loki is ready.")
+            }
+            Ok(status) => {
+                tracing::warn!(sink = %self.key, url = %self.ready_url, %status, "Loki is not ready yet; pushes will be retried.")
+            }
+            Err(error) => {
+                tracing::warn!(sink = %self.key, url = %self.ready_url, %error, "Loki is not reachable yet; pushes will be retried.")
+            }
+        }
+    }
+
+    fn prepare(&self, events: &[LogEvent], now: i64) -> Prepared {
+        let mut by_labels: HashMap<usize, usize> = HashMap::new();
+        let mut by_text: HashMap<String, usize> = HashMap::new();
+        let mut streams: Vec<StreamBuild> = Vec::new();
+        let mut rejected = Vec::new();
+        let mut dropped = 0;
+        let mut clamped = 0u64;
+        for (index, event) in events.iter().enumerate() {
+            let key = event.labels.identity();
+            let stream_index = match by_labels.get(&key) {
+                Some(&i) => i,
+                None => {
+                    let mut merged: BTreeMap<&str, &str> = event.labels.iter().collect();
+                    for (k, v) in &self.config.labels {
+                        merged.insert(k, v);
+                    }
+                    let pairs: Vec<(String, String)> = merged
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    let valid = !pairs.is_empty() && pairs.iter().all(|(k, _)| valid_label_name(k));
+                    let text = proto::format_labels(merged.iter().map(|(k, v)| (*k, *v)));
+                    let i = *by_text.entry(text.clone()).or_insert_with(|| {
+                        streams.push(StreamBuild {
+                            labels_text: text,
+                            pairs,
+                            valid,
+                            entries: Vec::new(),
+                        });
+                        streams.len() - 1
+                    });
+                    by_labels.insert(key, i);
+                    i
+                }
+            };
+            let stream = &mut streams[stream_index];
+            if !stream.valid {
+                rejected.push(Rejected {
+                    index,
+                    reason: RejectReason::InvalidLabels.as_str(),
+                    detail: format!(
+                        "stream {} has no labels or a label name Loki refuses ([a-zA-Z_][a-zA-Z0-9_]*)",
+                        stream.labels_text
+                    ),
+                });
+                continue;
+            }
+            match self.learner.check(
+                &self.config.timestamps,
+                &stream.labels_text,
+                event.timestamp_ns,
+                now,
+            ) {
+                Verdict::Send {
+                    timestamp_ns,
+                    clamped: was_clamped,
+                } => {
+                    clamped += u64::from(was_clamped);
+                    stream.entries.push((index, timestamp_ns, was_clamped));
+                }
+                Verdict::Divert => rejected.push(Rejected {
+                    index,
+                    reason: RejectReason::TooOld.as_str(),
+                    detail: "older than the oldest timestamp Loki accepts (learned)".to_string(),
+                }),
+                Verdict::Drop => dropped += 1,
+            }
+        }
+        if clamped > 0 {
+            instruments().timestamp_clamped.add(clamped, &self.attrs);
+        }
+        for stream in &mut streams {
+            stream.entries.sort_by_key(|(_, ts, _)| *ts);
+        }
+        Prepared {
+            streams,
+            rejected,
+            dropped,
+        }
+    }
+
+    fn encode(
+        &self,
+        events: &[LogEvent],
+        prepared: &Prepared,
+    ) -> Result<(Bytes, &'static str, Option<&'static str>), String> {
+        match self.config.encoding {
+            LokiEncoding::Protobuf => {
+                let request = PushRequest {
+                    streams: prepared
+                        .streams
+                        .iter()
+                        .filter(|s| !s.entries.is_empty())
+                        .map(|s| StreamAdapter {
+                            labels: s.labels_text.clone(),
+                            entries: s
+                                .entries
+                                .iter()
+                                .map(|&(i, ts, clamped)| entry(&events[i], ts, clamped))
+                                .collect(),
+                            hash: 0,
+                        })
+                        .collect(),
+                };
+                let raw = request.encode_to_vec();
+                let compressed = snap::raw::Encoder::new()
+                    .compress_vec(&raw)
+                    .map_err(|e| format!("snappy: {e}"))?;
+                Ok((Bytes::from(compressed), "application/x-protobuf", None))
+            }
+            LokiEncoding::Json => {
+                let body = json_body(events, prepared);
+                match self.config.compression {
+                    JsonCompression::None => Ok((Bytes::from(body), "application/json", None)),
+                    JsonCompression::Gzip => {
+                        let mut encoder =
+                            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                        encoder
+                            .write_all(&body)
+                            .and_then(|()| encoder.finish())
+                            .map(|gz| (Bytes::from(gz), "application/json", Some("gzip")))
+                            .map_err(|e| format!("gzip: {e}"))
+                    }
+                }
+            }
+        }
+    }
+
+    async fn push(
+        &self,
+        body: Bytes,
+        content_type: &'static str,
+        encoding: Option<&'static str>,
+    ) -> Result<(StatusCode, http::HeaderMap, String), String> {
+        let length = body.len();
+        let mut req = Request::post(self.url.clone())
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        let headers = req.headers_mut();
+        if let Some(encoding) = encoding {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
+        if let Some(tenant) = &self.tenant {
+            headers.insert("X-Scope-OrgID", tenant.clone());
+        }
+        if let Some(auth) = &self.authorization {
+            headers.insert(header::AUTHORIZATION, auth.clone());
+        }
+        let started = std::time::Instant::now();
+        let response = self.client.request(req).await.map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            text
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        instruments()
+            .request_duration
+            .record(started.elapsed().as_secs_f64(), &self.attrs);
+        instruments().sent_bytes.add(length as u64, &self.attrs);
+        instruments().http_responses.add(
+            1,
+            &[
+                self.attrs[0].clone(),
+                KeyValue::new("code", i64::from(status.as_u16())),
+            ],
+        );
+        Ok((status, headers, body))
+    }
+
+    /// Matches Loki's rejections to the entries that were sent; learns cutoffs on the way.
+    fn match_rejections(
+        &self,
+        prepared: &Prepared,
+        rejections: &[Rejection],
+        now: i64,
+    ) -> Vec<Rejected> {
+        let mut out: Vec<Rejected> = Vec::new();
+        let mut taken = std::collections::HashSet::new();
+        let instruments = instruments();
+        for rejection in rejections {
+            instruments.timestamp_rejections.add(
+                1,
+                &[
+                    self.attrs[0].clone(),
+                    KeyValue::new("reason", rejection.reason.as_str()),
+                ],
+            );
+            let streams: Vec<&StreamBuild> = match &rejection.stream {
+                Some(pairs) => prepared
+                    .streams
+                    .iter()
+                    .filter(|s| &s.pairs == pairs)
+                    .collect(),
+                None => prepared.streams.iter().collect(),
+            };
+            match (rejection.reason, rejection.oldest_acceptable_ns) {
+                (RejectReason::TooOld, Some(cutoff)) => self.learner.learn_max_age(cutoff, now),
+                (RejectReason::TooFarBehind, Some(cutoff)) => {
+                    for stream in &streams {
+                        self.learner.learn_stream(&stream.labels_text, cutoff, now);
+                    }
+                }
+                _ => {}
+            }
+            for stream in streams {
+                for &(index, ts, _) in &stream.entries {
+                    let hit = match rejection.reason {
+                        RejectReason::TooOld | RejectReason::TooFarBehind => match rejection
+                            .oldest_acceptable_ns
+                        {
+                            Some(cutoff) => ts < cutoff,
+                            None => rejection.entry_seconds == Some(ts.div_euclid(1_000_000_000)),
+                        },
+                        RejectReason::TooNew => {
+                            rejection.entry_seconds == Some(ts.div_euclid(1_000_000_000))
+                        }
+                        RejectReason::LineTooLong => rejection.line_length.is_some(),
+                        RejectReason::InvalidLabels => true,
+                        RejectReason::Other => rejection.stream.is_some(),
+                    };
+                    if hit && taken.insert(index) {
+                        out.push(Rejected {
+                            index,
+                            reason: rejection.reason.as_str(),
+                            detail: rejection.message.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(age) = self.learner.max_age() {
+            instruments
+                .timestamp_max_age
+                .record(age.as_secs_f64(), &self.attrs);
+        }
+        out
+    }
+}
+
+fn entry(event: &LogEvent, timestamp_ns: i64, clamped: bool) -> EntryAdapter {
+    let mut metadata: Vec<LabelPairAdapter> = event
+        .metadata
+        .iter()
+        .map(|(k, v)| LabelPairAdapter {
+            name: k.to_string(),
+            value: v.to_string(),
+        })
+        .collect();
+    if clamped {
+        metadata.push(LabelPairAdapter {
+            name: "original_timestamp".to_string(),
+            value: event.timestamp_ns.to_string(),
+        });
+    }
+    EntryAdapter {
+        timestamp: Some(Timestamp::from_nanos(timestamp_ns)),
+        line: event.line.clone(),
+        structured_metadata: metadata,
+    }
+}
+
+fn json_body(events: &[LogEvent], prepared: &Prepared) -> Vec<u8> {
+    let streams: Vec<serde_json::Value> = prepared
+        .streams
+        .iter()
+        .filter(|s| !s.entries.is_empty())
+        .map(|s| {
+            let labels: serde_json::Map<String, serde_json::Value> = s
+                .pairs
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            let values: Vec<serde_json::Value> = s
+                .entries
+                .iter()
+                .map(|&(i, ts, clamped)| {
+                    let event = &events[i];
+                    let line = String::from_utf8_lossy(&event.line).into_owned();
+                    let mut metadata: serde_json::Map<String, serde_json::Value> = event
+                        .metadata
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+                        .collect();
+                    if clamped {
+                        metadata.insert(
+                            "original_timestamp".into(),
+                            serde_json::Value::String(event.timestamp_ns.to_string()),
+                        );
+                    }
+                    if metadata.is_empty() {
+                        serde_json::json!([ts.to_string(), line])
+                    } else {
+                        serde_json::json!([ts.to_string(), line, metadata])
+                    }
+                })
+                .collect();
+            serde_json::json!({"stream": labels, "values": values})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "streams": streams })).unwrap_or_default()
+}
+
+impl SinkService for LokiSink {
+    fn send<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, SendOutcome> {
+        Box::pin(async move {
+            let now = now_ns();
+            let prepared = self.prepare(&batch.events, now);
+            if prepared.dropped > 0 {
+                crate::telemetry::ComponentAttrs::new(&self.key)
+                    .dropped(prepared.dropped, "timestamp_too_old");
+            }
+            let to_send: usize = prepared.streams.iter().map(|s| s.entries.len()).sum();
+            if to_send == 0 {
+                return if prepared.rejected.is_empty() {
+                    SendOutcome::Delivered
+                } else {
+                    SendOutcome::Partial {
+                        rejected: prepared.rejected,
+                    }
+                };
+            }
+            let (body, content_type, encoding) = match self.encode(&batch.events, &prepared) {
+                Ok(encoded) => encoded,
+                Err(detail) => {
+                    return SendOutcome::Failed {
+                        reason: "encode_error",
+                        detail,
+                    };
+                }
+            };
+            let (status, headers, text) = match self.push(body, content_type, encoding).await {
+                Ok(answer) => answer,
+                Err(detail) => {
+                    return SendOutcome::Retry {
+                        reason: "connection",
+                        detail,
+                        retry_after: None,
+                    };
+                }
+            };
+            let retry_after = headers
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            let code = status.as_u16();
+            let short = |text: &str| text.chars().take(500).collect::<String>();
+            match code {
+                260 => SendOutcome::Retry {
+                    reason: "http_260",
+                    detail: format!("ingestion blocked (260): {}", short(&text)),
+                    retry_after,
+                },
+                200..=299 => {
+                    instruments().sent_entries.add(to_send as u64, &self.attrs);
+                    if prepared.rejected.is_empty() {
+                        SendOutcome::Delivered
+                    } else {
+                        SendOutcome::Partial {
+                            rejected: prepared.rejected,
+                        }
+                    }
+                }
+                400 => {
+                    let rejections = parse_rejections(&text);
+                    let mut rejected = self.match_rejections(&prepared, &rejections, now);
+                    if rejected.is_empty() {
+                        // Nothing could be matched: Loki stored what it could; keep every sent
+                        // entry (resending is harmless: Loki drops exact duplicates).
+                        rejected = prepared
+                            .streams
+                            .iter()
+                            .flat_map(|s| s.entries.iter().map(|&(i, _, _)| i))
+                            .map(|index| Rejected {
+                                index,
+                                reason: "http_400",
+                                detail: short(&text),
+                            })
+                            .collect();
+                    }
+                    instruments()
+                        .sent_entries
+                        .add(to_send.saturating_sub(rejected.len()) as u64, &self.attrs);
+                    rejected.extend(prepared.rejected);
+                    SendOutcome::Partial { rejected }
+                }
+                413 => SendOutcome::TooLarge {
+                    detail: short(&text),
+                },
+                429 => SendOutcome::Retry {
+                    reason: "http_429",
+                    detail: short(&text),
+                    retry_after,
+                },
+                501 => SendOutcome::Failed {
+                    reason: "http_501",
+                    detail: short(&text),
+                },
+                500..=599 => SendOutcome::Retry {
+                    reason: "http_5xx",
+                    detail: format!("{code}: {}", short(&text)),
+                    retry_after,
+                },
+                _ => SendOutcome::Failed {
+                    reason: "http_4xx",
+                    detail: format!("{code}: {}", short(&text)),
+                },
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_known_values() {
+        assert_eq!(base64("user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64("a"), "YQ==");
+        assert_eq!(base64("ab"), "YWI=");
+    }
+
+    #[test]
+    fn validation_names_bad_endpoint_and_labels() {
+        let config = LokiSinkConfig {
+            endpoint: "ftp://x".into(),
+            labels: BTreeMap::from([("bad-name".to_string(), "v".to_string())]),
+            ..LokiSinkConfig::default()
+        };
+        let errors = config.validate("sinks.loki");
+        let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["sinks.loki.endpoint", "sinks.loki.labels.bad-name"]
+        );
+    }
+}

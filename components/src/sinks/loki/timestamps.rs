@@ -1,0 +1,287 @@
+//! Timestamp learning and guarding for the Loki sink.
+//!
+//! Loki rejects entries older than `now - reject_old_samples_max_age` (per tenant) and, per
+//! stream, entries more than half of `max_chunk_age` behind the stream's newest entry. Neither
+//! limit is known to a client up front; both are written in Loki's rejections as
+//! `oldest acceptable timestamp is: T`. The learner remembers them:
+//! - the tenant's maximum age, `now - T` at the time of a "too old" rejection, which keeps
+//!   applying as time moves on;
+//! - a stream's cutoff `T` from a "too far behind" rejection, forgotten after `learned_ttl`
+//!   (the stream's window moves with its newest entry, so an old cutoff only grows stale).
+//!
+//! Before sending, an entry older than the learned cutoff follows the policy: `clamp` (moved to
+//! just inside the window, the original time kept in structured metadata
+//! `original_timestamp`), `dlq` (kept in the dead-letter queue) or `drop` (counted). An entry
+//! more than `creation_grace_period` in the future is clamped to now.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::duration;
+
+/// What to do with an entry older than the learned cutoff.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TooOldPolicy {
+    /// Rewrite the time to just inside the window; keep the original in structured metadata.
+    #[default]
+    Clamp,
+    /// Keep the entry in the dead-letter queue.
+    Dlq,
+    /// Drop the entry (counted in `dropped_total{reason="timestamp_too_old"}`).
+    Drop,
+}
+
+/// Timestamp handling of the Loki sink.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TimestampConfig {
+    /// `clamp`, `dlq` or `drop`, for entries older than what Loki is known to accept.
+    pub policy: TooOldPolicy,
+    /// Entries further in the future than this are clamped to now (Loki's default is 10m).
+    #[serde(with = "duration")]
+    pub creation_grace_period: Duration,
+    /// How far inside the window a clamped entry lands.
+    #[serde(with = "duration")]
+    pub clamp_margin: Duration,
+    /// A learned per-stream cutoff is forgotten after this long.
+    #[serde(with = "duration")]
+    pub learned_ttl: Duration,
+    /// A maximum age to assume before Loki has said anything (none by default).
+    #[serde(with = "crate::config::duration_opt")]
+    pub max_age: Option<Duration>,
+}
+
+impl Default for TimestampConfig {
+    fn default() -> Self {
+        Self {
+            policy: TooOldPolicy::Clamp,
+            creation_grace_period: Duration::from_secs(600),
+            clamp_margin: Duration::from_secs(60),
+            learned_ttl: Duration::from_secs(3600),
+            max_age: None,
+        }
+    }
+}
+
+/// The verdict on one entry's time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send with this time (the original, or a clamped one when `clamped`).
+    Send { timestamp_ns: i64, clamped: bool },
+    /// Do not send: keep it in the DLQ.
+    Divert,
+    /// Do not send: drop it.
+    Drop,
+}
+
+/// What has been learned from Loki's rejections.
+#[derive(Debug, Default)]
+pub struct Learner {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    max_age_ns: Option<i64>,
+    /// Stream (label text) -> (cutoff, learned at).
+    streams: HashMap<String, (i64, i64)>,
+}
+
+impl Learner {
+    pub fn new(initial_max_age: Option<Duration>) -> Self {
+        Self {
+            state: Mutex::new(State {
+                max_age_ns: initial_max_age.map(|d| d.as_nanos().min(i64::MAX as u128) as i64),
+                streams: HashMap::new(),
+            }),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        match self.state.lock() {
+            Ok(mut state) => f(&mut state),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Learns the tenant's maximum age from a "too old" rejection's cutoff.
+    pub fn learn_max_age(&self, cutoff_ns: i64, now_ns: i64) {
+        let age = now_ns.saturating_sub(cutoff_ns).max(0);
+        self.with(|s| {
+            // Keep the strictest (smallest) age seen: Loki's limit is one number per tenant.
+            s.max_age_ns = Some(s.max_age_ns.map_or(age, |old| old.min(age)));
+        });
+    }
+
+    /// Learns a stream's cutoff from a "too far behind" rejection.
+    pub fn learn_stream(&self, stream: &str, cutoff_ns: i64, now_ns: i64) {
+        self.with(|s| {
+            let entry = s
+                .streams
+                .entry(stream.to_string())
+                .or_insert((cutoff_ns, now_ns));
+            if cutoff_ns >= entry.0 {
+                *entry = (cutoff_ns, now_ns);
+            }
+        });
+    }
+
+    /// The learned maximum age, for the gauge.
+    pub fn max_age(&self) -> Option<Duration> {
+        self.with(|s| s.max_age_ns)
+            .map(|ns| Duration::from_nanos(u64::try_from(ns).unwrap_or(0)))
+    }
+
+    /// The oldest time Loki is known to accept for `stream` now.
+    pub fn cutoff(&self, stream: &str, now_ns: i64, ttl: Duration) -> Option<i64> {
+        let ttl_ns = i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
+        self.with(|s| {
+            let tenant = s.max_age_ns.map(|age| now_ns.saturating_sub(age));
+            let stream_cutoff = match s.streams.get(stream) {
+                Some(&(cutoff, learned)) if now_ns.saturating_sub(learned) <= ttl_ns => {
+                    Some(cutoff)
+                }
+                Some(_) => {
+                    s.streams.remove(stream);
+                    None
+                }
+                None => None,
+            };
+            match (tenant, stream_cutoff) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            }
+        })
+    }
+
+    /// Decides what to do with an entry of `stream` at `timestamp_ns`.
+    pub fn check(
+        &self,
+        config: &TimestampConfig,
+        stream: &str,
+        timestamp_ns: i64,
+        now_ns: i64,
+    ) -> Verdict {
+        let grace = i64::try_from(config.creation_grace_period.as_nanos()).unwrap_or(i64::MAX);
+        if timestamp_ns > now_ns.saturating_add(grace) {
+            return Verdict::Send {
+                timestamp_ns: now_ns,
+                clamped: true,
+            };
+        }
+        let Some(cutoff) = self.cutoff(stream, now_ns, config.learned_ttl) else {
+            return Verdict::Send {
+                timestamp_ns,
+                clamped: false,
+            };
+        };
+        if timestamp_ns >= cutoff {
+            return Verdict::Send {
+                timestamp_ns,
+                clamped: false,
+            };
+        }
+        match config.policy {
+            TooOldPolicy::Clamp => {
+                let margin = i64::try_from(config.clamp_margin.as_nanos()).unwrap_or(0);
+                Verdict::Send {
+                    timestamp_ns: cutoff.saturating_add(margin).min(now_ns),
+                    clamped: true,
+                }
+            }
+            TooOldPolicy::Dlq => Verdict::Divert,
+            TooOldPolicy::Drop => Verdict::Drop,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn learned_max_age_moves_with_time_and_clamps() {
+        let learner = Learner::new(None);
+        let config = TimestampConfig::default();
+        let now = 1_000_000 * S;
+        assert_eq!(
+            learner.check(&config, "{a=\"1\"}", now - 100 * S, now),
+            Verdict::Send {
+                timestamp_ns: now - 100 * S,
+                clamped: false
+            }
+        );
+        learner.learn_max_age(now - 50 * S, now);
+        assert_eq!(learner.max_age(), Some(Duration::from_secs(50)));
+        // Later, the window has moved on with the clock.
+        let later = now + 1000 * S;
+        match learner.check(&config, "{a=\"1\"}", later - 51 * S, later) {
+            Verdict::Send {
+                timestamp_ns,
+                clamped: true,
+            } => {
+                assert!(timestamp_ns >= later - 50 * S && timestamp_ns <= later)
+            }
+            other => panic!("{other:?}"),
+        }
+        let dlq = TimestampConfig {
+            policy: TooOldPolicy::Dlq,
+            ..config.clone()
+        };
+        assert_eq!(
+            learner.check(&dlq, "s", later - 60 * S, later),
+            Verdict::Divert
+        );
+        let drop = TimestampConfig {
+            policy: TooOldPolicy::Drop,
+            ..config
+        };
+        assert_eq!(
+            learner.check(&drop, "s", later - 60 * S, later),
+            Verdict::Drop
+        );
+    }
+
+    #[test]
+    fn stream_cutoff_applies_to_its_stream_until_ttl() {
+        let learner = Learner::new(None);
+        let config = TimestampConfig {
+            policy: TooOldPolicy::Dlq,
+            ..TimestampConfig::default()
+        };
+        let now = 1_000_000 * S;
+        learner.learn_stream("{job=\"a\"}", now - 10 * S, now);
+        assert_eq!(
+            learner.check(&config, "{job=\"a\"}", now - 20 * S, now),
+            Verdict::Divert
+        );
+        assert!(matches!(
+            learner.check(&config, "{job=\"b\"}", now - 20 * S, now),
+            Verdict::Send { clamped: false, .. }
+        ));
+        let after_ttl = now + 3601 * S;
+        assert!(matches!(
+            learner.check(&config, "{job=\"a\"}", now - 20 * S, after_ttl),
+            Verdict::Send { clamped: false, .. }
+        ));
+    }
+
+    #[test]
+    fn future_entries_are_clamped_to_now() {
+        let learner = Learner::new(None);
+        let now = 1_000_000 * S;
+        assert_eq!(
+            learner.check(&TimestampConfig::default(), "s", now + 3600 * S, now),
+            Verdict::Send {
+                timestamp_ns: now,
+                clamped: true
+            }
+        );
+    }
+}
