@@ -5,6 +5,8 @@ use log_capturer::components::config::struct_fields;
 use log_capturer::components::dispatcher::DispatcherConfig;
 use log_capturer::components::sinks::console::ConsoleConfig;
 use log_capturer::components::sinks::file::FileSinkConfig;
+use log_capturer::components::sinks::loki::LokiSinkConfig;
+use log_capturer::components::sinks::loki::timestamps::TimestampConfig;
 use log_capturer::components::sources::file::FileSourceConfig;
 use log_capturer::components::sources::generator::GeneratorConfig;
 use log_capturer::components::telemetry::names;
@@ -28,6 +30,8 @@ fn configuration_reference_documents_every_key_and_type() {
         ("file source", struct_fields::<FileSourceConfig>()),
         ("filter", struct_fields::<FilterConfig>()),
         ("file", struct_fields::<FileSinkConfig>()),
+        ("loki", struct_fields::<LokiSinkConfig>()),
+        ("loki timestamps", struct_fields::<TimestampConfig>()),
         ("console", struct_fields::<ConsoleConfig>()),
     ];
     let mut missing = Vec::new();
