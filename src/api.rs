@@ -7,6 +7,8 @@
 //! | `GET /metrics`         | Prometheus text exposition |
 //! | `GET /config`          | the running configuration as JSON, secrets redacted |
 //! | `POST /config/reload`  | re-read the configuration: 200 with what was applied and what needs a restart, 400 with every error |
+//! | `GET /dlq`             | each sink's dead-letter queue statistics |
+//! | `POST /dlq/reprocess`  | replay the dead-letter queues now (202) |
 //!
 //! When `api.token` is set, `POST` requests need `Authorization: Bearer <token>` (401 without).
 
@@ -141,14 +143,46 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
                 ),
             }
         }
-        (_, "/health" | "/ready" | "/metrics" | "/config" | "/config/reload") => json_response(
+        (&Method::GET, "/dlq") => {
+            let stats: serde_json::Map<String, serde_json::Value> = app
+                .dlqs()
+                .iter()
+                .map(|(name, dlq)| {
+                    (
+                        name.clone(),
+                        serde_json::to_value(dlq.stats()).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            json_response(StatusCode::OK, &json!({ "sinks": stats }))
+        }
+        (&Method::POST, "/dlq/reprocess") => {
+            if !authorized(app, &req) {
+                return json_response(
+                    StatusCode::UNAUTHORIZED,
+                    &json!({"error": "missing or wrong bearer token (api.token)"}),
+                );
+            }
+            for dlq in app.dlqs().values() {
+                dlq.trigger_reprocess();
+            }
+            json_response(
+                StatusCode::ACCEPTED,
+                &json!({"status": "reprocessing", "sinks": app.dlqs().keys().collect::<Vec<_>>()}),
+            )
+        }
+        (
+            _,
+            "/health" | "/ready" | "/metrics" | "/config" | "/config/reload" | "/dlq"
+            | "/dlq/reprocess",
+        ) => json_response(
             StatusCode::METHOD_NOT_ALLOWED,
             &json!({"error": format!("{} is not allowed here", req.method())}),
         ),
         (_, path) => json_response(
             StatusCode::NOT_FOUND,
             &json!({"error": format!("no such endpoint: {path}"),
-                    "endpoints": ["/health", "/ready", "/metrics", "/config", "/config/reload"]}),
+                    "endpoints": ["/health", "/ready", "/metrics", "/config", "/config/reload", "/dlq", "/dlq/reprocess"]}),
         ),
     }
 }

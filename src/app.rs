@@ -58,6 +58,11 @@ impl App {
         }
     }
 
+    /// The running sinks' dead-letter queues.
+    pub fn dlqs(&self) -> &BTreeMap<String, log_capturer_components::dead_letter::SinkDlq> {
+        &self.controls.dlqs
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }

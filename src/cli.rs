@@ -42,6 +42,17 @@ pub enum Command {
         #[arg(long, global = true, value_name = "NAME")]
         source: Option<String>,
     },
+    /// Inspect, replay or purge the sinks' dead-letter queues.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+        /// The data directory; by default the configuration's data_dir.
+        #[arg(long, global = true, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Only this sink (by default: every sink with a dead-letter queue).
+        #[arg(long, global = true, value_name = "NAME")]
+        sink: Option<String>,
+    },
     /// Ask a running instance for its health; exit 0 when healthy.
     Health {
         /// The API's base URL; by default taken from the configuration's api.listen.
@@ -63,6 +74,29 @@ pub enum PositionsAction {
     /// Forget the positions (files are read again as read_from says). Refuses while an
     /// instance runs; keeps a .bak.
     Reset,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Records, entries, bytes and age per sink.
+    Stats,
+    /// Print queued records (oldest first) as JSON lines.
+    Inspect {
+        /// Most records to print.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Ask the running instance to replay its queues now (POST /dlq/reprocess).
+    Reprocess {
+        /// The API's base URL; by default taken from the configuration's api.listen.
+        #[arg(long)]
+        url: Option<String>,
+        /// Bearer token for the API (or LOG_CAPTURER_API__TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Delete every queued record. Refuses while an instance runs on the data directory.
+    Purge,
 }
 
 impl Cli {
@@ -103,6 +137,11 @@ pub fn main() -> ExitCode {
         None | Some(Command::Run) => runtime.block_on(crate::app::run(source)),
         Some(Command::Validate { print }) => validate(&source, print),
         Some(Command::Health { url }) => runtime.block_on(health(&source, url)),
+        Some(Command::Dlq {
+            action,
+            data_dir,
+            sink,
+        }) => runtime.block_on(crate::dlq_cli::run(&source, action, data_dir, sink)),
         Some(Command::Positions {
             action,
             data_dir,

@@ -26,6 +26,7 @@ use log_capturer_components::config::{
     ConfigError, did_you_mean, duration, join_path, parse, struct_fields,
 };
 use log_capturer_components::dispatcher::DispatcherConfig;
+use log_capturer_components::dlq::DlqConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -179,6 +180,8 @@ pub struct TransformSpec {
 pub struct SinkSpec {
     pub inputs: Vec<String>,
     pub dispatcher: DispatcherConfig,
+    /// The sink's dead-letter queue (`sinks.<name>.dlq`).
+    pub dlq: DlqConfig,
     pub config: SinkConfig,
 }
 
@@ -392,14 +395,16 @@ pub fn validate(raw: Value) -> Result<Config, ConfigErrors> {
         };
         let inputs = take_inputs(&prefix, &mut rest, &names, &root.sinks, name, &mut errors);
         let dispatcher = sink_dispatcher(&prefix, &mut rest, &global_dispatcher, &mut errors);
+        let dlq = sink_dlq(&prefix, &mut rest, &mut errors);
         match SinkConfig::parse(&prefix, &type_name, rest.into()) {
             Ok(config) => {
-                if let Some(dispatcher) = dispatcher {
+                if let (Some(dispatcher), Some(dlq)) = (dispatcher, dlq) {
                     sinks.insert(
                         name.clone(),
                         SinkSpec {
                             inputs,
                             dispatcher,
+                            dlq,
                             config,
                         },
                     );
@@ -624,6 +629,33 @@ fn sink_dispatcher(
         }
     }
     match parse::<DispatcherConfig>(&path, merged, &[]) {
+        Ok(config) => {
+            let problems = config.validate(&path);
+            if problems.is_empty() {
+                Some(config)
+            } else {
+                errors.extend(problems);
+                None
+            }
+        }
+        Err(errs) => {
+            errors.extend(errs);
+            None
+        }
+    }
+}
+
+fn sink_dlq(
+    prefix: &str,
+    rest: &mut serde_json::Map<String, Value>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<DlqConfig> {
+    let path = join_path(prefix, "dlq");
+    let value = match rest.remove("dlq") {
+        None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+        Some(value) => value,
+    };
+    match parse::<DlqConfig>(&path, value, &[]) {
         Ok(config) => {
             let problems = config.validate(&path);
             if problems.is_empty() {

@@ -6,6 +6,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod dlq_cli;
 pub mod positions_cli;
 pub mod telemetry;
 pub mod topology;

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use log_capturer_components::dead_letter::{QueueDeadLetter, SinkDlq};
 use log_capturer_components::dispatcher::{Dispatcher, DispatcherConfig};
+use log_capturer_components::dlq::{Dlq, DlqFullPolicy};
 use log_capturer_components::queue::{Fanout, QueueReceiver, QueueSender, WhenFull, queue};
 use log_capturer_components::shutdown::{ShutdownTrigger, shutdown_pair};
 use log_capturer_components::telemetry::{ComponentAttrs, ComponentKind, HealthRegistry};
@@ -43,6 +45,8 @@ pub struct RunningTopology {
 #[derive(Default)]
 pub struct TopologyControls {
     dispatcher_settings: BTreeMap<String, watch::Sender<DispatcherConfig>>,
+    /// Each sink's dead-letter queue, when enabled.
+    pub dlqs: BTreeMap<String, SinkDlq>,
 }
 
 /// How a shutdown ended.
@@ -139,18 +143,49 @@ pub fn start(
         }
     }
     let mut dispatchers = Vec::new();
+    let mut reprocessors = Vec::new();
     let mut dispatcher_settings = BTreeMap::new();
+    let mut dlqs = BTreeMap::new();
     for (name, spec) in &config.sinks {
         let health = health.register(name, ComponentKind::Sink);
-        match spec.config.build(name) {
-            Ok(service) => {
-                let (settings_tx, settings_rx) = watch::channel(spec.dispatcher.clone());
-                dispatcher_settings.insert(name.clone(), settings_tx);
-                if let Some(rx) = sink_receivers.remove(name) {
-                    dispatchers.push((Dispatcher::new(name, service, settings_rx, health), rx));
-                }
+        let service = match spec.config.build(name) {
+            Ok(service) => service,
+            Err(err) => {
+                errors.push(err);
+                continue;
             }
-            Err(err) => errors.push(err),
+        };
+        let (settings_tx, settings_rx) = watch::channel(spec.dispatcher.clone());
+        dispatcher_settings.insert(name.clone(), settings_tx);
+        let mut dispatcher = Dispatcher::new(name, service.clone(), settings_rx, health.clone());
+        if spec.dlq.enabled {
+            match Dlq::open(data_dir, name, spec.dlq.clone()) {
+                Ok(queue) => {
+                    let sink_dlq = SinkDlq::new(
+                        name,
+                        queue,
+                        spec.config.tenant().map(str::to_string),
+                        spec.dlq.when_full == DlqFullPolicy::Block,
+                        signal.clone(),
+                    );
+                    dispatcher =
+                        dispatcher.with_dead_letter(Arc::new(QueueDeadLetter(sink_dlq.clone())));
+                    reprocessors.push(sink_dlq.clone().run_reprocessor(
+                        service,
+                        health,
+                        spec.dlq.reprocess_interval,
+                        spec.dlq.reprocess_batch_records,
+                    ));
+                    dlqs.insert(name.clone(), sink_dlq);
+                }
+                Err(err) => errors.push(BuildError {
+                    component: name.clone(),
+                    message: format!("cannot open its dead-letter queue: {err}"),
+                }),
+            }
+        }
+        if let Some(rx) = sink_receivers.remove(name) {
+            dispatchers.push((dispatcher, rx));
         }
     }
     if !errors.is_empty() {
@@ -160,6 +195,9 @@ pub fn start(
     let mut tasks = JoinSet::new();
     for (dispatcher, rx) in dispatchers {
         tasks.spawn(dispatcher.run(rx));
+    }
+    for reprocessor in reprocessors {
+        tasks.spawn(reprocessor);
     }
     for (name, mut transform, mut rx, mut fanout) in transforms {
         let attrs = ComponentAttrs::new(&name);
@@ -192,6 +230,7 @@ pub fn start(
         tasks,
         controls: Arc::new(TopologyControls {
             dispatcher_settings,
+            dlqs,
         }),
     })
 }

@@ -505,3 +505,77 @@ fn positions_cli_shows_and_refuses_to_change_while_running() {
     assert!(!positions.exists());
     assert!(instance.path("data/positions/app.json.bak").exists());
 }
+
+#[test]
+fn a_deleted_file_is_drained_and_released() {
+    let instance = start_with_input("");
+    let path = instance.path("in/app.log");
+    let out = instance.path("out/out.log");
+    let mut writer = append(&path);
+    for seq in 1..=100 {
+        writer.write_all(line(seq).as_bytes()).unwrap();
+    }
+    writer.flush().unwrap();
+    wait_all(&out, 1..=100, Duration::from_secs(30));
+    // The writer keeps its descriptor and writes on after the file is removed: those lines are
+    // still read (the file is drained before it is released).
+    std::fs::remove_file(&path).unwrap();
+    for seq in 101..=150 {
+        writer.write_all(line(seq).as_bytes()).unwrap();
+    }
+    writer.flush().unwrap();
+    let counts = wait_all(&out, 1..=150, Duration::from_secs(30));
+    assert_eq!(duplicates(&counts), 0);
+    wait_for(
+        "the deleted file to be released",
+        Duration::from_secs(30),
+        || {
+            let (_, metrics) = instance.get("/metrics");
+            (metrics.contains("log_capturer_files_watched{component=\"app\"} 0")
+                && metrics.contains("log_capturer_files_rotated_total{component=\"app\"} 1"))
+            .then_some(())
+        },
+    );
+}
+
+#[test]
+fn positions_cli_restores_a_checkpoint_generation() {
+    let mut instance = start_with_input("");
+    std::fs::write(instance.path("in/app.log"), line(1)).unwrap();
+    wait_all(
+        &instance.path("out/out.log"),
+        1..=1,
+        Duration::from_secs(30),
+    );
+    let checkpoint = instance.path("data/positions/app.checkpoint.0.json");
+    wait_for("checkpoint 0", Duration::from_secs(30), || {
+        checkpoint.exists().then_some(())
+    });
+    let (status, _) = instance.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    let data_dir = instance.path("data");
+    let restored = run_cli(&[
+        "positions",
+        "restore",
+        "--generation",
+        "0",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(String::from_utf8_lossy(&restored.stdout).contains("restored checkpoint 0"));
+    assert!(instance.path("data/positions/app.json.bak").exists());
+    let missing = run_cli(&[
+        "positions",
+        "restore",
+        "--generation",
+        "2",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+}

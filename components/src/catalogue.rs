@@ -148,6 +148,14 @@ impl SinkConfig {
         }
     }
 
+    /// The tenant the sink writes for, recorded with dead-letter records.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Self::Loki(config) => config.tenant_id.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn build(&self, key: &str) -> Result<Arc<dyn SinkService>, BuildError> {
         match self {
             Self::Loki(config) => {

@@ -15,7 +15,9 @@
 pub mod ack;
 pub mod catalogue;
 pub mod config;
+pub mod dead_letter;
 pub mod dispatcher;
+pub mod dlq;
 pub mod event;
 pub mod lock;
 pub mod queue;

@@ -1144,6 +1144,61 @@ mod tests {
         assert_eq!(static_prefix("/a/*/x.log"), (PathBuf::from("/a"), true));
     }
 
+    fn reader(config: FileSourceConfig) -> Reader {
+        let (out, _rx) = mpsc::channel(1);
+        let (acks, _acks_rx) = mpsc::unbounded_channel();
+        let (_trigger, signal) = crate::shutdown::shutdown_pair();
+        let shared = Arc::new(Shared {
+            table: std::sync::Mutex::new(HashMap::new()),
+            saves_behind: std::sync::atomic::AtomicBool::new(false),
+        });
+        Reader::new(
+            Arc::new(config),
+            "test".into(),
+            signal,
+            out,
+            acks,
+            shared,
+            BTreeMap::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn retry_queue_is_bounded_and_gives_up_after_max_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reader = reader(FileSourceConfig {
+            include: vec![format!("{}/*.log", dir.path().display())],
+            retry_queue_size: 2,
+            retry_max_attempts: 2,
+            ..FileSourceConfig::default()
+        });
+        for name in ["a.log", "b.log", "c.log"] {
+            reader.schedule_retry(&dir.path().join(name), "permission denied");
+        }
+        // Bounded: the third was dropped (and counted) rather than queued.
+        assert_eq!(reader.retries.len(), 2);
+        // Scheduling the same path again does not duplicate it.
+        reader.schedule_retry(&dir.path().join("a.log"), "permission denied");
+        assert_eq!(reader.retries.len(), 2);
+
+        // b.log appears: its retry opens it; a.log never does and is given up after 2 attempts.
+        std::fs::write(dir.path().join("b.log"), "line\n").unwrap();
+        for _ in 0..2 {
+            for entry in reader.retries.iter_mut() {
+                entry.next_at = Instant::now();
+            }
+            reader.process_retries();
+        }
+        assert!(
+            reader.retries.is_empty(),
+            "{:?}",
+            reader.retries.iter().map(|r| &r.path).collect::<Vec<_>>()
+        );
+        assert_eq!(reader.files.len(), 1);
+        assert!(reader.by_path.contains_key(&dir.path().join("b.log")));
+    }
+
     #[test]
     fn retry_delay_doubles_up_to_a_minute() {
         assert_eq!(retry_delay(1), Duration::from_secs(1));

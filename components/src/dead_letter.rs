@@ -1,0 +1,348 @@
+//! The dead-letter queue wired into a sink: the dispatcher's [`DeadLetter`] and the reprocessor.
+//!
+//! Guarantees:
+//! - [`QueueDeadLetter::store`] returns `Ok` only after the records are durable (the queue
+//!   fsyncs); the dispatcher then acknowledges the events as handled.
+//! - With `when_full: block` a full queue makes `store` wait (re-trying once a second) until the
+//!   reprocessor has made room or shutdown begins; the batch stays unacknowledged meanwhile, so
+//!   backpressure reaches the sources. Nothing is dropped silently: `drop_newest` is counted.
+//! - The reprocessor replays records, oldest first, every `reprocess_interval` while the sink is
+//!   healthy (or when asked through the API), sending them through the sink itself, so the
+//!   timestamp learner applies (too-old entries are clamped or diverted again). A record is
+//!   removed only after its entries were delivered or written back to the queue.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Gauge};
+use tokio::sync::Notify;
+
+use crate::ack::Finalizers;
+use crate::dispatcher::{DeadLetter, SendOutcome, SinkService};
+use crate::dlq::{AppendOutcome, Dlq, DlqEntry, DlqError, DlqRecord};
+use crate::event::{EventBatch, Labels, LogEvent, now_ns};
+use crate::shutdown::ShutdownSignal;
+use crate::telemetry::{HealthHandle, meter, names};
+
+struct Instruments {
+    entries: Counter<u64>,
+    queue_size: Gauge<i64>,
+    write_failures: Counter<u64>,
+    reprocessed: Counter<u64>,
+    reprocess_failures: Counter<u64>,
+}
+
+fn instruments() -> &'static Instruments {
+    static INSTRUMENTS: std::sync::OnceLock<Instruments> = std::sync::OnceLock::new();
+    INSTRUMENTS.get_or_init(|| {
+        let m = meter();
+        Instruments {
+            entries: m
+                .u64_counter(names::DLQ_ENTRIES)
+                .with_description("Entries written to the dead-letter queue, by reason.")
+                .build(),
+            queue_size: m
+                .i64_gauge(names::DLQ_QUEUE_SIZE)
+                .with_description("Entries in the dead-letter queue not yet replayed.")
+                .build(),
+            write_failures: m
+                .u64_counter(names::DLQ_WRITE_FAILURES)
+                .with_description("Dead-letter writes that failed.")
+                .build(),
+            reprocessed: m
+                .u64_counter(names::DLQ_REPROCESSED)
+                .with_description("Entries replayed from the dead-letter queue and delivered.")
+                .build(),
+            reprocess_failures: m
+                .u64_counter(names::DLQ_REPROCESS_FAILURES)
+                .with_description("Dead-letter replay attempts that failed.")
+                .build(),
+        }
+    })
+}
+
+/// A sink's dead-letter queue, shared by its dispatcher, its reprocessor and the API.
+#[derive(Clone)]
+pub struct SinkDlq {
+    pub sink: String,
+    queue: Arc<Mutex<Dlq>>,
+    tenant: Option<String>,
+    attrs: Arc<[KeyValue]>,
+    /// Wakes the reprocessor at once (API, CLI).
+    reprocess_now: Arc<Notify>,
+    block_when_full: bool,
+    shutdown: ShutdownSignal,
+}
+
+impl SinkDlq {
+    pub fn new(
+        sink: &str,
+        queue: Dlq,
+        tenant: Option<String>,
+        block_when_full: bool,
+        shutdown: ShutdownSignal,
+    ) -> Self {
+        let this = Self {
+            sink: sink.to_string(),
+            queue: Arc::new(Mutex::new(queue)),
+            tenant,
+            attrs: Arc::new([KeyValue::new("sink", sink.to_string())]),
+            reprocess_now: Arc::new(Notify::new()),
+            block_when_full,
+            shutdown,
+        };
+        this.report_size();
+        this
+    }
+
+    fn with_queue<T>(&self, f: impl FnOnce(&mut Dlq) -> T) -> T {
+        match self.queue.lock() {
+            Ok(mut queue) => f(&mut queue),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// The queue's statistics.
+    pub fn stats(&self) -> crate::dlq::DlqStats {
+        self.with_queue(|q| q.stats())
+    }
+
+    /// Asks the reprocessor to run now.
+    pub fn trigger_reprocess(&self) {
+        self.reprocess_now.notify_one();
+    }
+
+    fn report_size(&self) {
+        let entries = self.stats().entries;
+        instruments()
+            .queue_size
+            .record(i64::try_from(entries).unwrap_or(i64::MAX), &self.attrs);
+    }
+
+    fn records(&self, events: &[&LogEvent], reason: &str, detail: &str) -> Vec<DlqRecord> {
+        let mut by_labels: BTreeMap<Vec<(String, String)>, Vec<DlqEntry>> = BTreeMap::new();
+        for event in events {
+            let labels: Vec<(String, String)> = event
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            by_labels.entry(labels).or_default().push(DlqEntry {
+                timestamp_ns: event.timestamp_ns,
+                line: String::from_utf8_lossy(&event.line).into_owned(),
+                metadata: event
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            });
+        }
+        let written_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        by_labels
+            .into_iter()
+            .map(|(labels, entries)| DlqRecord {
+                sink: self.sink.clone(),
+                tenant: self.tenant.clone(),
+                labels,
+                reason: reason.to_string(),
+                detail: detail.chars().take(2000).collect(),
+                written_at: written_at.clone(),
+                entries,
+            })
+            .collect()
+    }
+
+    /// Appends records durably, waiting for room when full and `block` is the policy.
+    async fn append_all(&self, records: Vec<DlqRecord>, reason: &str) -> Result<(), String> {
+        for record in records {
+            let entries = record.entries.len() as u64;
+            loop {
+                let queue = self.queue.clone();
+                let to_write = record.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    let mut queue = match queue.lock() {
+                        Ok(q) => q,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                    queue.append(&to_write)
+                })
+                .await
+                .map_err(|e| format!("dead-letter write task failed: {e}"))?;
+                match result {
+                    Ok(AppendOutcome::Written) => {
+                        instruments().entries.add(
+                            entries,
+                            &[
+                                self.attrs[0].clone(),
+                                KeyValue::new("reason", reason.to_string()),
+                            ],
+                        );
+                        break;
+                    }
+                    Ok(AppendOutcome::Dropped) => {
+                        tracing::error!(sink = %self.sink, entries, "Dead-letter queue full; record dropped (when_full: drop_newest).");
+                        break;
+                    }
+                    Err(DlqError::Full { .. }) if self.block_when_full => {
+                        if self.shutdown.is_triggered() {
+                            return Err("dead-letter queue full at shutdown".to_string());
+                        }
+                        tracing::warn!(sink = %self.sink, "Dead-letter queue full; waiting for the reprocessor to make room.");
+                        self.trigger_reprocess();
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(err) => {
+                        instruments().write_failures.add(1, &self.attrs);
+                        return Err(err.to_string());
+                    }
+                }
+            }
+        }
+        self.report_size();
+        Ok(())
+    }
+
+    /// Replays up to `max_records` records through `service`. Returns how many entries were
+    /// delivered.
+    pub async fn reprocess_once(&self, service: &dyn SinkService, max_records: usize) -> u64 {
+        let peeked = {
+            let queue = self.queue.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut queue = match queue.lock() {
+                    Ok(q) => q,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                queue.peek(max_records)
+            })
+            .await
+        };
+        let records = match peeked {
+            Ok(Ok(records)) => records,
+            Ok(Err(err)) => {
+                instruments().reprocess_failures.add(1, &self.attrs);
+                tracing::warn!(sink = %self.sink, error = %err, "Cannot read the dead-letter queue.");
+                return 0;
+            }
+            Err(err) => {
+                instruments().reprocess_failures.add(1, &self.attrs);
+                tracing::warn!(sink = %self.sink, error = %err, "Dead-letter read task failed.");
+                return 0;
+            }
+        };
+        let mut delivered = 0u64;
+        for (id, record) in records {
+            let batch = record_to_batch(&record);
+            let outcome = service.send(&batch).await;
+            let requeue: Vec<&LogEvent> = match &outcome {
+                SendOutcome::Delivered => Vec::new(),
+                SendOutcome::Partial { rejected } => rejected
+                    .iter()
+                    .filter_map(|r| batch.events.get(r.index))
+                    .collect(),
+                SendOutcome::Retry { detail, .. }
+                | SendOutcome::Failed { detail, .. }
+                | SendOutcome::TooLarge { detail } => {
+                    instruments().reprocess_failures.add(1, &self.attrs);
+                    tracing::info!(sink = %self.sink, error = %detail, "Dead-letter replay stopped; will try again later.");
+                    break;
+                }
+            };
+            let sent = batch.len() - requeue.len();
+            if !requeue.is_empty() {
+                instruments().reprocess_failures.add(1, &self.attrs);
+                let records = self.records(&requeue, &record.reason, "rejected again on replay");
+                if let Err(err) = self.append_all(records, &record.reason).await {
+                    tracing::warn!(sink = %self.sink, error = %err, "Cannot write back rejected entries; the record stays queued.");
+                    break;
+                }
+            }
+            let queue = self.queue.clone();
+            let acked = tokio::task::spawn_blocking(move || {
+                let mut queue = match queue.lock() {
+                    Ok(q) => q,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                queue.ack(&[id])
+            })
+            .await;
+            if !matches!(acked, Ok(Ok(()))) {
+                instruments().reprocess_failures.add(1, &self.attrs);
+                tracing::warn!(sink = %self.sink, "Cannot mark a replayed record handled; it may be replayed again.");
+                break;
+            }
+            delivered += sent as u64;
+            instruments().reprocessed.add(sent as u64, &self.attrs);
+        }
+        self.report_size();
+        delivered
+    }
+
+    /// Replays periodically while the sink is healthy, until shutdown.
+    pub async fn run_reprocessor(
+        self,
+        service: Arc<dyn SinkService>,
+        health: HealthHandle,
+        interval: Duration,
+        batch_records: usize,
+    ) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = self.reprocess_now.notified() => {}
+                () = shutdown.wait() => return,
+            }
+            if !health.is_healthy() || self.stats().records == 0 {
+                continue;
+            }
+            let delivered = self.reprocess_once(service.as_ref(), batch_records).await;
+            if delivered > 0 {
+                tracing::info!(sink = %self.sink, delivered, "Replayed entries from the dead-letter queue.");
+            }
+        }
+    }
+}
+
+fn record_to_batch(record: &DlqRecord) -> EventBatch {
+    let labels = Labels::new(record.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let now = now_ns();
+    let source: crate::ComponentKey = "dlq".into();
+    let events = record
+        .entries
+        .iter()
+        .map(|e| LogEvent {
+            timestamp_ns: e.timestamp_ns,
+            observed_ns: now,
+            line: Bytes::from(e.line.clone()),
+            labels: labels.clone(),
+            metadata: e
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                .collect(),
+            source: source.clone(),
+        })
+        .collect();
+    EventBatch::new(events, Finalizers::default())
+}
+
+/// The dispatcher's side.
+pub struct QueueDeadLetter(pub SinkDlq);
+
+impl DeadLetter for QueueDeadLetter {
+    fn store<'a>(
+        &'a self,
+        events: Vec<&'a LogEvent>,
+        reason: &'a str,
+        detail: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let records = self.0.records(&events, reason, detail);
+            self.0.append_all(records, reason).await
+        })
+    }
+}

@@ -1,0 +1,2007 @@
+//! The dead-letter queue (DLQ) of a sink: batches the sink could not deliver for good (Loki 4xx,
+//! rejected entries, exhausted retries) are kept on disk until a reprocessor replays them. A
+//! record written here counts as acknowledged for the sources, so it is on disk before
+//! [`Dlq::append`] returns `Ok`.
+//!
+//! # On-disk format
+//!
+//! Everything of one sink lives in `<data_dir>/dlq/<sink>/`:
+//!
+//! ```text
+//! segment-00000000000000000000.dlq   oldest live segment
+//! segment-00000000000000000001.dlq
+//! segment-00000000000000000002.dlq   newest segment: the one appended to
+//! cursor                             replay progress, replaced on every ack
+//! cursor.tmp                         a cursor write in progress; never read, removed by open
+//! archive/segment-<sequence>.dlq     replayed segments (`archive: true`)
+//! ```
+//!
+//! - The sequence is 20 decimal digits, so names sort like numbers. It only grows: a new segment
+//!   takes one above every live or archived segment and above the cursor's.
+//! - A segment is a run of records, each framed as
+//!   `[u32 LE payload length][u32 LE CRC-32 (IEEE) of the payload][payload]`, where the payload is
+//!   the compact JSON of one [`DlqRecord`] (never empty, always starting with `{`, never
+//!   containing a raw NUL):
+//!
+//!   ```json
+//!   {"sink":"loki","tenant":null,"labels":[["job","app"]],"reason":"http_400",
+//!    "detail":"entry too far behind","written_at":"2026-05-01T10:00:00.123Z",
+//!    "entries":[{"timestamp_ns":1777629600000000000,"line":"GET /","metadata":[]}]}
+//!   ```
+//!
+//! - A new segment is started when the next record would take the newest one past
+//!   `segment_max_bytes`; a record larger than that gets a segment of its own.
+//! - A record is named by a [`RecordId`]: its segment's sequence and the byte offset of its frame.
+//! - `cursor` is one pretty-printed JSON document:
+//!
+//!   ```json
+//!   {
+//!     "version": 1,
+//!     "sink": "loki",
+//!     "segment": 2,
+//!     "offset": 4096,
+//!     "handled": [{ "segment": 2, "offset": 8192 }],
+//!     "updated_at": "2026-05-01T10:00:00.123Z"
+//!   }
+//!   ```
+//!
+//!   Every record before `(segment, offset)` is handled, and so is every record listed in
+//!   `handled` (acknowledged out of order; empty while the reprocessor acknowledges in order,
+//!   which keeps the file small). A missing or invalid cursor means nothing is handled.
+//!
+//! # Guarantees
+//!
+//! - Durable append: the frame is written with one `write` and fsynced (`fdatasync`) before
+//!   [`Dlq::append`] returns `Ok`; creating a segment fsyncs the directory. A failed write is cut
+//!   back off the segment; if even that fails, the next append starts a new segment.
+//! - Torn writes: [`Dlq::open`] truncates the newest segment after its last frame whose CRC
+//!   matches (a crash mid-append, zero-filled blocks), counts the cut bytes in
+//!   [`DlqStats::recovered_torn_bytes`] and logs a warning. Frames that fail their CRC but are
+//!   followed by valid ones (in any segment), and unreadable bytes at the end of an older segment,
+//!   are skipped, counted in [`DlqStats::corrupt_records`] and logged; never a panic. A record
+//!   that goes bad after open is skipped the same way when [`Dlq::peek`] meets it.
+//! - Bounds: an append is accepted only if afterwards the live segments' bytes on disk stay within
+//!   `max_bytes` and the unhandled entries within `max_entries` (a single record over either limit
+//!   can never fit). Otherwise `when_full` applies: `block` returns [`DlqError::Full`] and changes
+//!   nothing (the caller keeps its batch unacknowledged: backpressure), `drop_newest` drops the
+//!   record, counts it and returns [`AppendOutcome::Dropped`]. Before refusing, a newest segment
+//!   whose records are all handled is archived or deleted to make room. The archive is not bounded.
+//! - Replay is at-least-once: [`Dlq::peek`] never removes anything; [`Dlq::ack`] writes the cursor
+//!   atomically (`cursor.tmp`, fsync, rename, directory fsync) before returning `Ok`. After a
+//!   crash, every record acknowledged by a successful `ack` stays handled; records peeked but not
+//!   yet acknowledged (at most the last `peek` batch) are replayed again. A failed `ack` changes
+//!   nothing.
+//! - A segment leaves the queue (moved to `archive/`, or deleted with `archive: false`) only once
+//!   every record in it is handled and the cursor saying so is on disk, and never while it is the
+//!   newest one being appended to (except to make room, see Bounds).
+//! - Memory: an index of 16 bytes per record in live segments; record contents stay on disk.
+//! - One process per data directory (see [`crate::lock`]); changes take `&mut self`.
+//!   [`Dlq::inspect`] and [`Dlq::list_sinks`] only read, and create nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, join_path};
+use crate::event::LogEvent;
+
+/// Directory under the data directory that holds every sink's queue.
+pub const DLQ_DIR: &str = "dlq";
+
+/// Directory inside a sink's queue that receives replayed segments.
+pub const ARCHIVE_DIR: &str = "archive";
+
+/// Name of the replay-progress file inside a sink's queue.
+pub const CURSOR_FILE: &str = "cursor";
+
+/// The cursor format version this code reads and writes.
+pub const CURSOR_VERSION: u32 = 1;
+
+/// Length of a frame header: payload length and CRC-32, both `u32` little-endian.
+const HEADER_LEN: u64 = 8;
+
+/// The shortest payload a frame can carry (`{}`); rejects zero-filled blocks, whose CRC matches.
+const MIN_PAYLOAD: u64 = 2;
+
+const SEGMENT_PREFIX: &str = "segment-";
+const SEGMENT_SUFFIX: &str = ".dlq";
+const CURSOR_TMP: &str = "cursor.tmp";
+
+/// One log line of a dead-lettered batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DlqEntry {
+    /// The line's own time, nanoseconds since the Unix epoch.
+    pub timestamp_ns: i64,
+    /// The line; bytes that are not UTF-8 are replaced with U+FFFD.
+    pub line: String,
+    /// Loki structured metadata.
+    #[serde(default)]
+    pub metadata: Vec<(String, String)>,
+}
+
+impl DlqEntry {
+    /// The entry for an event (its line stored lossily).
+    pub fn from_event(event: &LogEvent) -> Self {
+        Self {
+            timestamp_ns: event.timestamp_ns,
+            line: String::from_utf8_lossy(&event.line).into_owned(),
+            metadata: event
+                .metadata
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// One undeliverable batch of one stream, as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DlqRecord {
+    pub sink: String,
+    pub tenant: Option<String>,
+    /// The stream labels.
+    pub labels: Vec<(String, String)>,
+    /// Why it was dead-lettered, e.g. `timestamp_too_old`, `http_400`, `retries_exhausted`.
+    pub reason: String,
+    /// The destination's message.
+    pub detail: String,
+    /// When the record was written (RFC 3339), see [`now_rfc3339`].
+    pub written_at: String,
+    pub entries: Vec<DlqEntry>,
+}
+
+/// What [`Dlq::append`] does when a record does not fit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DlqFullPolicy {
+    /// Refuse with [`DlqError::Full`]; the caller keeps the batch unacknowledged (backpressure).
+    #[default]
+    Block,
+    /// Drop the record, count it, return [`AppendOutcome::Dropped`].
+    DropNewest,
+}
+
+/// Configuration of a sink's dead-letter queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DlqConfig {
+    pub enabled: bool,
+    /// Bytes on disk over all live segments (handled records included until their segment goes).
+    pub max_bytes: u64,
+    /// Entries over all unhandled records.
+    pub max_entries: u64,
+    /// Size at which the newest segment is closed and a new one started.
+    pub segment_max_bytes: u64,
+    pub when_full: DlqFullPolicy,
+    /// `true`: replayed segments move to `archive/`; `false`: they are deleted.
+    pub archive: bool,
+    /// How often the caller replays the queue.
+    #[serde(with = "crate::config::duration")]
+    pub reprocess_interval: Duration,
+    /// How many records the caller peeks per replay step.
+    pub reprocess_batch_records: usize,
+}
+
+impl Default for DlqConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: 1 << 30,
+            max_entries: 1_000_000,
+            segment_max_bytes: 64 << 20,
+            when_full: DlqFullPolicy::Block,
+            archive: true,
+            reprocess_interval: Duration::from_secs(30),
+            reprocess_batch_records: 100,
+        }
+    }
+}
+
+impl DlqConfig {
+    /// Every problem with the values, each named by its key under `prefix`.
+    pub fn validate(&self, prefix: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let counts = [
+            ("max_bytes", self.max_bytes),
+            ("max_entries", self.max_entries),
+            ("segment_max_bytes", self.segment_max_bytes),
+            (
+                "reprocess_batch_records",
+                u64::try_from(self.reprocess_batch_records).unwrap_or(u64::MAX),
+            ),
+        ];
+        for (key, value) in counts {
+            if value == 0 {
+                errors.push(ConfigError::new(
+                    join_path(prefix, key),
+                    "must be greater than 0",
+                ));
+            }
+        }
+        if self.reprocess_interval.is_zero() {
+            errors.push(
+                ConfigError::new(
+                    join_path(prefix, "reprocess_interval"),
+                    "must be greater than 0",
+                )
+                .with_hint("for example 30s"),
+            );
+        }
+        if self.max_bytes > 0 && self.segment_max_bytes > self.max_bytes {
+            errors.push(
+                ConfigError::new(
+                    join_path(prefix, "segment_max_bytes"),
+                    format!("must not exceed max_bytes ({})", self.max_bytes),
+                )
+                .with_hint(
+                    "a segment is the unit that replay frees; keep several within max_bytes",
+                ),
+            );
+        }
+        errors
+    }
+}
+
+/// What [`Dlq::append`] did with a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// On disk and fsynced.
+    Written,
+    /// Not written: the queue is full and `when_full` is `drop_newest`.
+    Dropped,
+}
+
+/// Why a queue operation failed.
+#[derive(Debug)]
+pub enum DlqError {
+    /// The record does not fit within `max_bytes` / `max_entries`; what the queue holds now.
+    Full {
+        bytes: u64,
+        entries: u64,
+    },
+    Io(io::Error),
+    /// The record cannot be serialized or framed.
+    Encode(String),
+}
+
+impl fmt::Display for DlqError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full { bytes, entries } => write!(
+                f,
+                "dead-letter queue full ({bytes} bytes on disk, {entries} entries unhandled): record not written"
+            ),
+            Self::Io(error) => write!(f, "dead-letter queue I/O error: {error}"),
+            Self::Encode(message) => write!(f, "cannot encode a dead-letter record: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for DlqError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for DlqError {
+    fn from(error: io::Error) -> Self {
+        Self::Io(error)
+    }
+}
+
+/// What a queue holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DlqStats {
+    /// Live segments (archived ones excluded).
+    pub segments: usize,
+    /// Unhandled records.
+    pub records: u64,
+    /// Entries over the unhandled records.
+    pub entries: u64,
+    /// Bytes on disk of the live segments.
+    pub bytes: u64,
+    /// `written_at` of the oldest unhandled record.
+    pub oldest_written_at: Option<String>,
+    /// Records refused by `drop_newest` since open.
+    pub dropped_records: u64,
+    /// Bytes cut off the newest segment by open (torn write).
+    pub recovered_torn_bytes: u64,
+    /// Unreadable records (or runs of bytes) skipped since open.
+    pub corrupt_records: u64,
+}
+
+/// Where a record is: its segment's sequence and its frame's byte offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RecordId {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+impl fmt::Display for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.segment, self.offset)
+    }
+}
+
+/// The current time as RFC 3339 with milliseconds, for [`DlqRecord::written_at`].
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// The dead-letter queue of one sink.
+#[derive(Debug)]
+pub struct Dlq {
+    /// `<data_dir>/dlq/<sink>`.
+    dir: PathBuf,
+    sink: String,
+    config: DlqConfig,
+    /// Live segments by sequence; the last is the newest.
+    segments: BTreeMap<u64, Segment>,
+    /// The sequence the next segment takes.
+    next_sequence: u64,
+    /// The newest segment, open for appending; opened on first use.
+    active: Option<File>,
+    /// The newest segment's tail is in doubt (a failed write could not be cut back): roll.
+    must_roll: bool,
+    /// Records were marked handled (skipped as corrupt) without the cursor saying so yet.
+    cursor_dirty: bool,
+    oldest_written_at: Option<String>,
+    dropped_records: u64,
+    recovered_torn_bytes: u64,
+    corrupt_records: u64,
+}
+
+#[derive(Debug)]
+struct Segment {
+    path: PathBuf,
+    /// Bytes on disk.
+    len: u64,
+    /// Every valid record, by offset.
+    records: Vec<RecordMeta>,
+    /// Index of the first unhandled record (`records.len()` when none).
+    first_pending: usize,
+    pending: u64,
+    pending_entries: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct RecordMeta {
+    offset: u64,
+    entries: u32,
+    handled: bool,
+}
+
+impl Segment {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            len: 0,
+            records: Vec::new(),
+            first_pending: 0,
+            pending: 0,
+            pending_entries: 0,
+        }
+    }
+
+    fn push(&mut self, offset: u64, entries: u32, handled: bool) {
+        self.records.push(RecordMeta {
+            offset,
+            entries,
+            handled,
+        });
+        if !handled {
+            self.pending += 1;
+            self.pending_entries += u64::from(entries);
+        }
+        self.advance();
+    }
+
+    /// Moves `first_pending` past handled records.
+    fn advance(&mut self) {
+        while self
+            .records
+            .get(self.first_pending)
+            .is_some_and(|meta| meta.handled)
+        {
+            self.first_pending += 1;
+        }
+    }
+
+    fn mark(&mut self, index: usize) -> bool {
+        let meta = &mut self.records[index];
+        if meta.handled {
+            return false;
+        }
+        meta.handled = true;
+        self.pending -= 1;
+        self.pending_entries -= u64::from(meta.entries);
+        self.advance();
+        true
+    }
+
+    fn unmark(&mut self, index: usize) {
+        let meta = &mut self.records[index];
+        if meta.handled {
+            meta.handled = false;
+            self.pending += 1;
+            self.pending_entries += u64::from(meta.entries);
+            self.first_pending = self.first_pending.min(index);
+        }
+    }
+}
+
+/// The `cursor` file.
+#[derive(Debug, Serialize, Deserialize)]
+struct CursorDocument {
+    version: u32,
+    sink: String,
+    segment: u64,
+    offset: u64,
+    #[serde(default)]
+    handled: Vec<RecordId>,
+    #[serde(default)]
+    updated_at: String,
+}
+
+/// Which records a cursor file marks handled.
+#[derive(Debug, Default)]
+struct Cursor {
+    before: Option<RecordId>,
+    handled: BTreeSet<RecordId>,
+}
+
+impl Cursor {
+    fn covers(&self, id: RecordId) -> bool {
+        self.before.is_some_and(|before| id < before) || self.handled.contains(&id)
+    }
+}
+
+/// Just enough of a payload to rebuild the totals, without keeping the lines.
+#[derive(Deserialize)]
+struct RecordSummary {
+    #[serde(deserialize_with = "count_seq")]
+    entries: u64,
+}
+
+#[derive(Deserialize)]
+struct WrittenAt {
+    written_at: String,
+}
+
+impl Dlq {
+    /// Opens (creating) the queue of `sink` under `data_dir/dlq/`. The sink name becomes a
+    /// directory name, so it must not be empty, `.`, `..`, or contain `/`, `\` or NUL.
+    ///
+    /// Scans every live segment to rebuild the totals: truncates a torn write off the newest one
+    /// (counted in `recovered_torn_bytes`, logged), skips and counts corrupt records anywhere,
+    /// applies the cursor, and archives or deletes older segments found fully handled (a crash
+    /// between an `ack` and its clean-up).
+    pub fn open(data_dir: &Path, sink: &str, config: DlqConfig) -> Result<Self, DlqError> {
+        check_sink_name(sink)?;
+        let root = data_dir.join(DLQ_DIR);
+        let dir = root.join(sink);
+        fs::create_dir_all(&dir).map_err(context("create", &dir))?;
+        sync_dir(data_dir)?;
+        sync_dir(&root)?;
+        remove_if_exists(&dir.join(CURSOR_TMP))?;
+        let cursor = read_cursor(&dir, sink);
+        let sequences = list_segments(&dir)?;
+        let archived = list_segments(&dir.join(ARCHIVE_DIR)).unwrap_or_default();
+        let highest = [
+            sequences.last().copied(),
+            archived.last().copied(),
+            cursor.before.map(|id| id.segment),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        let mut dlq = Self {
+            dir,
+            sink: sink.to_owned(),
+            config,
+            segments: BTreeMap::new(),
+            next_sequence: highest.map_or(0, |sequence| sequence.saturating_add(1)),
+            active: None,
+            must_roll: false,
+            cursor_dirty: false,
+            oldest_written_at: None,
+            dropped_records: 0,
+            recovered_torn_bytes: 0,
+            corrupt_records: 0,
+        };
+        let newest = sequences.last().copied();
+        for sequence in sequences {
+            let segment = dlq.load_segment(sequence, Some(sequence) == newest, &cursor)?;
+            dlq.segments.insert(sequence, segment);
+        }
+        dlq.reclaim_handled();
+        dlq.refresh_oldest();
+        let stats = dlq.stats();
+        if stats.records > 0 {
+            tracing::info!(
+                sink = %dlq.sink,
+                records = stats.records,
+                entries = stats.entries,
+                bytes = stats.bytes,
+                segments = stats.segments,
+                "Dead-letter queue holds records waiting for replay."
+            );
+        }
+        Ok(dlq)
+    }
+
+    /// The directory of this queue, `<data_dir>/dlq/<sink>`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &DlqConfig {
+        &self.config
+    }
+
+    /// Writes `record` durably (write + fsync) when it fits within the bounds; otherwise applies
+    /// `when_full` (see the module's guarantees).
+    pub fn append(&mut self, record: &DlqRecord) -> Result<AppendOutcome, DlqError> {
+        let payload = serde_json::to_vec(record).map_err(|e| DlqError::Encode(e.to_string()))?;
+        let payload_len = u32::try_from(payload.len()).map_err(|_| {
+            DlqError::Encode(format!(
+                "record of {} bytes exceeds the 4 GiB frame limit",
+                payload.len()
+            ))
+        })?;
+        let frame_len = HEADER_LEN + u64::from(payload_len);
+        let entries = u32::try_from(record.entries.len()).unwrap_or(u32::MAX);
+
+        if !self.fits(frame_len, entries) {
+            self.reclaim_handled_newest();
+            if !self.fits(frame_len, entries) {
+                let (bytes, entries) = self.totals();
+                return match self.config.when_full {
+                    DlqFullPolicy::Block => Err(DlqError::Full { bytes, entries }),
+                    DlqFullPolicy::DropNewest => {
+                        self.dropped_records += 1;
+                        tracing::warn!(
+                            sink = %self.sink,
+                            entries = record.entries.len(),
+                            bytes = frame_len,
+                            "Dead-letter queue full; record dropped (when_full: drop_newest)."
+                        );
+                        Ok(AppendOutcome::Dropped)
+                    }
+                };
+            }
+        }
+
+        let roll = match self.segments.last_key_value() {
+            None => true,
+            Some((_, newest)) => {
+                self.must_roll
+                    || (newest.len > 0 && newest.len + frame_len > self.config.segment_max_bytes)
+            }
+        };
+        if roll {
+            self.create_segment()?;
+        }
+        let Some((&sequence, segment)) = self.segments.last_key_value() else {
+            return Err(io::Error::other("no segment to append to").into());
+        };
+        let path = segment.path.clone();
+        let old_len = segment.len;
+        if self.active.is_none() {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(context("open", &path))?;
+            self.active = Some(file);
+        }
+        let Some(file) = self.active.as_mut() else {
+            return Err(io::Error::other("segment not open").into());
+        };
+
+        let mut frame = Vec::with_capacity(payload.len() + 8);
+        frame.extend_from_slice(&payload_len.to_le_bytes());
+        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        if let Err(error) = file.write_all(&frame).and_then(|()| file.sync_data()) {
+            let error = context("append to", &path)(error);
+            let cut = file.set_len(old_len).and_then(|()| file.sync_data());
+            if let Err(cut_error) = cut {
+                tracing::warn!(
+                    sink = %self.sink,
+                    path = %path.display(),
+                    error = %cut_error,
+                    "Cannot cut a failed dead-letter write back off its segment; the next append starts a new one."
+                );
+                self.active = None;
+                self.must_roll = true;
+                let len = fs::metadata(&path).map_or(old_len, |meta| meta.len().max(old_len));
+                if let Some(segment) = self.segments.get_mut(&sequence) {
+                    segment.len = len;
+                }
+            }
+            return Err(error.into());
+        }
+
+        let had_pending = self.segments.values().any(|segment| segment.pending > 0);
+        if let Some(segment) = self.segments.get_mut(&sequence) {
+            segment.push(old_len, entries, false);
+            segment.len = old_len + frame_len;
+        }
+        if !had_pending {
+            self.oldest_written_at = Some(record.written_at.clone());
+        }
+        Ok(AppendOutcome::Written)
+    }
+
+    /// What the queue holds now.
+    pub fn stats(&self) -> DlqStats {
+        DlqStats {
+            segments: self.segments.len(),
+            records: self.segments.values().map(|s| s.pending).sum(),
+            entries: self.segments.values().map(|s| s.pending_entries).sum(),
+            bytes: self.segments.values().map(|s| s.len).sum(),
+            oldest_written_at: self.oldest_written_at.clone(),
+            dropped_records: self.dropped_records,
+            recovered_torn_bytes: self.recovered_torn_bytes,
+            corrupt_records: self.corrupt_records,
+        }
+    }
+
+    /// Reads up to `max` records starting at the oldest unhandled one, in order, without removing
+    /// them: calling it again returns the same records until they are acknowledged. A record
+    /// found corrupt is skipped, counted and logged.
+    pub fn peek(&mut self, max: usize) -> Result<Vec<(RecordId, DlqRecord)>, DlqError> {
+        let mut found = Vec::new();
+        let mut corrupt = Vec::new();
+        'segments: for (&sequence, segment) in &self.segments {
+            if segment.pending == 0 {
+                continue;
+            }
+            if found.len() >= max {
+                break;
+            }
+            let mut file = File::open(&segment.path).map_err(context("open", &segment.path))?;
+            for (index, meta) in segment
+                .records
+                .iter()
+                .enumerate()
+                .skip(segment.first_pending)
+            {
+                if found.len() >= max {
+                    break 'segments;
+                }
+                if meta.handled {
+                    continue;
+                }
+                let id = RecordId {
+                    segment: sequence,
+                    offset: meta.offset,
+                };
+                let read = read_payload_at(&mut file, meta.offset, segment.len)
+                    .map_err(context("read", &segment.path))?
+                    .and_then(|payload| {
+                        serde_json::from_slice::<DlqRecord>(&payload)
+                            .map_err(|error| format!("not a dead-letter record: {error}"))
+                    });
+                match read {
+                    Ok(record) => found.push((id, record)),
+                    Err(reason) => corrupt.push((id, index, reason)),
+                }
+            }
+        }
+        if !corrupt.is_empty() {
+            for (id, index, reason) in corrupt {
+                tracing::warn!(
+                    sink = %self.sink,
+                    record = %id,
+                    reason = %reason,
+                    "Corrupt dead-letter record skipped."
+                );
+                self.corrupt_records += 1;
+                if let Some(segment) = self.segments.get_mut(&id.segment) {
+                    segment.mark(index);
+                }
+            }
+            self.cursor_dirty = true;
+            self.refresh_oldest();
+        }
+        Ok(found)
+    }
+
+    /// Marks records handled (replayed or given up) and makes that durable (the cursor file)
+    /// before returning `Ok`. Ids of records already handled, or of segments already gone, are
+    /// ignored; an id naming no record of a live segment fails the whole call. Segments left
+    /// fully handled, other than the newest, are then archived or deleted (a failure there is
+    /// logged and retried on the next call: the acknowledgement itself is durable).
+    pub fn ack(&mut self, ids: &[RecordId]) -> Result<(), DlqError> {
+        let mut targets = Vec::new();
+        for &id in ids {
+            let Some(segment) = self.segments.get(&id.segment) else {
+                if id.segment < self.next_sequence {
+                    continue;
+                }
+                return Err(no_record(id));
+            };
+            match segment
+                .records
+                .binary_search_by_key(&id.offset, |meta| meta.offset)
+            {
+                Ok(index) => targets.push((id.segment, index)),
+                Err(_) => return Err(no_record(id)),
+            }
+        }
+        let mut marked = Vec::new();
+        for (sequence, index) in targets {
+            if let Some(segment) = self.segments.get_mut(&sequence)
+                && segment.mark(index)
+            {
+                marked.push((sequence, index));
+            }
+        }
+        if marked.is_empty() && !self.cursor_dirty {
+            return Ok(());
+        }
+        if let Err(error) = self.save_cursor() {
+            for (sequence, index) in marked {
+                if let Some(segment) = self.segments.get_mut(&sequence) {
+                    segment.unmark(index);
+                }
+            }
+            return Err(error.into());
+        }
+        self.cursor_dirty = false;
+        self.reclaim_handled();
+        self.refresh_oldest();
+        Ok(())
+    }
+
+    /// Removes every live segment and the cursor (the archive stays); returns what was removed.
+    pub fn purge(&mut self) -> Result<DlqStats, DlqError> {
+        let removed = self.stats();
+        self.active = None;
+        while let Some((_, segment)) = self.segments.pop_first() {
+            remove_if_exists(&segment.path)?;
+        }
+        sync_dir(&self.dir)?;
+        remove_if_exists(&self.dir.join(CURSOR_FILE))?;
+        sync_dir(&self.dir)?;
+        self.must_roll = false;
+        self.cursor_dirty = false;
+        self.oldest_written_at = None;
+        tracing::info!(
+            sink = %self.sink,
+            records = removed.records,
+            entries = removed.entries,
+            bytes = removed.bytes,
+            "Dead-letter queue purged."
+        );
+        Ok(removed)
+    }
+
+    /// Every unhandled record of `sink`, in order, up to `limit`, reading the files only: nothing
+    /// is created, truncated or changed, so it may run beside the process that owns the queue. A
+    /// missing queue is empty; corrupt records and a torn tail are skipped.
+    pub fn inspect(data_dir: &Path, sink: &str, limit: usize) -> Result<Vec<DlqRecord>, DlqError> {
+        check_sink_name(sink)?;
+        let dir = data_dir.join(DLQ_DIR).join(sink);
+        let mut records = Vec::new();
+        if limit == 0 || !dir.is_dir() {
+            return Ok(records);
+        }
+        let cursor = read_cursor(&dir, sink);
+        for sequence in list_segments(&dir)? {
+            let path = segment_path(&dir, sequence);
+            scan_segment(&path, |offset, payload| {
+                let id = RecordId {
+                    segment: sequence,
+                    offset,
+                };
+                if !cursor.covers(id)
+                    && let Ok(record) = serde_json::from_slice::<DlqRecord>(payload)
+                {
+                    records.push(record);
+                }
+                if records.len() >= limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+            if records.len() >= limit {
+                break;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Names of the sinks that have a queue directory in `data_dir`, sorted. An unreadable or
+    /// missing directory lists nothing.
+    pub fn list_sinks(data_dir: &Path) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(data_dir.join(DLQ_DIR)) else {
+            return Vec::new();
+        };
+        let mut sinks: Vec<String> = entries
+            .flatten()
+            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+            .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
+            .filter(|name| check_sink_name(name).is_ok())
+            .collect();
+        sinks.sort();
+        sinks
+    }
+
+    fn segment_path(&self, sequence: u64) -> PathBuf {
+        segment_path(&self.dir, sequence)
+    }
+
+    /// Bytes on disk and unhandled entries.
+    fn totals(&self) -> (u64, u64) {
+        self.segments.values().fold((0, 0), |(bytes, entries), s| {
+            (bytes + s.len, entries + s.pending_entries)
+        })
+    }
+
+    fn fits(&self, frame_len: u64, entries: u32) -> bool {
+        let (bytes, pending_entries) = self.totals();
+        bytes.saturating_add(frame_len) <= self.config.max_bytes
+            && pending_entries.saturating_add(u64::from(entries)) <= self.config.max_entries
+    }
+
+    /// Scans one segment at open; see [`Dlq::open`].
+    fn load_segment(
+        &mut self,
+        sequence: u64,
+        newest: bool,
+        cursor: &Cursor,
+    ) -> Result<Segment, DlqError> {
+        let path = self.segment_path(sequence);
+        let mut segment = Segment::new(path.clone());
+        let mut unreadable = Vec::new();
+        let report = scan_segment(&path, |offset, payload| {
+            match serde_json::from_slice::<RecordSummary>(payload) {
+                Ok(summary) => {
+                    let id = RecordId {
+                        segment: sequence,
+                        offset,
+                    };
+                    let entries = u32::try_from(summary.entries).unwrap_or(u32::MAX);
+                    segment.push(offset, entries, cursor.covers(id));
+                }
+                Err(error) => unreadable.push((offset, error.to_string())),
+            }
+            ControlFlow::Continue(())
+        })?;
+        for (offset, reason) in unreadable {
+            self.corrupt(
+                &path,
+                offset,
+                &format!("not a dead-letter record: {reason}"),
+            );
+        }
+        for (start, end) in &report.skipped {
+            self.corrupt(
+                &path,
+                *start,
+                &format!("{} bytes fail their CRC or framing", end - start),
+            );
+        }
+        segment.len = report.file_len;
+        if let Some(tail) = report.tail {
+            let cut = report.file_len - tail;
+            if newest {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(context("open", &path))?;
+                file.set_len(tail)
+                    .and_then(|()| file.sync_all())
+                    .map_err(context("truncate", &path))?;
+                segment.len = tail;
+                self.recovered_torn_bytes += cut;
+                tracing::warn!(
+                    sink = %self.sink,
+                    path = %path.display(),
+                    offset = tail,
+                    bytes = cut,
+                    "Torn write cut off the newest dead-letter segment (a crash during an append)."
+                );
+            } else {
+                self.corrupt(
+                    &path,
+                    tail,
+                    &format!("{cut} unreadable bytes at the end of an older segment"),
+                );
+            }
+        }
+        Ok(segment)
+    }
+
+    fn corrupt(&mut self, path: &Path, offset: u64, reason: &str) {
+        self.corrupt_records += 1;
+        tracing::warn!(
+            sink = %self.sink,
+            path = %path.display(),
+            offset,
+            reason,
+            "Corrupt dead-letter record skipped."
+        );
+    }
+
+    fn create_segment(&mut self) -> Result<(), DlqError> {
+        self.active = None;
+        let sequence = self.next_sequence;
+        self.next_sequence = sequence.saturating_add(1);
+        let path = self.segment_path(sequence);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(context("create", &path))?;
+        sync_dir(&self.dir)?;
+        self.segments.insert(sequence, Segment::new(path));
+        self.active = Some(file);
+        self.must_roll = false;
+        // The previous newest may have been fully handled while it was being appended to.
+        self.reclaim_handled();
+        Ok(())
+    }
+
+    /// Archives or deletes every fully handled segment but the newest. Best effort: failures are
+    /// logged and retried later.
+    fn reclaim_handled(&mut self) {
+        let newest = self
+            .segments
+            .last_key_value()
+            .map(|(&sequence, _)| sequence);
+        let done: Vec<u64> = self
+            .segments
+            .iter()
+            .filter(|(sequence, segment)| Some(**sequence) != newest && segment.pending == 0)
+            .map(|(&sequence, _)| sequence)
+            .collect();
+        for sequence in done {
+            self.retire_logged(sequence);
+        }
+    }
+
+    /// Makes room: archives or deletes the newest segment when it holds records, all handled.
+    fn reclaim_handled_newest(&mut self) {
+        if let Some((&sequence, segment)) = self.segments.last_key_value()
+            && segment.pending == 0
+            && segment.len > 0
+        {
+            self.retire_logged(sequence);
+        }
+    }
+
+    fn retire_logged(&mut self, sequence: u64) {
+        if let Err(error) = self.retire(sequence) {
+            tracing::warn!(
+                sink = %self.sink,
+                segment = sequence,
+                error = %error,
+                "Cannot remove a replayed dead-letter segment; will retry."
+            );
+        }
+    }
+
+    /// Moves a fully handled segment to the archive, or deletes it, once the cursor is durable.
+    fn retire(&mut self, sequence: u64) -> io::Result<()> {
+        if self.cursor_dirty {
+            self.save_cursor()?;
+            self.cursor_dirty = false;
+        }
+        let Some(segment) = self.segments.get(&sequence) else {
+            return Ok(());
+        };
+        if self.segments.last_key_value().map(|(&s, _)| s) == Some(sequence) {
+            self.active = None;
+        }
+        let path = segment.path.clone();
+        if self.config.archive {
+            let archive = self.dir.join(ARCHIVE_DIR);
+            if !archive.is_dir() {
+                fs::create_dir_all(&archive).map_err(context("create", &archive))?;
+                sync_dir(&self.dir)?;
+            }
+            let target = archive.join(segment_name(sequence));
+            fs::rename(&path, &target).map_err(context("archive", &path))?;
+            sync_dir(&archive)?;
+        } else {
+            remove_if_exists(&path)?;
+        }
+        sync_dir(&self.dir)?;
+        self.segments.remove(&sequence);
+        tracing::debug!(
+            sink = %self.sink,
+            segment = sequence,
+            archived = self.config.archive,
+            "Replayed dead-letter segment removed from the queue."
+        );
+        Ok(())
+    }
+
+    /// The cursor as it should be on disk now.
+    fn cursor_document(&self) -> CursorDocument {
+        let mut before = None;
+        let mut handled = Vec::new();
+        for (&sequence, segment) in &self.segments {
+            match before {
+                None => {
+                    let Some(first) = segment.records.get(segment.first_pending) else {
+                        continue;
+                    };
+                    before = Some(RecordId {
+                        segment: sequence,
+                        offset: first.offset,
+                    });
+                    let rest = &segment.records[segment.first_pending..];
+                    handled.extend(
+                        rest.iter()
+                            .filter(|meta| meta.handled)
+                            .map(|meta| RecordId {
+                                segment: sequence,
+                                offset: meta.offset,
+                            }),
+                    );
+                }
+                Some(_) => {
+                    if segment.records.len() as u64 != segment.pending {
+                        handled.extend(segment.records.iter().filter(|m| m.handled).map(|meta| {
+                            RecordId {
+                                segment: sequence,
+                                offset: meta.offset,
+                            }
+                        }));
+                    }
+                }
+            }
+        }
+        // Nothing pending: everything up to the end of the newest segment is handled.
+        let before = before.unwrap_or_else(|| match self.segments.last_key_value() {
+            Some((&sequence, segment)) => RecordId {
+                segment: sequence,
+                offset: segment.len,
+            },
+            None => RecordId {
+                segment: self.next_sequence,
+                offset: 0,
+            },
+        });
+        CursorDocument {
+            version: CURSOR_VERSION,
+            sink: self.sink.clone(),
+            segment: before.segment,
+            offset: before.offset,
+            handled,
+            updated_at: now_rfc3339(),
+        }
+    }
+
+    fn save_cursor(&self) -> io::Result<()> {
+        let mut bytes =
+            serde_json::to_vec_pretty(&self.cursor_document()).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        write_atomic(
+            &self.dir.join(CURSOR_FILE),
+            &self.dir.join(CURSOR_TMP),
+            &bytes,
+        )
+    }
+
+    /// Reads the `written_at` of the oldest unhandled record.
+    fn refresh_oldest(&mut self) {
+        self.oldest_written_at = None;
+        let Some((sequence, segment)) = self.segments.iter().find(|(_, s)| s.pending > 0) else {
+            return;
+        };
+        let Some(meta) = segment.records.get(segment.first_pending) else {
+            return;
+        };
+        let read = File::open(&segment.path)
+            .and_then(|mut file| read_payload_at(&mut file, meta.offset, segment.len))
+            .map_err(|error| error.to_string())
+            .and_then(|payload| payload)
+            .and_then(|payload| {
+                serde_json::from_slice::<WrittenAt>(&payload).map_err(|error| error.to_string())
+            });
+        match read {
+            Ok(record) => self.oldest_written_at = Some(record.written_at),
+            Err(reason) => tracing::debug!(
+                sink = %self.sink,
+                segment = sequence,
+                offset = meta.offset,
+                reason = %reason,
+                "Cannot read the oldest dead-letter record's time."
+            ),
+        }
+    }
+}
+
+fn no_record(id: RecordId) -> DlqError {
+    DlqError::Io(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("no dead-letter record at {id}"),
+    ))
+}
+
+/// What a scan of one segment found besides its records.
+struct ScanReport {
+    file_len: u64,
+    /// Runs of bad bytes followed by a valid frame: `(start, end)`.
+    skipped: Vec<(u64, u64)>,
+    /// Start of bad bytes that run to the end of the file.
+    tail: Option<u64>,
+}
+
+/// Calls `on_frame(offset, payload)` for every frame whose CRC matches, in order, skipping bad
+/// bytes by searching for the next valid frame. Errors are I/O errors only.
+fn scan_segment(
+    path: &Path,
+    mut on_frame: impl FnMut(u64, &[u8]) -> ControlFlow<()>,
+) -> io::Result<ScanReport> {
+    let file = File::open(path).map_err(context("open", path))?;
+    let file_len = file.metadata().map_err(context("stat", path))?.len();
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut report = ScanReport {
+        file_len,
+        skipped: Vec::new(),
+        tail: None,
+    };
+    let mut payload = Vec::new();
+    let mut pos = 0;
+    while pos < file_len {
+        if read_frame(&mut reader, file_len - pos, &mut payload).map_err(context("read", path))? {
+            if on_frame(pos, &payload).is_break() {
+                break;
+            }
+            pos += HEADER_LEN + payload.len() as u64;
+            continue;
+        }
+        match resync(reader.get_mut(), pos + 1, file_len).map_err(context("read", path))? {
+            Some(next) => {
+                report.skipped.push((pos, next));
+                reader
+                    .seek(SeekFrom::Start(next))
+                    .map_err(context("seek", path))?;
+                pos = next;
+            }
+            None => {
+                report.tail = Some(pos);
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Reads the frame at the reader's position into `payload`; `false` when it is not a valid frame.
+fn read_frame(reader: &mut impl Read, remaining: u64, payload: &mut Vec<u8>) -> io::Result<bool> {
+    if remaining < HEADER_LEN {
+        return Ok(false);
+    }
+    let mut header = [0u8; HEADER_LEN as usize];
+    reader.read_exact(&mut header)?;
+    let (len, crc) = parse_header(&header);
+    if len < MIN_PAYLOAD || len > remaining - HEADER_LEN {
+        return Ok(false);
+    }
+    payload.clear();
+    payload.resize(len as usize, 0);
+    reader.read_exact(payload)?;
+    Ok(valid_payload(payload, crc))
+}
+
+fn parse_header(header: &[u8; HEADER_LEN as usize]) -> (u64, u32) {
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    (u64::from(len), crc)
+}
+
+fn valid_payload(payload: &[u8], crc: u32) -> bool {
+    payload.first() == Some(&b'{') && crc32fast::hash(payload) == crc
+}
+
+/// The offset of the first valid frame at or after `from`, if any. Reads the rest of the file:
+/// only corruption leads here.
+fn resync(file: &mut File, from: u64, file_len: u64) -> io::Result<Option<u64>> {
+    if from >= file_len {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(from))?;
+    let mut rest = Vec::new();
+    Read::take(&mut *file, file_len - from).read_to_end(&mut rest)?;
+    let header = HEADER_LEN as usize;
+    let mut start = 0;
+    while start + header + MIN_PAYLOAD as usize <= rest.len() {
+        // Every payload starts with `{`: look only where one could begin.
+        let Some(brace) = rest[start + header..].iter().position(|&b| b == b'{') else {
+            break;
+        };
+        let candidate = start + brace;
+        let mut head = [0u8; HEADER_LEN as usize];
+        head.copy_from_slice(&rest[candidate..candidate + header]);
+        let (len, crc) = parse_header(&head);
+        let body = candidate + header;
+        if len >= MIN_PAYLOAD
+            && len <= (rest.len() - body) as u64
+            && valid_payload(&rest[body..body + len as usize], crc)
+        {
+            return Ok(Some(from + candidate as u64));
+        }
+        start = candidate + 1;
+    }
+    Ok(None)
+}
+
+/// The payload of the frame at `offset`, or why it is not a valid frame.
+fn read_payload_at(
+    file: &mut File,
+    offset: u64,
+    segment_len: u64,
+) -> io::Result<Result<Vec<u8>, String>> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut payload = Vec::new();
+    let remaining = segment_len.saturating_sub(offset);
+    if read_frame(file, remaining, &mut payload)? {
+        Ok(Ok(payload))
+    } else {
+        Ok(Err("frame fails its CRC or length check".to_owned()))
+    }
+}
+
+/// The cursor of the queue in `dir`; an invalid one is logged and means nothing is handled.
+fn read_cursor(dir: &Path, sink: &str) -> Cursor {
+    let path = dir.join(CURSOR_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Cursor::default(),
+        Err(error) => {
+            tracing::warn!(sink, path = %path.display(), error = %error, "Cannot read the dead-letter cursor; replaying from the oldest record.");
+            return Cursor::default();
+        }
+    };
+    let reason = match serde_json::from_slice::<CursorDocument>(&bytes) {
+        Ok(document) if document.version != CURSOR_VERSION => {
+            format!("unsupported version {}", document.version)
+        }
+        Ok(document) if document.sink != sink => {
+            format!("belongs to sink {:?}", document.sink)
+        }
+        Ok(document) => {
+            return Cursor {
+                before: Some(RecordId {
+                    segment: document.segment,
+                    offset: document.offset,
+                }),
+                handled: document.handled.into_iter().collect(),
+            };
+        }
+        Err(error) => format!("not a cursor document: {error}"),
+    };
+    tracing::warn!(
+        sink,
+        path = %path.display(),
+        reason = %reason,
+        "Invalid dead-letter cursor ignored; replaying from the oldest record."
+    );
+    Cursor::default()
+}
+
+fn segment_name(sequence: u64) -> String {
+    format!("{SEGMENT_PREFIX}{sequence:020}{SEGMENT_SUFFIX}")
+}
+
+fn segment_path(dir: &Path, sequence: u64) -> PathBuf {
+    dir.join(segment_name(sequence))
+}
+
+fn sequence_of(name: &str) -> Option<u64> {
+    let digits = name
+        .strip_prefix(SEGMENT_PREFIX)?
+        .strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Sequences of the segment files in `dir`, ascending; a missing directory has none.
+fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(context("list", dir)(error)),
+    };
+    let mut sequences = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(context("list", dir))?;
+        if entry.file_type().is_ok_and(|kind| kind.is_file())
+            && let Some(sequence) = entry.file_name().to_str().and_then(sequence_of)
+        {
+            sequences.push(sequence);
+        }
+    }
+    sequences.sort_unstable();
+    Ok(sequences)
+}
+
+fn check_sink_name(sink: &str) -> io::Result<()> {
+    if sink.is_empty() || sink == "." || sink == ".." || sink.contains(['/', '\\', '\0']) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "sink name {sink:?} cannot name a dead-letter directory (empty, '.', '..', or contains '/', '\\' or NUL)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `tmp`, fsyncs it, renames it over `target` and fsyncs the directory.
+fn write_atomic(target: &Path, tmp: &Path, bytes: &[u8]) -> io::Result<()> {
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(tmp)
+            .map_err(context("create", tmp))?;
+        file.write_all(bytes).map_err(context("write", tmp))?;
+        file.sync_all().map_err(context("fsync", tmp))?;
+        drop(file);
+        fs::rename(tmp, target).map_err(context("rename over", target))
+    })();
+    if let Err(error) = written {
+        if let Err(cleanup) = fs::remove_file(tmp)
+            && cleanup.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %tmp.display(), error = %cleanup, "Cannot remove a failed dead-letter cursor write.");
+        }
+        return Err(error);
+    }
+    sync_dir(target.parent().unwrap_or(Path::new(".")))
+}
+
+/// Makes creations, renames and removals in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)
+        .and_then(|directory| directory.sync_all())
+        .map_err(context("fsync directory", dir))
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(context("remove", path)(error)),
+    }
+}
+
+/// Adds the operation and the path to an I/O error, keeping its kind.
+fn context(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> io::Error {
+    let path = path.to_path_buf();
+    move |error| {
+        io::Error::new(
+            error.kind(),
+            format!("{operation} {}: {error}", path.display()),
+        )
+    }
+}
+
+/// Counts the elements of a JSON array without keeping them.
+fn count_seq<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    struct Count;
+    impl<'de> serde::de::Visitor<'de> for Count {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
+            let mut count = 0;
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                count += 1;
+            }
+            Ok(count)
+        }
+    }
+    deserializer.deserialize_seq(Count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: usize, entries: usize) -> DlqRecord {
+        DlqRecord {
+            sink: "loki".to_owned(),
+            tenant: Some("team-a".to_owned()),
+            labels: vec![("job".to_owned(), "app".to_owned())],
+            reason: "http_400".to_owned(),
+            detail: "entry too far behind".to_owned(),
+            written_at: format!("2026-05-01T10:00:{:02}.000Z", n % 60),
+            entries: (0..entries)
+                .map(|k| DlqEntry {
+                    timestamp_ns: 1_000 + k as i64,
+                    line: format!("line {n:04}-{k}"),
+                    metadata: vec![("trace".to_owned(), "abc".to_owned())],
+                })
+                .collect(),
+        }
+    }
+
+    fn frame_len(record: &DlqRecord) -> u64 {
+        HEADER_LEN + serde_json::to_vec(record).expect("json").len() as u64
+    }
+
+    fn open(dir: &Path, config: DlqConfig) -> Dlq {
+        Dlq::open(dir, "loki", config).expect("open")
+    }
+
+    fn queue_dir(dir: &Path) -> PathBuf {
+        dir.join(DLQ_DIR).join("loki")
+    }
+
+    fn peek_all(dlq: &mut Dlq) -> Vec<(RecordId, DlqRecord)> {
+        dlq.peek(usize::MAX).expect("peek")
+    }
+
+    fn lines(records: &[(RecordId, DlqRecord)]) -> Vec<String> {
+        records
+            .iter()
+            .map(|(_, record)| record.entries[0].line.clone())
+            .collect()
+    }
+
+    fn flip(path: &Path, offset: u64) {
+        let mut bytes = fs::read(path).expect("read");
+        bytes[offset as usize] ^= 0x20;
+        fs::write(path, bytes).expect("write");
+    }
+
+    #[test]
+    fn dlq_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Dlq>();
+    }
+
+    #[test]
+    fn append_and_reopen_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dlq = open(dir.path(), DlqConfig::default());
+        let records = [record(1, 2), record(2, 1), record(3, 3)];
+        for r in &records {
+            assert_eq!(dlq.append(r).expect("append"), AppendOutcome::Written);
+        }
+        let stats = dlq.stats();
+        assert_eq!(stats.segments, 1);
+        assert_eq!(stats.records, 3);
+        assert_eq!(stats.entries, 6);
+        assert_eq!(stats.bytes, records.iter().map(frame_len).sum::<u64>());
+        assert_eq!(
+            stats.oldest_written_at.as_deref(),
+            Some("2026-05-01T10:00:01.000Z")
+        );
+        assert!(queue_dir(dir.path()).join(segment_name(0)).is_file());
+        drop(dlq);
+
+        let mut reopened = open(dir.path(), DlqConfig::default());
+        assert_eq!(reopened.stats(), stats);
+        let peeked = peek_all(&mut reopened);
+        let got: Vec<DlqRecord> = peeked.iter().map(|(_, r)| r.clone()).collect();
+        assert_eq!(got, records);
+        assert_eq!(
+            peeked[0].0,
+            RecordId {
+                segment: 0,
+                offset: 0
+            }
+        );
+        // Peeking does not remove.
+        assert_eq!(peek_all(&mut reopened).len(), 3);
+        assert_eq!(reopened.peek(2).expect("peek").len(), 2);
+    }
+
+    #[test]
+    fn many_records_roll_segments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let frame = frame_len(&record(0, 1));
+        let config = DlqConfig {
+            segment_max_bytes: 3 * frame,
+            ..DlqConfig::default()
+        };
+        let mut dlq = open(dir.path(), config.clone());
+        for n in 0..10 {
+            dlq.append(&record(n, 1)).expect("append");
+        }
+        assert_eq!(dlq.stats().segments, 4);
+        for sequence in 0..4 {
+            let len = fs::metadata(queue_dir(dir.path()).join(segment_name(sequence)))
+                .expect("segment")
+                .len();
+            assert!(len <= 3 * frame, "segment {sequence} has {len} bytes");
+        }
+        drop(dlq);
+        let mut reopened = open(dir.path(), config);
+        let peeked = peek_all(&mut reopened);
+        let expected: Vec<String> = (0..10).map(|n| format!("line {n:04}-0")).collect();
+        assert_eq!(lines(&peeked), expected);
+        let ids: Vec<RecordId> = peeked.iter().map(|(id, _)| *id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(ids[9].segment, 3);
+        // Appends continue in the newest segment, then roll.
+        reopened.append(&record(10, 1)).expect("append");
+        reopened.append(&record(11, 1)).expect("append");
+        reopened.append(&record(12, 1)).expect("append");
+        assert_eq!(reopened.stats().segments, 5);
+    }
+
+    #[test]
+    fn torn_write_is_cut_on_open_and_appends_continue() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dlq = open(dir.path(), DlqConfig::default());
+        dlq.append(&record(1, 1)).expect("append");
+        dlq.append(&record(2, 1)).expect("append");
+        let good_len = dlq.stats().bytes;
+        drop(dlq);
+        let segment = queue_dir(dir.path()).join(segment_name(0));
+
+        // Half a frame of a third record.
+        let payload = serde_json::to_vec(&record(3, 1)).expect("json");
+        let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        let half = &frame[..frame.len() / 2];
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .expect("open");
+        file.write_all(half).expect("write");
+        drop(file);
+
+        let mut dlq = open(dir.path(), DlqConfig::default());
+        let stats = dlq.stats();
+        assert_eq!(stats.recovered_torn_bytes, half.len() as u64);
+        assert_eq!(stats.records, 2);
+        assert_eq!(stats.corrupt_records, 0);
+        assert_eq!(fs::metadata(&segment).expect("stat").len(), good_len);
+        dlq.append(&record(4, 1)).expect("append after recovery");
+        drop(dlq);
+
+        // Zero-filled blocks (a crash with the size updated but not the data) are cut too.
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .expect("open");
+        file.write_all(&[0u8; 4096]).expect("write");
+        drop(file);
+        let mut dlq = open(dir.path(), DlqConfig::default());
+        assert_eq!(dlq.stats().recovered_torn_bytes, 4096);
+        assert_eq!(
+            lines(&peek_all(&mut dlq)),
+            ["line 0001-0", "line 0002-0", "line 0004-0"]
+        );
+        drop(dlq);
+        let dlq = open(dir.path(), DlqConfig::default());
+        assert_eq!(dlq.stats().recovered_torn_bytes, 0);
+        assert_eq!(dlq.stats().records, 3);
+    }
+
+    #[test]
+    fn flipped_payload_byte_is_detected_and_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let frame = frame_len(&record(0, 1));
+        let config = DlqConfig {
+            segment_max_bytes: 3 * frame,
+            ..DlqConfig::default()
+        };
+        let mut dlq = open(dir.path(), config.clone());
+        for n in 0..6 {
+            dlq.append(&record(n, 1)).expect("append");
+        }
+        let ids: Vec<RecordId> = peek_all(&mut dlq).iter().map(|(id, _)| *id).collect();
+        drop(dlq);
+        // Older segment 0: a payload byte of its middle record. Newest segment 1: a length byte of
+        // its middle record, so that the frame boundary itself is lost.
+        flip(
+            &queue_dir(dir.path()).join(segment_name(0)),
+            ids[1].offset + HEADER_LEN + 20,
+        );
+        let newest = queue_dir(dir.path()).join(segment_name(1));
+        let newest_len = fs::metadata(&newest).expect("stat").len();
+        flip(&newest, ids[4].offset);
+
+        let mut dlq = open(dir.path(), config);
+        let stats = dlq.stats();
+        assert_eq!(stats.corrupt_records, 2);
+        assert_eq!(stats.records, 4);
+        assert_eq!(stats.recovered_torn_bytes, 0);
+        // Valid records after the bad one: the newest segment is not truncated.
+        assert_eq!(fs::metadata(&newest).expect("stat").len(), newest_len);
+        assert_eq!(
+            lines(&peek_all(&mut dlq)),
+            ["line 0000-0", "line 0002-0", "line 0003-0", "line 0005-0"]
+        );
+        assert_eq!(
+            Dlq::inspect(dir.path(), "loki", 10).expect("inspect").len(),
+            4
+        );
+    }
+
+    #[test]
+    fn full_with_block_refuses_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = DlqConfig {
+            max_entries: 3,
+            ..DlqConfig::default()
+        };
+        let mut dlq = open(dir.path(), config);
+        dlq.append(&record(1, 2)).expect("append");
+        let before = dlq.stats();
+        match dlq.append(&record(2, 2)) {
+            Err(DlqError::Full { bytes, entries }) => {
+                assert_eq!(bytes, before.bytes);
+                assert_eq!(entries, 2);
+            }
+            other => panic!("expected Full, got {other:?}"),
+        }
+        assert_eq!(dlq.stats(), before);
+        assert_eq!(peek_all(&mut dlq).len(), 1);
+        let message = DlqError::Full {
+            bytes: 1,
+            entries: 2,
+        }
+        .to_string();
+        assert!(message.contains("full"), "{message}");
+
+        // A single record larger than max_bytes never fits.
+        let tiny = tempfile::tempdir().expect("tempdir");
+        let mut dlq = open(
+            tiny.path(),
+            DlqConfig {
+                max_bytes: 100,
+                segment_max_bytes: 100,
+                ..DlqConfig::default()
+            },
+        );
+        assert!(matches!(
+            dlq.append(&record(1, 5)),
+            Err(DlqError::Full {
+                bytes: 0,
+                entries: 0
+            })
+        ));
+        assert_eq!(dlq.stats(), DlqStats::default());
+    }
+
+    #[test]
+    fn full_with_drop_newest_drops_and_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let frame = frame_len(&record(1, 1));
+        let config = DlqConfig {
+            max_bytes: 2 * frame,
+            segment_max_bytes: 2 * frame,
+            when_full: DlqFullPolicy::DropNewest,
+            ..DlqConfig::default()
+        };
+        let mut dlq = open(dir.path(), config);
+        dlq.append(&record(1, 1)).expect("append");
+        dlq.append(&record(2, 1)).expect("append");
+        let before = dlq.stats();
+        assert_eq!(
+            dlq.append(&record(3, 1)).expect("append"),
+            AppendOutcome::Dropped
+        );
+        let after = dlq.stats();
+        assert_eq!(after.dropped_records, 1);
+        assert_eq!(
+            DlqStats {
+                dropped_records: 0,
+                ..after
+            },
+            before
+        );
+        assert_eq!(lines(&peek_all(&mut dlq)), ["line 0001-0", "line 0002-0"]);
+    }
+
+    #[test]
+    fn replayed_newest_segment_makes_room() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let frame = frame_len(&record(1, 1));
+        let config = DlqConfig {
+            max_bytes: 2 * frame,
+            segment_max_bytes: 2 * frame,
+            ..DlqConfig::default()
+        };
+        let mut dlq = open(dir.path(), config);
+        dlq.append(&record(1, 1)).expect("append");
+        dlq.append(&record(2, 1)).expect("append");
+        assert!(matches!(
+            dlq.append(&record(3, 1)),
+            Err(DlqError::Full { .. })
+        ));
+        let ids: Vec<RecordId> = peek_all(&mut dlq).iter().map(|(id, _)| *id).collect();
+        dlq.ack(&ids).expect("ack");
+        // Segment 0 is handled but still the newest: it stays until room is needed.
+        assert_eq!(dlq.stats().segments, 1);
+        assert_eq!(
+            dlq.append(&record(3, 1)).expect("append"),
+            AppendOutcome::Written
+        );
+        let stats = dlq.stats();
+        assert_eq!((stats.segments, stats.records, stats.bytes), (1, 1, frame));
+        assert!(
+            queue_dir(dir.path())
+                .join(ARCHIVE_DIR)
+                .join(segment_name(0))
+                .is_file()
+        );
+        assert_eq!(lines(&peek_all(&mut dlq)), ["line 0003-0"]);
+    }
+
+    fn peek_ack_retires_segments(archive: bool) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let frame = frame_len(&record(0, 1));
+        let config = DlqConfig {
+            segment_max_bytes: 2 * frame,
+            archive,
+            ..DlqConfig::default()
+        };
+        let mut dlq = open(dir.path(), config.clone());
+        for n in 0..5 {
+            dlq.append(&record(n, 1)).expect("append");
+        }
+        assert_eq!(dlq.stats().segments, 3);
+        let batch = dlq.peek(3).expect("peek");
+        assert_eq!(lines(&batch), ["line 0000-0", "line 0001-0", "line 0002-0"]);
+        let ids: Vec<RecordId> = batch.iter().map(|(id, _)| *id).collect();
+        dlq.ack(&ids).expect("ack");
+        // Acknowledging again is harmless.
+        dlq.ack(&ids).expect("ack twice");
+
+        let queue = queue_dir(dir.path());
+        let archived = queue.join(ARCHIVE_DIR).join(segment_name(0));
+        assert!(!queue.join(segment_name(0)).exists());
+        assert_eq!(archived.is_file(), archive);
+        assert!(queue.join(segment_name(1)).is_file());
+        let stats = dlq.stats();
+        assert_eq!((stats.segments, stats.records), (2, 2));
+        assert_eq!(
+            stats.oldest_written_at.as_deref(),
+            Some("2026-05-01T10:00:03.000Z")
+        );
+        drop(dlq);
+
+        let mut reopened = open(dir.path(), config);
+        assert_eq!(reopened.stats().records, 2);
+        assert_eq!(
+            lines(&peek_all(&mut reopened)),
+            ["line 0003-0", "line 0004-0"]
+        );
+        // New segments never reuse an archived or deleted number.
+        for n in 5..9 {
+            reopened.append(&record(n, 1)).expect("append");
+        }
+        let ids: Vec<RecordId> = peek_all(&mut reopened).iter().map(|(id, _)| *id).collect();
+        assert!(ids.iter().all(|id| id.segment >= 1));
+        reopened.ack(&ids).expect("ack");
+        let stats = reopened.stats();
+        assert_eq!((stats.segments, stats.records, stats.entries), (1, 0, 0));
+        assert_eq!(stats.oldest_written_at, None);
+        assert_eq!(
+            list_segments(&queue.join(ARCHIVE_DIR)).expect("list").len(),
+            if archive { 4 } else { 0 }
+        );
+    }
+
+    #[test]
+    fn peek_ack_archives_a_fully_handled_segment() {
+        peek_ack_retires_segments(true);
+    }
+
+    #[test]
+    fn peek_ack_deletes_a_fully_handled_segment_without_archive() {
+        peek_ack_retires_segments(false);
+    }
+
+    #[test]
+    fn out_of_order_acks_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dlq = open(dir.path(), DlqConfig::default());
+        for n in 0..3 {
+            dlq.append(&record(n, 2)).expect("append");
+        }
+        let ids: Vec<RecordId> = peek_all(&mut dlq).iter().map(|(id, _)| *id).collect();
+        dlq.ack(&ids[1..2]).expect("ack");
+        assert_eq!(dlq.stats().entries, 4);
+        drop(dlq);
+
+        let mut dlq = open(dir.path(), DlqConfig::default());
+        assert_eq!(lines(&peek_all(&mut dlq)), ["line 0000-0", "line 0002-0"]);
+        dlq.ack(&ids[..1]).expect("ack");
+        let cursor: CursorDocument = serde_json::from_slice(
+            &fs::read(queue_dir(dir.path()).join(CURSOR_FILE)).expect("cursor"),
+        )
+        .expect("json");
+        assert_eq!(
+            (cursor.segment, cursor.offset),
+            (ids[2].segment, ids[2].offset)
+        );
+        assert!(cursor.handled.is_empty());
+
+        // An id that names no record fails and changes nothing.
+        let bogus = RecordId {
+            segment: 0,
+            offset: ids[2].offset + 1,
+        };
+        let error = dlq.ack(&[ids[2], bogus]).expect_err("bogus id");
+        assert!(
+            error.to_string().contains("no dead-letter record"),
+            "{error}"
+        );
+        assert_eq!(lines(&peek_all(&mut dlq)), ["line 0002-0"]);
+    }
+
+    #[test]
+    fn record_corrupted_after_open_is_skipped_by_peek() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dlq = open(dir.path(), DlqConfig::default());
+        for n in 0..3 {
+            dlq.append(&record(n, 1)).expect("append");
+        }
+        let ids: Vec<RecordId> = peek_all(&mut dlq).iter().map(|(id, _)| *id).collect();
+        flip(
+            &queue_dir(dir.path()).join(segment_name(0)),
+            ids[1].offset + HEADER_LEN + 20,
+        );
+        let batch = peek_all(&mut dlq);
+        assert_eq!(lines(&batch), ["line 0000-0", "line 0002-0"]);
+        let stats = dlq.stats();
+        assert_eq!((stats.records, stats.corrupt_records), (2, 1));
+        dlq.ack(&[ids[0]]).expect("ack");
+        // The skip is made durable with the acknowledgement.
+        let cursor: CursorDocument = serde_json::from_slice(
+            &fs::read(queue_dir(dir.path()).join(CURSOR_FILE)).expect("cursor"),
+        )
+        .expect("json");
+        assert_eq!((cursor.segment, cursor.offset), (0, ids[2].offset));
+    }
+
+    #[test]
+    fn purge_removes_segments_and_cursor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dlq = open(dir.path(), DlqConfig::default());
+        for n in 0..3 {
+            dlq.append(&record(n, 2)).expect("append");
+        }
+        let first = peek_all(&mut dlq)[0].0;
+        dlq.ack(&[first]).expect("ack");
+        let removed = dlq.purge().expect("purge");
+        assert_eq!(
+            (removed.records, removed.entries, removed.segments),
+            (2, 4, 1)
+        );
+        let queue = queue_dir(dir.path());
+        assert!(list_segments(&queue).expect("list").is_empty());
+        assert!(!queue.join(CURSOR_FILE).exists());
+        assert_eq!(dlq.stats(), DlqStats::default());
+        assert!(peek_all(&mut dlq).is_empty());
+
+        dlq.append(&record(9, 1)).expect("append after purge");
+        drop(dlq);
+        let mut dlq = open(dir.path(), DlqConfig::default());
+        assert_eq!(lines(&peek_all(&mut dlq)), ["line 0009-0"]);
+    }
+
+    #[test]
+    fn list_sinks_names_queue_directories() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(Dlq::list_sinks(dir.path()).is_empty());
+        Dlq::open(dir.path(), "loki_b", DlqConfig::default()).expect("open");
+        Dlq::open(dir.path(), "loki.a", DlqConfig::default()).expect("open");
+        fs::write(dir.path().join(DLQ_DIR).join("stray.txt"), b"x").expect("write");
+        assert_eq!(Dlq::list_sinks(dir.path()), ["loki.a", "loki_b"]);
+    }
+
+    #[test]
+    fn inspect_reads_unhandled_records_without_changing_anything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(
+            Dlq::inspect(dir.path(), "loki", 10)
+                .expect("inspect")
+                .is_empty()
+        );
+        assert!(!dir.path().join(DLQ_DIR).exists());
+
+        let mut dlq = open(dir.path(), DlqConfig::default());
+        for n in 0..4 {
+            dlq.append(&record(n, 1)).expect("append");
+        }
+        let first = peek_all(&mut dlq)[0].0;
+        dlq.ack(&[first]).expect("ack");
+        // A write in progress at the end is skipped, not cut.
+        let segment = queue_dir(dir.path()).join(segment_name(0));
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .expect("open");
+        file.write_all(&[7, 0, 0, 0, 1]).expect("write");
+        drop(file);
+        let len = fs::metadata(&segment).expect("stat").len();
+
+        let all = Dlq::inspect(dir.path(), "loki", 100).expect("inspect");
+        let got: Vec<&str> = all.iter().map(|r| r.entries[0].line.as_str()).collect();
+        assert_eq!(got, ["line 0001-0", "line 0002-0", "line 0003-0"]);
+        assert_eq!(
+            Dlq::inspect(dir.path(), "loki", 2).expect("inspect").len(),
+            2
+        );
+        assert_eq!(fs::metadata(&segment).expect("stat").len(), len);
+        assert!(Dlq::inspect(dir.path(), "../x", 1).is_err());
+    }
+
+    #[test]
+    fn sink_names_that_escape_the_directory_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in ["", ".", "..", "../x", "a/b", "a\\b", "a\0b"] {
+            match Dlq::open(dir.path(), name, DlqConfig::default()) {
+                Err(DlqError::Io(error)) => assert_eq!(error.kind(), io::ErrorKind::InvalidInput),
+                other => panic!("{name:?}: expected InvalidInput, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn config_defaults_and_validation() {
+        let config: DlqConfig =
+            serde_json::from_str(r#"{"when_full": "drop_newest"}"#).expect("json");
+        assert_eq!(
+            config,
+            DlqConfig {
+                when_full: DlqFullPolicy::DropNewest,
+                ..DlqConfig::default()
+            }
+        );
+        assert_eq!(config.reprocess_interval, Duration::from_secs(30));
+        assert!(DlqConfig::default().validate("sinks.loki.dlq").is_empty());
+
+        let bad = DlqConfig {
+            max_bytes: 0,
+            max_entries: 0,
+            reprocess_interval: Duration::ZERO,
+            reprocess_batch_records: 0,
+            ..DlqConfig::default()
+        };
+        let paths: Vec<String> = bad
+            .validate("sinks.loki.dlq")
+            .into_iter()
+            .map(|error| error.path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "sinks.loki.dlq.max_bytes",
+                "sinks.loki.dlq.max_entries",
+                "sinks.loki.dlq.reprocess_batch_records",
+                "sinks.loki.dlq.reprocess_interval",
+            ]
+        );
+        let errors = DlqConfig {
+            max_bytes: 10,
+            segment_max_bytes: 20,
+            ..DlqConfig::default()
+        }
+        .validate("dlq");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].path, "dlq.segment_max_bytes");
+    }
+}

@@ -1,0 +1,163 @@
+//! `log-capturer dlq stats | inspect | reprocess | purge`.
+//!
+//! `stats` and `inspect` only read. `purge` deletes, so it refuses while an instance holds the
+//! data directory. `reprocess` asks the running instance, which owns the queues, through its API.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use log_capturer_components::dlq::{Dlq, DlqConfig};
+use log_capturer_components::lock::DataDirLock;
+
+use crate::cli::DlqAction;
+use crate::config::{self, ConfigSource};
+
+pub async fn run(
+    source: &ConfigSource,
+    action: DlqAction,
+    data_dir: Option<PathBuf>,
+    only: Option<String>,
+) -> ExitCode {
+    let loaded = config::load(source);
+    if let DlqAction::Reprocess { url, token } = action {
+        let base = url.unwrap_or_else(|| {
+            let listen = loaded
+                .as_ref()
+                .map(|c| c.root.api.listen)
+                .unwrap_or_else(|_| config::ApiConfig::default().listen);
+            format!("http://{listen}")
+        });
+        let token = token.or_else(|| loaded.as_ref().ok().and_then(|c| c.root.api.token.clone()));
+        let url = format!("{}/dlq/reprocess", base.trim_end_matches('/'));
+        return match crate::client::request(http::Method::POST, &url, token.as_deref()).await {
+            Ok((status, body)) => {
+                println!("{body}");
+                if status.is_success() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(err) => {
+                eprintln!("{err} (hint: reprocess needs a running instance)");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let data_dir = match data_dir {
+        Some(dir) => dir,
+        None => match &loaded {
+            Ok(config) => config.root.data_dir.clone(),
+            Err(errors) => {
+                eprint!("{errors}");
+                eprintln!("(hint: pass --data-dir DIR to work without a valid configuration)");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let sinks = match only {
+        Some(name) => vec![name],
+        None => Dlq::list_sinks(&data_dir),
+    };
+    if sinks.is_empty() {
+        eprintln!("No dead-letter queues under {}.", data_dir.display());
+        return ExitCode::SUCCESS;
+    }
+    match action {
+        DlqAction::Stats => stats(&data_dir, &sinks),
+        DlqAction::Inspect { limit } => inspect(&data_dir, &sinks, limit),
+        DlqAction::Purge => {
+            match DataDirLock::acquire(&data_dir) {
+                Ok(lock) => std::mem::forget(lock),
+                Err(err) => {
+                    eprintln!("refusing: {err}; stop it first");
+                    return ExitCode::FAILURE;
+                }
+            }
+            purge(&data_dir, &sinks)
+        }
+        DlqAction::Reprocess { .. } => ExitCode::SUCCESS,
+    }
+}
+
+fn stats(data_dir: &Path, sinks: &[String]) -> ExitCode {
+    let mut ok = true;
+    for sink in sinks {
+        // Counting reads every record; `inspect` with no limit does exactly that, read-only.
+        match Dlq::inspect(data_dir, sink, usize::MAX) {
+            Ok(records) => {
+                let entries: usize = records.iter().map(|r| r.entries.len()).sum();
+                let oldest = records.first().map_or("-", |r| r.written_at.as_str());
+                println!(
+                    "sink {sink}: {} record(s), {entries} entr{} queued, oldest written {oldest}",
+                    records.len(),
+                    if entries == 1 { "y" } else { "ies" }
+                );
+                let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
+                for record in &records {
+                    *reasons.entry(record.reason.as_str()).or_default() += record.entries.len();
+                }
+                for (reason, count) in reasons {
+                    println!("  {reason}: {count}");
+                }
+            }
+            Err(err) => {
+                ok = false;
+                eprintln!("sink {sink}: {err}");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn inspect(data_dir: &Path, sinks: &[String], limit: usize) -> ExitCode {
+    let mut ok = true;
+    for sink in sinks {
+        match Dlq::inspect(data_dir, sink, limit) {
+            Ok(records) => {
+                for record in records {
+                    match serde_json::to_string(&record) {
+                        Ok(line) => println!("{line}"),
+                        Err(err) => eprintln!("sink {sink}: {err}"),
+                    }
+                }
+            }
+            Err(err) => {
+                ok = false;
+                eprintln!("sink {sink}: {err}");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn purge(data_dir: &Path, sinks: &[String]) -> ExitCode {
+    let mut ok = true;
+    for sink in sinks {
+        match Dlq::open(data_dir, sink, DlqConfig::default()).and_then(|mut q| q.purge()) {
+            Ok(removed) => println!(
+                "sink {sink}: purged {} record(s), {} entr{}",
+                removed.records,
+                removed.entries,
+                if removed.entries == 1 { "y" } else { "ies" }
+            ),
+            Err(err) => {
+                ok = false;
+                eprintln!("sink {sink}: cannot purge: {err}");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
