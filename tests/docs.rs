@@ -3,6 +3,7 @@
 use log_capturer::components::catalogue::{SINK_TYPES, SOURCE_TYPES, TRANSFORM_TYPES};
 use log_capturer::components::config::struct_fields;
 use log_capturer::components::dispatcher::DispatcherConfig;
+use log_capturer::components::dlq::DlqConfig;
 use log_capturer::components::sinks::console::ConsoleConfig;
 use log_capturer::components::sinks::file::FileSinkConfig;
 use log_capturer::components::sinks::loki::LokiSinkConfig;
@@ -32,6 +33,7 @@ fn configuration_reference_documents_every_key_and_type() {
         ("file", struct_fields::<FileSinkConfig>()),
         ("loki", struct_fields::<LokiSinkConfig>()),
         ("loki timestamps", struct_fields::<TimestampConfig>()),
+        ("dlq", struct_fields::<DlqConfig>()),
         ("console", struct_fields::<ConsoleConfig>()),
     ];
     let mut missing = Vec::new();
