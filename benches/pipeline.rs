@@ -130,5 +130,54 @@ fn file_source(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pipeline, file_source);
+/// Loki push encoding: grouping into streams, sorting, protobuf + snappy or JSON (+ gzip), for
+/// batches of 1000 100-byte lines in 4 streams.
+fn loki_encode(c: &mut Criterion) {
+    use bytes::Bytes;
+    use log_capturer::components::event::{Labels, LogEvent};
+    use log_capturer::components::sinks::loki::{JsonCompression, LokiEncoding, LokiSinkConfig};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = runtime.enter();
+    let streams: Vec<Labels> = (0..4)
+        .map(|i| Labels::new([("job", "bench".to_string()), ("pod", format!("pod-{i}"))]))
+        .collect();
+    let now = log_capturer::components::event::now_ns();
+    let events: Vec<LogEvent> = (0..1000u64)
+        .map(|i| LogEvent {
+            timestamp_ns: now + i as i64,
+            observed_ns: now,
+            line: Bytes::from(format!("seq={i:010} {:.<84}", "")),
+            labels: streams[(i % 4) as usize].clone(),
+            metadata: Vec::new(),
+            source: "bench".into(),
+        })
+        .collect();
+    let mut group = c.benchmark_group("loki_encode");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    for (name, encoding, compression) in [
+        ("protobuf_snappy", LokiEncoding::Protobuf, JsonCompression::None),
+        ("json", LokiEncoding::Json, JsonCompression::None),
+        ("json_gzip", LokiEncoding::Json, JsonCompression::Gzip),
+    ] {
+        let sink = LokiSinkConfig {
+            endpoint: "http://127.0.0.1:3100".into(),
+            encoding,
+            compression,
+            healthcheck: false,
+            ..LokiSinkConfig::default()
+        }
+        .build("bench")
+        .expect("sink");
+        group.bench_function(name, |b| {
+            b.iter(|| sink.encode_batch(std::hint::black_box(&events)).expect("encodes"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, file_source, loki_encode);
 criterion_main!(benches);
