@@ -23,7 +23,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml, Yaml};
 use log_capturer_components::catalogue::{SinkConfig, SourceConfig, TransformConfig};
 use log_capturer_components::config::{
-    ConfigError, did_you_mean, duration, join_path, parse, struct_fields,
+    ConfigError, did_you_mean, duration, join_path, parse, parse_validated, struct_fields,
 };
 use log_capturer_components::dispatcher::DispatcherConfig;
 use log_capturer_components::dlq::DlqConfig;
@@ -628,16 +628,8 @@ fn sink_dispatcher(
             return None;
         }
     }
-    match parse::<DispatcherConfig>(&path, merged, &[]) {
-        Ok(config) => {
-            let problems = config.validate(&path);
-            if problems.is_empty() {
-                Some(config)
-            } else {
-                errors.extend(problems);
-                None
-            }
-        }
+    match parse_validated(&path, merged, DispatcherConfig::validate) {
+        Ok(config) => Some(config),
         Err(errs) => {
             errors.extend(errs);
             None
@@ -655,16 +647,8 @@ fn sink_dlq(
         None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
         Some(value) => value,
     };
-    match parse::<DlqConfig>(&path, value, &[]) {
-        Ok(config) => {
-            let problems = config.validate(&path);
-            if problems.is_empty() {
-                Some(config)
-            } else {
-                errors.extend(problems);
-                None
-            }
-        }
+    match parse_validated(&path, value, DlqConfig::validate) {
+        Ok(config) => Some(config),
         Err(errs) => {
             errors.extend(errs);
             None

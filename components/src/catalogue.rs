@@ -5,9 +5,7 @@
 
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-
-use crate::config::{ConfigError, parse};
+use crate::config::{ConfigError, parse_validated};
 use crate::dispatcher::SinkService;
 use crate::sinks::blackhole::{Blackhole, BlackholeConfig};
 use crate::sinks::console::ConsoleConfig;
@@ -49,20 +47,6 @@ pub enum SinkConfig {
     Blackhole(BlackholeConfig),
 }
 
-fn parse_checked<T: DeserializeOwned>(
-    prefix: &str,
-    value: serde_json::Value,
-    validate: impl FnOnce(&T, &str) -> Vec<ConfigError>,
-) -> Result<T, Vec<ConfigError>> {
-    let parsed: T = parse(prefix, value, &[])?;
-    let errors = validate(&parsed, prefix);
-    if errors.is_empty() {
-        Ok(parsed)
-    } else {
-        Err(errors)
-    }
-}
-
 fn unknown_type(prefix: &str, kind: &str, type_name: &str, known: &[&str]) -> Vec<ConfigError> {
     let error = ConfigError::new(
         crate::config::join_path(prefix, "type"),
@@ -84,9 +68,9 @@ impl SourceConfig {
     ) -> Result<Self, Vec<ConfigError>> {
         match type_name {
             "generator" => {
-                parse_checked(prefix, value, GeneratorConfig::validate).map(Self::Generator)
+                parse_validated(prefix, value, GeneratorConfig::validate).map(Self::Generator)
             }
-            "file" => parse_checked(prefix, value, FileSourceConfig::validate).map(Self::File),
+            "file" => parse_validated(prefix, value, FileSourceConfig::validate).map(Self::File),
             other => Err(unknown_type(prefix, "source", other, SOURCE_TYPES)),
         }
     }
@@ -107,8 +91,8 @@ impl TransformConfig {
         value: serde_json::Value,
     ) -> Result<Self, Vec<ConfigError>> {
         match type_name {
-            "filter" => parse_checked(prefix, value, FilterConfig::validate).map(Self::Filter),
-            "passthrough" => parse_checked(prefix, value, |_: &PassthroughConfig, _| Vec::new())
+            "filter" => parse_validated(prefix, value, FilterConfig::validate).map(Self::Filter),
+            "passthrough" => parse_validated(prefix, value, |_: &PassthroughConfig, _| Vec::new())
                 .map(Self::Passthrough),
             other => Err(unknown_type(prefix, "transform", other, TRANSFORM_TYPES)),
         }
@@ -136,13 +120,13 @@ impl SinkConfig {
         value: serde_json::Value,
     ) -> Result<Self, Vec<ConfigError>> {
         match type_name {
-            "loki" => parse_checked(prefix, value, LokiSinkConfig::validate)
+            "loki" => parse_validated(prefix, value, LokiSinkConfig::validate)
                 .map(|c| Self::Loki(Box::new(c))),
-            "file" => parse_checked(prefix, value, FileSinkConfig::validate).map(Self::File),
+            "file" => parse_validated(prefix, value, FileSinkConfig::validate).map(Self::File),
             "console" => {
-                parse_checked(prefix, value, |_: &ConsoleConfig, _| Vec::new()).map(Self::Console)
+                parse_validated(prefix, value, |_: &ConsoleConfig, _| Vec::new()).map(Self::Console)
             }
-            "blackhole" => parse_checked(prefix, value, |_: &BlackholeConfig, _| Vec::new())
+            "blackhole" => parse_validated(prefix, value, |_: &BlackholeConfig, _| Vec::new())
                 .map(Self::Blackhole),
             other => Err(unknown_type(prefix, "sink", other, SINK_TYPES)),
         }

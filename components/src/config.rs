@@ -119,6 +119,21 @@ pub fn parse<T: DeserializeOwned>(
     }
 }
 
+/// [`parse`], then the type's own value checks (`validate(&parsed, prefix)`).
+pub fn parse_validated<T: DeserializeOwned>(
+    prefix: &str,
+    value: serde_json::Value,
+    validate: impl FnOnce(&T, &str) -> Vec<ConfigError>,
+) -> Result<T, Vec<ConfigError>> {
+    let parsed: T = parse(prefix, value, &[])?;
+    let errors = validate(&parsed, prefix);
+    if errors.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(errors)
+    }
+}
+
 /// The closest candidate to `key`, if one is close enough to be a likely typo.
 pub fn did_you_mean<'a>(key: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates

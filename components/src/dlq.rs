@@ -78,13 +78,14 @@
 //! - One process per data directory (see [`crate::lock`]); changes take `&mut self`.
 //!   [`Dlq::inspect`] and [`Dlq::list_sinks`] only read, and create nothing.
 
+use crate::durable::{check_name_component, context, remove_if_exists, sync_dir, write_atomic};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -333,9 +334,7 @@ impl fmt::Display for RecordId {
 }
 
 /// The current time as RFC 3339 with milliseconds, for [`DlqRecord::written_at`].
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
+pub use crate::durable::now_rfc3339;
 
 /// The dead-letter queue of one sink.
 #[derive(Debug)]
@@ -1336,66 +1335,7 @@ fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
 }
 
 fn check_sink_name(sink: &str) -> io::Result<()> {
-    if sink.is_empty() || sink == "." || sink == ".." || sink.contains(['/', '\\', '\0']) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "sink name {sink:?} cannot name a dead-letter directory (empty, '.', '..', or contains '/', '\\' or NUL)"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `tmp`, fsyncs it, renames it over `target` and fsyncs the directory.
-fn write_atomic(target: &Path, tmp: &Path, bytes: &[u8]) -> io::Result<()> {
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(tmp)
-            .map_err(context("create", tmp))?;
-        file.write_all(bytes).map_err(context("write", tmp))?;
-        file.sync_all().map_err(context("fsync", tmp))?;
-        drop(file);
-        fs::rename(tmp, target).map_err(context("rename over", target))
-    })();
-    if let Err(error) = written {
-        if let Err(cleanup) = fs::remove_file(tmp)
-            && cleanup.kind() != io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %tmp.display(), error = %cleanup, "Cannot remove a failed dead-letter cursor write.");
-        }
-        return Err(error);
-    }
-    sync_dir(target.parent().unwrap_or(Path::new(".")))
-}
-
-/// Makes creations, renames and removals in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)
-        .and_then(|directory| directory.sync_all())
-        .map_err(context("fsync directory", dir))
-}
-
-fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(context("remove", path)(error)),
-    }
-}
-
-/// Adds the operation and the path to an I/O error, keeping its kind.
-fn context(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> io::Error {
-    let path = path.to_path_buf();
-    move |error| {
-        io::Error::new(
-            error.kind(),
-            format!("{operation} {}: {error}", path.display()),
-        )
-    }
+    check_name_component("sink", sink, "a dead-letter directory")
 }
 
 /// Counts the elements of a JSON array without keeping them.

@@ -18,6 +18,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod dispatcher;
 pub mod dlq;
+pub mod durable;
 pub mod event;
 pub mod lock;
 pub mod queue;

@@ -69,9 +69,10 @@
 //!   older generations.
 //! - One process per data directory (see [`crate::lock`]); writes take `&mut self`.
 
+use crate::durable::{self, context, now_rfc3339, remove_if_exists, sync_dir};
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -629,15 +630,7 @@ fn probe_version(bytes: &[u8]) -> Option<u64> {
 }
 
 fn check_source_name(source: &str) -> io::Result<()> {
-    if source.is_empty() || source == "." || source == ".." || source.contains(['/', '\\', '\0']) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "source name {source:?} cannot name a positions file (empty, '.', '..', or contains '/', '\\' or NUL)"
-            ),
-        ));
-    }
-    Ok(())
+    durable::check_name_component("source", source, "a positions file")
 }
 
 /// The source a file in the positions directory belongs to: `<source>.json` or
@@ -657,10 +650,6 @@ fn source_of_file_name(name: &str) -> Option<&str> {
     (!source.is_empty()).then_some(source)
 }
 
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
-
 /// `<target>.tmp`, in the same directory so that the rename stays on one filesystem.
 fn tmp_path(target: &Path) -> PathBuf {
     let mut name = target.as_os_str().to_owned();
@@ -671,54 +660,7 @@ fn tmp_path(target: &Path) -> PathBuf {
 /// Writes `bytes` to `<target>.tmp`, fsyncs it, renames it over `target` and fsyncs the
 /// directory. On failure before the rename, the temporary file is removed and `target` is intact.
 fn write_atomic(target: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = tmp_path(target);
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(context("create", &tmp))?;
-        file.write_all(bytes).map_err(context("write", &tmp))?;
-        file.sync_all().map_err(context("fsync", &tmp))?;
-        drop(file);
-        fs::rename(&tmp, target).map_err(context("rename over", target))
-    })();
-    if let Err(error) = written {
-        if let Err(cleanup) = fs::remove_file(&tmp)
-            && cleanup.kind() != io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %tmp.display(), error = %cleanup, "Cannot remove a failed positions write.");
-        }
-        return Err(error);
-    }
-    sync_dir(target.parent().unwrap_or(Path::new(".")))
-}
-
-/// Makes renames and removals in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)
-        .and_then(|directory| directory.sync_all())
-        .map_err(context("fsync directory", dir))
-}
-
-fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(context("remove", path)(error)),
-    }
-}
-
-/// Adds the operation and the path to an I/O error, keeping its kind.
-fn context(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> io::Error {
-    let path = path.to_path_buf();
-    move |error| {
-        io::Error::new(
-            error.kind(),
-            format!("{operation} {}: {error}", path.display()),
-        )
-    }
+    durable::write_atomic(target, &tmp_path(target), bytes)
 }
 
 /// `u64` as 16 lowercase hex digits; reads 1 to 16 hex digits of either case.
