@@ -159,7 +159,11 @@ fn loki_encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("loki_encode");
     group.throughput(Throughput::Elements(events.len() as u64));
     for (name, encoding, compression) in [
-        ("protobuf_snappy", LokiEncoding::Protobuf, JsonCompression::None),
+        (
+            "protobuf_snappy",
+            LokiEncoding::Protobuf,
+            JsonCompression::None,
+        ),
         ("json", LokiEncoding::Json, JsonCompression::None),
         ("json_gzip", LokiEncoding::Json, JsonCompression::Gzip),
     ] {
@@ -173,7 +177,10 @@ fn loki_encode(c: &mut Criterion) {
         .build("bench")
         .expect("sink");
         group.bench_function(name, |b| {
-            b.iter(|| sink.encode_batch(std::hint::black_box(&events)).expect("encodes"))
+            b.iter(|| {
+                sink.encode_batch(std::hint::black_box(&events))
+                    .expect("encodes")
+            })
         });
     }
     group.finish();

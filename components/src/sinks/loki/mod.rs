@@ -566,6 +566,7 @@ impl LokiSink {
     /// Matches Loki's rejections to the entries that were sent; learns cutoffs on the way.
     fn match_rejections(
         &self,
+        events: &[LogEvent],
         prepared: &Prepared,
         rejections: &[Rejection],
         now: i64,
@@ -581,11 +582,13 @@ impl LokiSink {
                     KeyValue::new("reason", rejection.reason.as_str()),
                 ],
             );
+            // Loki may add labels of its own before validating (`service_name`), so a stream
+            // matches when all of its labels appear in the one the message names.
             let streams: Vec<&StreamBuild> = match &rejection.stream {
                 Some(pairs) => prepared
                     .streams
                     .iter()
-                    .filter(|s| &s.pairs == pairs)
+                    .filter(|s| s.pairs.iter().all(|p| pairs.contains(p)))
                     .collect(),
                 None => prepared.streams.iter().collect(),
             };
@@ -607,10 +610,15 @@ impl LokiSink {
                             Some(cutoff) => ts < cutoff,
                             None => rejection.entry_seconds == Some(ts.div_euclid(1_000_000_000)),
                         },
-                        RejectReason::TooNew => {
-                            rejection.entry_seconds == Some(ts.div_euclid(1_000_000_000))
-                        }
-                        RejectReason::LineTooLong => rejection.line_length.is_some(),
+                        // Loki lists one example of each kind ("N errors like: ..."), the first
+                        // in time order: every later entry of the stream is past the limit too.
+                        RejectReason::TooNew => rejection
+                            .entry_seconds
+                            .is_some_and(|first| ts.div_euclid(1_000_000_000) >= first),
+                        RejectReason::LineTooLong => match rejection.max_line_size {
+                            Some(max) => events[index].line.len() > max,
+                            None => rejection.line_length == Some(events[index].line.len()),
+                        },
                         RejectReason::InvalidLabels => true,
                         RejectReason::Other => rejection.stream.is_some(),
                     };
@@ -758,7 +766,8 @@ impl SinkService for LokiSink {
                 }
                 400 => {
                     let rejections = parse_rejections(&text);
-                    let mut rejected = self.match_rejections(&prepared, &rejections, now);
+                    let mut rejected =
+                        self.match_rejections(&batch.events, &prepared, &rejections, now);
                     if rejected.is_empty() {
                         // Nothing could be matched: Loki stored what it could; keep every sent
                         // entry (resending is harmless: Loki drops exact duplicates).

@@ -53,15 +53,26 @@ pub struct Rejection {
     pub oldest_acceptable_ns: Option<i64>,
     /// The rejected line's length (line too long).
     pub line_length: Option<usize>,
+    /// Loki's line size limit (line too long).
+    pub max_line_size: Option<usize>,
     /// The message as Loki wrote it.
     pub message: String,
 }
 
 /// Splits a 400 body into rejections; lines that are not about an entry are skipped.
 pub fn parse_rejections(body: &str) -> Vec<Rejection> {
+    // The distributor joins its errors on one line with "; ", each kind once, prefixed
+    // "N errors like: " when repeated; the ingester lists entries one per line, ending in ",".
     body.lines()
-        .map(|l| l.trim().trim_end_matches(','))
-        .filter(|l| !l.is_empty())
+        .flat_map(|line| line.split("; "))
+        .map(|piece| {
+            let piece = piece.trim().trim_end_matches(',');
+            match piece.find("errors like: ") {
+                Some(i) => &piece[i + "errors like: ".len()..],
+                None => piece,
+            }
+        })
+        .filter(|piece| !piece.is_empty())
         .filter_map(parse_line)
         .collect()
 }
@@ -99,12 +110,18 @@ fn parse_line(line: &str) -> Option<Rejection> {
     }
     .and_then(|rest| parse_rfc3339(first_token(rest)))
     .map(|ns| ns.div_euclid(1_000_000_000));
-    let line_length = if reason == RejectReason::LineTooLong {
-        after(&lower, line, "entry with length '")
+    let quoted_number = |needle: &str| {
+        after(&lower, line, needle)
             .and_then(|rest| rest.split('\'').next())
             .and_then(|n| n.parse().ok())
+    };
+    let (line_length, max_line_size) = if reason == RejectReason::LineTooLong {
+        (
+            quoted_number("entry with length '"),
+            quoted_number("max entry size '"),
+        )
     } else {
-        None
+        (None, None)
     };
     Some(Rejection {
         reason,
@@ -112,6 +129,7 @@ fn parse_line(line: &str) -> Option<Rejection> {
         entry_seconds,
         oldest_acceptable_ns,
         line_length,
+        max_line_size,
         message: line.to_string(),
     })
 }
@@ -275,7 +293,19 @@ mod tests {
             ]
         );
         assert_eq!(r[0].line_length, Some(25));
+        assert_eq!(r[0].max_line_size, Some(10));
         assert_eq!(r[1].entry_seconds, Some(1_893_456_000));
+    }
+
+    #[test]
+    fn splits_the_distributors_joined_errors() {
+        let body = "2 errors like: entry for stream '{job=\"a\", service_name=\"a\"}' has timestamp too old: 2024-01-01T00:00:00Z, oldest acceptable timestamp is: 2024-01-08T00:00:00Z; Max entry size '10' bytes exceeded for stream '{job=\"a\", service_name=\"a\"}' while adding an entry with length '25' bytes";
+        let r = parse_rejections(body);
+        assert_eq!(
+            r.iter().map(|r| r.reason).collect::<Vec<_>>(),
+            vec![RejectReason::TooOld, RejectReason::LineTooLong]
+        );
+        assert_eq!(r[0].oldest_acceptable_ns, Some(1_704_672_000_000_000_000));
     }
 
     #[test]

@@ -1,0 +1,273 @@
+//! The `loki` sink against the harness's Loki-compatible receiver, both as real processes.
+//!
+//! The receiver binary (`loki-receiver`, harness crate) is built next to `log-capturer` by
+//! `cargo nextest run --workspace` / `cargo build --workspace`.
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Instance, free_port, http, wait_for};
+use http::{Method, StatusCode};
+
+struct Receiver {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Receiver {
+    fn start(flags: &[&str]) -> Self {
+        let binary = PathBuf::from(common::binary()).with_file_name("loki-receiver");
+        assert!(
+            binary.exists(),
+            "{} is missing: build the workspace (cargo build --workspace) first",
+            binary.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("receiver.log")).unwrap();
+        let child = Command::new(binary)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--record")
+            .arg(dir.path().join("accepted.jsonl"))
+            .args(flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let receiver = Self { child, port, dir };
+        wait_for("the receiver to listen", Duration::from_secs(30), || {
+            http(Method::GET, &receiver.url("/stats"), None)
+                .ok()
+                .filter(|(s, _)| *s == StatusCode::OK)
+                .map(|_| ())
+        });
+        receiver
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let (_, body) = http(Method::GET, &self.url("/stats"), None).unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn accepted(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("accepted.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until sequence numbers 1..=n have all been accepted.
+    fn wait_sequences(&self, n: u64, limit: Duration) -> serde_json::Value {
+        wait_for(&format!("{n} sequences accepted"), limit, || {
+            let stats = self.stats();
+            let seq = &stats["sequences"];
+            (seq["max_seq"].as_u64() == Some(n) && seq["missing"].as_u64() == Some(0))
+                .then_some(stats)
+        })
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_lines(path: &std::path::Path, range: std::ops::RangeInclusive<u64>) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let mut text = String::new();
+    for seq in range {
+        text.push_str(&format!("seq={seq} a line for loki\n"));
+    }
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+fn loki_config(port: u16) -> String {
+    format!(
+        r#"
+data_dir: "{{dir}}/data"
+api: {{listen: "127.0.0.1:{{port}}"}}
+sources:
+  app: {{type: file, include: ["{{dir}}/in/*.log"], read_from: beginning, poll_interval: 200ms}}
+sinks:
+  loki:
+    type: loki
+    inputs: [app]
+    endpoint: "http://127.0.0.1:{port}"
+    tenant_id: team-a
+    labels: {{job: app}}
+    dispatcher: {{batch_timeout: 100ms, retry_base_delay: 100ms, retry_max_delay: 1s, max_retries: 100}}
+    dlq: {{reprocess_interval: 1s}}
+"#
+    )
+}
+
+fn start_shipper(config: &str) -> Instance {
+    let mut instance = Instance::prepare(config);
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    instance.spawn(&[], &[]);
+    instance
+}
+
+#[test]
+fn delivers_every_line_as_protobuf_with_tenant_and_labels() {
+    let receiver = Receiver::start(&[]);
+    let instance = start_shipper(&loki_config(receiver.port));
+    write_lines(&instance.path("in/app.log"), 1..=5000);
+    let stats = receiver.wait_sequences(5000, Duration::from_secs(60));
+    assert_eq!(stats["sequences"]["duplicated"], 0);
+    assert_eq!(stats["tenants"]["team-a"]["accepted_entries"], 5000);
+    let accepted = receiver.accepted();
+    assert!(!accepted.is_empty());
+    assert!(accepted.iter().all(|e| e["tenant"] == "team-a"));
+    assert!(accepted.iter().all(|e| {
+        e["labels"]
+            .as_str()
+            .is_some_and(|l| l.contains("job=\"app\""))
+    }));
+    let (_, metrics) = instance.get("/metrics");
+    assert!(
+        metrics.contains("log_capturer_http_responses_total{code=\"204\",sink=\"loki\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn an_outage_loses_nothing() {
+    // 60 s without Loki while lines keep coming.
+    let receiver = Receiver::start(&["--outage", "2s:60s"]);
+    let instance = start_shipper(&loki_config(receiver.port));
+    let input = instance.path("in/app.log");
+    for chunk in 0..20u64 {
+        write_lines(&input, chunk * 500 + 1..=chunk * 500 + 500);
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let stats = receiver.wait_sequences(10_000, Duration::from_secs(120));
+    assert_eq!(stats["sequences"]["missing"], 0);
+    let (_, metrics) = instance.get("/metrics");
+    assert!(
+        metrics.contains("log_capturer_retries_total{sink=\"loki\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn too_old_entries_are_diverted_and_replayed_never_resent_as_a_whole() {
+    // Loki accepts entries at most 3 s old; a 6 s outage makes the queued lines too old. The
+    // 400 names only those; the learner then clamps them when the DLQ replays them.
+    let receiver = Receiver::start(&["--reject-old-samples-max-age", "3s", "--outage", "1s:6s"]);
+    let instance = start_shipper(&loki_config(receiver.port));
+    let input = instance.path("in/app.log");
+    for chunk in 0..10u64 {
+        write_lines(&input, chunk * 100 + 1..=chunk * 100 + 100);
+        std::thread::sleep(Duration::from_millis(800));
+    }
+    let stats = receiver.wait_sequences(1000, Duration::from_secs(90));
+    assert_eq!(stats["sequences"]["missing"], 0);
+    let (_, metrics) = instance.get("/metrics");
+    for series in [
+        "log_capturer_timestamp_rejections_total{reason=\"timestamp_too_old\",sink=\"loki\"}",
+        "log_capturer_dlq_entries_total{reason=\"timestamp_too_old\",sink=\"loki\"}",
+        "log_capturer_dlq_reprocessed_total{sink=\"loki\"}",
+        "log_capturer_timestamp_max_age_seconds{sink=\"loki\"}",
+    ] {
+        assert!(metrics.contains(series), "missing {series} in\n{metrics}");
+    }
+    // The accepted entries of each 400 were stored once: resending a whole batch would show
+    // up as duplicated sequence numbers.
+    assert_eq!(stats["sequences"]["duplicated"], 0, "{stats}");
+}
+
+#[test]
+fn a_429_storm_and_260_answers_lose_nothing() {
+    // A fixed seed makes the injected answers the same on every run.
+    let receiver = Receiver::start(&[
+        "--status-429-rate",
+        "0.5",
+        "--status-260-rate",
+        "0.2",
+        "--retry-after",
+        "1",
+        "--seed",
+        "7",
+    ]);
+    // Batches of 50: about 60 pushes, so both answers are certain to come up.
+    let config = loki_config(receiver.port).replace(
+        "batch_timeout: 100ms,",
+        "batch_timeout: 100ms, batch_size: 50,",
+    );
+    let instance = start_shipper(&config);
+    write_lines(&instance.path("in/app.log"), 1..=3000);
+    let stats = receiver.wait_sequences(3000, Duration::from_secs(180));
+    assert_eq!(stats["sequences"]["missing"], 0);
+    let (_, metrics) = instance.get("/metrics");
+    for code in ["429", "260"] {
+        assert!(
+            metrics.contains(&format!(
+                "log_capturer_http_responses_total{{code=\"{code}\",sink=\"loki\"}}"
+            )),
+            "no {code} seen"
+        );
+    }
+}
+
+#[test]
+fn a_413_splits_the_batch() {
+    let receiver = Receiver::start(&["--max-body-bytes", "4000"]);
+    let instance = start_shipper(&loki_config(receiver.port));
+    write_lines(&instance.path("in/app.log"), 1..=2000);
+    let stats = receiver.wait_sequences(2000, Duration::from_secs(60));
+    assert_eq!(stats["sequences"]["missing"], 0);
+    assert!(
+        stats["responses"]["413"].as_u64().unwrap_or(0) > 0,
+        "{stats}"
+    );
+}
+
+#[test]
+fn ten_thousand_requests_leak_no_sockets_or_tasks() {
+    let receiver = Receiver::start(&[]);
+    // One entry per request: 10,000 lines make 10,000 pushes over pooled connections.
+    let config = loki_config(receiver.port).replace(
+        "batch_timeout: 100ms,",
+        "batch_timeout: 100ms, batch_size: 1,",
+    );
+    let instance = start_shipper(&config);
+    write_lines(&instance.path("in/app.log"), 1..=10_000);
+    receiver.wait_sequences(10_000, Duration::from_secs(240));
+    let stats = receiver.stats();
+    assert!(stats["pushes"].as_u64().unwrap_or(0) >= 10_000, "{stats}");
+    let pid = instance_pid(&instance);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count();
+    assert!(fds < 64, "{fds} descriptors open after 10,000 requests");
+    assert!(threads < 32, "{threads} threads after 10,000 requests");
+}
+
+fn instance_pid(instance: &Instance) -> u32 {
+    std::fs::read_to_string(instance.path("data/lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
