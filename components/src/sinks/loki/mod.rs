@@ -122,6 +122,9 @@ pub struct LokiSinkConfig {
     pub compression: JsonCompression,
     /// The tenant (`X-Scope-OrgID`); none sends no header (single-tenant Loki).
     pub tenant_id: Option<String>,
+    /// Take each event's tenant from this label (removed from the stream labels); events
+    /// without it go to `tenant_id`. One push per tenant.
+    pub tenant_label: Option<String>,
     /// Stream labels added to every event's own labels (these win on a clash).
     pub labels: BTreeMap<String, String>,
     /// Basic or bearer authentication.
@@ -140,6 +143,7 @@ impl Default for LokiSinkConfig {
             encoding: LokiEncoding::Protobuf,
             compression: JsonCompression::None,
             tenant_id: None,
+            tenant_label: None,
             labels: BTreeMap::new(),
             auth: LokiAuth::default(),
             timestamps: TimestampConfig::default(),
@@ -317,6 +321,9 @@ pub struct LokiSink {
     attrs: Arc<[KeyValue]>,
 }
 
+/// A tenant (`None`: no header) and the indexes of its events in a batch.
+type TenantGroup = (Option<HeaderValue>, Vec<usize>);
+
 /// One stream of the push being built.
 struct StreamBuild {
     labels_text: String,
@@ -378,23 +385,30 @@ impl LokiSink {
         &self,
         events: &[LogEvent],
     ) -> Result<(Bytes, &'static str, Option<&'static str>), String> {
-        let prepared = self.prepare(events, now_ns());
+        let all: Vec<usize> = (0..events.len()).collect();
+        let prepared = self.prepare(events, &all, now_ns());
         self.encode(events, &prepared)
     }
 
-    fn prepare(&self, events: &[LogEvent], now: i64) -> Prepared {
+    /// Groups the events at `indexes` into streams and applies the timestamp policy.
+    fn prepare(&self, events: &[LogEvent], indexes: &[usize], now: i64) -> Prepared {
         let mut by_labels: HashMap<usize, usize> = HashMap::new();
         let mut by_text: HashMap<String, usize> = HashMap::new();
         let mut streams: Vec<StreamBuild> = Vec::new();
         let mut rejected = Vec::new();
         let mut dropped = 0;
         let mut clamped = 0u64;
-        for (index, event) in events.iter().enumerate() {
+        for &index in indexes {
+            let event = &events[index];
             let key = event.labels.identity();
             let stream_index = match by_labels.get(&key) {
                 Some(&i) => i,
                 None => {
-                    let mut merged: BTreeMap<&str, &str> = event.labels.iter().collect();
+                    let mut merged: BTreeMap<&str, &str> = event
+                        .labels
+                        .iter()
+                        .filter(|(k, _)| Some(*k) != self.config.tenant_label.as_deref())
+                        .collect();
                     for (k, v) in &self.config.labels {
                         merged.insert(k, v);
                     }
@@ -515,6 +529,7 @@ impl LokiSink {
         body: Bytes,
         content_type: &'static str,
         encoding: Option<&'static str>,
+        tenant: Option<&HeaderValue>,
     ) -> Result<(StatusCode, http::HeaderMap, String), String> {
         let length = body.len();
         let mut req = Request::post(self.url.clone())
@@ -525,7 +540,7 @@ impl LokiSink {
         if let Some(encoding) = encoding {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
         }
-        if let Some(tenant) = &self.tenant {
+        if let Some(tenant) = tenant {
             headers.insert("X-Scope-OrgID", tenant.clone());
         }
         if let Some(auth) = &self.authorization {
@@ -704,111 +719,192 @@ fn json_body(events: &[LogEvent], prepared: &Prepared) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "streams": streams })).unwrap_or_default()
 }
 
-impl SinkService for LokiSink {
-    fn send<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, SendOutcome> {
-        Box::pin(async move {
-            let now = now_ns();
-            let prepared = self.prepare(&batch.events, now);
-            if prepared.dropped > 0 {
-                crate::telemetry::ComponentAttrs::new(&self.key)
-                    .dropped(prepared.dropped, "timestamp_too_old");
+impl LokiSink {
+    /// One push for the events at `indexes`, for one tenant.
+    async fn send_group(
+        &self,
+        events: &[LogEvent],
+        indexes: &[usize],
+        tenant: Option<&HeaderValue>,
+        now: i64,
+    ) -> SendOutcome {
+        let prepared = self.prepare(events, indexes, now);
+        if prepared.dropped > 0 {
+            crate::telemetry::ComponentAttrs::new(&self.key)
+                .dropped(prepared.dropped, "timestamp_too_old");
+        }
+        let to_send: usize = prepared.streams.iter().map(|s| s.entries.len()).sum();
+        if to_send == 0 {
+            return if prepared.rejected.is_empty() {
+                SendOutcome::Delivered
+            } else {
+                SendOutcome::Partial {
+                    rejected: prepared.rejected,
+                }
+            };
+        }
+        let (body, content_type, encoding) = match self.encode(events, &prepared) {
+            Ok(encoded) => encoded,
+            Err(detail) => {
+                return SendOutcome::Failed {
+                    reason: "encode_error",
+                    detail,
+                };
             }
-            let to_send: usize = prepared.streams.iter().map(|s| s.entries.len()).sum();
-            if to_send == 0 {
-                return if prepared.rejected.is_empty() {
+        };
+        let (status, headers, text) = match self.push(body, content_type, encoding, tenant).await {
+            Ok(answer) => answer,
+            Err(detail) => {
+                return SendOutcome::Retry {
+                    reason: "connection",
+                    detail,
+                    retry_after: None,
+                };
+            }
+        };
+        let retry_after = headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let code = status.as_u16();
+        let short = |text: &str| text.chars().take(500).collect::<String>();
+        match code {
+            260 => SendOutcome::Retry {
+                reason: "http_260",
+                detail: format!("ingestion blocked (260): {}", short(&text)),
+                retry_after,
+            },
+            200..=299 => {
+                instruments().sent_entries.add(to_send as u64, &self.attrs);
+                if prepared.rejected.is_empty() {
                     SendOutcome::Delivered
                 } else {
                     SendOutcome::Partial {
                         rejected: prepared.rejected,
                     }
-                };
+                }
             }
-            let (body, content_type, encoding) = match self.encode(&batch.events, &prepared) {
-                Ok(encoded) => encoded,
-                Err(detail) => {
-                    return SendOutcome::Failed {
-                        reason: "encode_error",
-                        detail,
-                    };
+            400 => {
+                let rejections = parse_rejections(&text);
+                let mut rejected = self.match_rejections(events, &prepared, &rejections, now);
+                if rejected.is_empty() {
+                    // Nothing could be matched: Loki stored what it could; keep every sent
+                    // entry (resending is harmless: Loki drops exact duplicates).
+                    rejected = prepared
+                        .streams
+                        .iter()
+                        .flat_map(|s| s.entries.iter().map(|&(i, _, _)| i))
+                        .map(|index| Rejected {
+                            index,
+                            reason: "http_400",
+                            detail: short(&text),
+                        })
+                        .collect();
                 }
-            };
-            let (status, headers, text) = match self.push(body, content_type, encoding).await {
-                Ok(answer) => answer,
-                Err(detail) => {
-                    return SendOutcome::Retry {
-                        reason: "connection",
-                        detail,
-                        retry_after: None,
-                    };
-                }
-            };
-            let retry_after = headers
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let code = status.as_u16();
-            let short = |text: &str| text.chars().take(500).collect::<String>();
-            match code {
-                260 => SendOutcome::Retry {
-                    reason: "http_260",
-                    detail: format!("ingestion blocked (260): {}", short(&text)),
-                    retry_after,
-                },
-                200..=299 => {
-                    instruments().sent_entries.add(to_send as u64, &self.attrs);
-                    if prepared.rejected.is_empty() {
-                        SendOutcome::Delivered
-                    } else {
-                        SendOutcome::Partial {
-                            rejected: prepared.rejected,
-                        }
+                instruments()
+                    .sent_entries
+                    .add(to_send.saturating_sub(rejected.len()) as u64, &self.attrs);
+                rejected.extend(prepared.rejected);
+                SendOutcome::Partial { rejected }
+            }
+            413 => SendOutcome::TooLarge {
+                detail: short(&text),
+            },
+            429 => SendOutcome::Retry {
+                reason: "http_429",
+                detail: short(&text),
+                retry_after,
+            },
+            501 => SendOutcome::Failed {
+                reason: "http_501",
+                detail: short(&text),
+            },
+            500..=599 => SendOutcome::Retry {
+                reason: "http_5xx",
+                detail: format!("{code}: {}", short(&text)),
+                retry_after,
+            },
+            _ => SendOutcome::Failed {
+                reason: "http_4xx",
+                detail: format!("{code}: {}", short(&text)),
+            },
+        }
+    }
+
+    /// The events' indexes by tenant (`tenant_label`, else `tenant_id`); events whose label
+    /// is not a valid header value are returned apart.
+    fn by_tenant(&self, events: &[LogEvent], label: &str) -> (Vec<TenantGroup>, Vec<usize>) {
+        let mut groups: Vec<TenantGroup> = Vec::new();
+        let mut invalid = Vec::new();
+        for (index, event) in events.iter().enumerate() {
+            let tenant = match event.labels.get(label) {
+                Some(value) => match HeaderValue::from_str(value) {
+                    Ok(header) => Some(header),
+                    Err(_) => {
+                        invalid.push(index);
+                        continue;
                     }
-                }
-                400 => {
-                    let rejections = parse_rejections(&text);
-                    let mut rejected =
-                        self.match_rejections(&batch.events, &prepared, &rejections, now);
-                    if rejected.is_empty() {
-                        // Nothing could be matched: Loki stored what it could; keep every sent
-                        // entry (resending is harmless: Loki drops exact duplicates).
-                        rejected = prepared
-                            .streams
-                            .iter()
-                            .flat_map(|s| s.entries.iter().map(|&(i, _, _)| i))
-                            .map(|index| Rejected {
-                                index,
-                                reason: "http_400",
-                                detail: short(&text),
-                            })
-                            .collect();
+                },
+                None => self.tenant.clone(),
+            };
+            match groups.iter_mut().find(|(t, _)| *t == tenant) {
+                Some((_, list)) => list.push(index),
+                None => groups.push((tenant, vec![index])),
+            }
+        }
+        (groups, invalid)
+    }
+}
+
+impl SinkService for LokiSink {
+    fn send<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, SendOutcome> {
+        Box::pin(async move {
+            let now = now_ns();
+            let events = &batch.events;
+            let Some(label) = self.config.tenant_label.as_deref() else {
+                let all: Vec<usize> = (0..events.len()).collect();
+                return self
+                    .send_group(events, &all, self.tenant.as_ref(), now)
+                    .await;
+            };
+            // One push per tenant. A retry resends every tenant's push: those already stored
+            // are exact duplicates, which Loki drops.
+            let (groups, invalid) = self.by_tenant(events, label);
+            let mut rejected: Vec<Rejected> = invalid
+                .into_iter()
+                .map(|index| Rejected {
+                    index,
+                    reason: "invalid_tenant",
+                    detail: format!("the {label} label is not a valid X-Scope-OrgID value"),
+                })
+                .collect();
+            let mut retry = None;
+            let mut too_large = None;
+            for (tenant, indexes) in &groups {
+                match self.send_group(events, indexes, tenant.as_ref(), now).await {
+                    SendOutcome::Delivered => {}
+                    SendOutcome::Partial { rejected: more } => rejected.extend(more),
+                    SendOutcome::Failed { reason, detail } => {
+                        rejected.extend(indexes.iter().map(|&index| Rejected {
+                            index,
+                            reason,
+                            detail: detail.clone(),
+                        }))
                     }
-                    instruments()
-                        .sent_entries
-                        .add(to_send.saturating_sub(rejected.len()) as u64, &self.attrs);
-                    rejected.extend(prepared.rejected);
-                    SendOutcome::Partial { rejected }
+                    outcome @ SendOutcome::Retry { .. } => {
+                        retry.get_or_insert(outcome);
+                    }
+                    SendOutcome::TooLarge { detail } => too_large = Some(detail),
                 }
-                413 => SendOutcome::TooLarge {
-                    detail: short(&text),
-                },
-                429 => SendOutcome::Retry {
-                    reason: "http_429",
-                    detail: short(&text),
-                    retry_after,
-                },
-                501 => SendOutcome::Failed {
-                    reason: "http_501",
-                    detail: short(&text),
-                },
-                500..=599 => SendOutcome::Retry {
-                    reason: "http_5xx",
-                    detail: format!("{code}: {}", short(&text)),
-                    retry_after,
-                },
-                _ => SendOutcome::Failed {
-                    reason: "http_4xx",
-                    detail: format!("{code}: {}", short(&text)),
-                },
+            }
+            if let Some(outcome) = retry {
+                outcome
+            } else if let Some(detail) = too_large {
+                SendOutcome::TooLarge { detail }
+            } else if rejected.is_empty() {
+                SendOutcome::Delivered
+            } else {
+                SendOutcome::Partial { rejected }
             }
         })
     }
