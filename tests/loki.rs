@@ -21,6 +21,10 @@ struct Receiver {
 
 impl Receiver {
     fn start(flags: &[&str]) -> Self {
+        Self::start_on(free_port(), flags)
+    }
+
+    fn start_on(port: u16, flags: &[&str]) -> Self {
         let binary = PathBuf::from(common::binary()).with_file_name("loki-receiver");
         assert!(
             binary.exists(),
@@ -28,7 +32,6 @@ impl Receiver {
             binary.display()
         );
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let log = std::fs::File::create(dir.path().join("receiver.log")).unwrap();
         let child = Command::new(binary)
             .arg("--listen")
@@ -310,5 +313,64 @@ sinks:
             .accepted()
             .iter()
             .all(|e| !e["labels"].as_str().unwrap_or("").contains("org="))
+    );
+}
+
+#[test]
+fn final_failures_wait_in_the_dlq_and_replay_when_loki_accepts_again() {
+    // First Loki refuses every push (401: no tenant) — a final answer, so batches go to the
+    // dead-letter queue instead of being retried or lost.
+    let refusing = Receiver::start(&["--require-tenant", "true"]);
+    let port = refusing.port;
+    let config = loki_config(port).replace("    tenant_id: team-a\n", "");
+    let instance = start_shipper(&config);
+    write_lines(&instance.path("in/app.log"), 1..=500);
+    wait_for(
+        "500 entries in the dead-letter queue",
+        Duration::from_secs(60),
+        || {
+            let (_, body) = instance.get("/dlq");
+            let stats: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (stats["sinks"]["loki"]["entries"] == 500).then_some(())
+        },
+    );
+    let data_dir = instance.path("data");
+    let data_dir = data_dir.to_str().unwrap();
+    let stats = common::run_cli(&["dlq", "stats", "--data-dir", data_dir]);
+    let text = String::from_utf8_lossy(&stats.stdout);
+    assert!(
+        text.contains("500 entries queued") && text.contains("http_4xx: 500"),
+        "{text}"
+    );
+    let inspect = common::run_cli(&["dlq", "inspect", "--limit", "1", "--data-dir", data_dir]);
+    let record: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&inspect.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["reason"], "http_4xx");
+    let purge = common::run_cli(&["dlq", "purge", "--data-dir", data_dir]);
+    assert_eq!(
+        purge.status.code(),
+        Some(1),
+        "purge must refuse while running"
+    );
+
+    // Loki comes back accepting: a replay (asked for through the API) delivers everything.
+    drop(refusing);
+    let accepting = Receiver::start_on(port, &["--require-tenant", "false"]);
+    let (status, _) = instance.post("/dlq/reprocess");
+    assert_eq!(status, StatusCode::ACCEPTED);
+    accepting.wait_sequences(500, Duration::from_secs(60));
+    wait_for(
+        "an empty dead-letter queue",
+        Duration::from_secs(30),
+        || {
+            let (_, body) = instance.get("/dlq");
+            let stats: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (stats["sinks"]["loki"]["entries"] == 0).then_some(())
+        },
     );
 }
