@@ -154,6 +154,7 @@ fn loki_encode(c: &mut Criterion) {
             labels: streams[(i % 4) as usize].clone(),
             metadata: Vec::new(),
             source: "bench".into(),
+            file: None,
         })
         .collect();
     let mut group = c.benchmark_group("loki_encode");

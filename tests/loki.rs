@@ -291,7 +291,7 @@ sinks:
     inputs: [a, b]
     endpoint: "http://127.0.0.1:{}"
     tenant_label: org
-    labels: {{job: app}}
+    labels: {{job: app, from: "{{{{ source }}}}"}}
     dispatcher: {{batch_timeout: 100ms}}
 "#,
         receiver.port
@@ -307,13 +307,25 @@ sinks:
             .then_some(stats)
     });
     assert_eq!(stats["sequences"]["missing"], 0, "{stats}");
-    // The tenant label picks the tenant; it is not a stream label.
+    // The tenant label picks the tenant; it is not a stream label. `from` is templated.
+    let accepted = receiver.accepted();
     assert!(
-        receiver
-            .accepted()
+        accepted
             .iter()
             .all(|e| !e["labels"].as_str().unwrap_or("").contains("org="))
     );
+    for (tenant, source) in [("team-a", "a"), ("team-b", "b")] {
+        assert!(
+            accepted
+                .iter()
+                .filter(|e| e["tenant"] == tenant)
+                .all(|e| e["labels"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(&format!("from=\"{source}\""))),
+            "{tenant}"
+        );
+    }
 }
 
 #[test]

@@ -325,6 +325,7 @@ fn record_to_batch(record: &DlqRecord) -> EventBatch {
                 .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
                 .collect(),
             source: source.clone(),
+            file: None,
         })
         .collect();
     EventBatch::new(events, Finalizers::default())

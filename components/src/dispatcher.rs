@@ -628,6 +628,7 @@ mod tests {
                 labels: Labels::default(),
                 metadata: Vec::new(),
                 source: "t".into(),
+                file: None,
             })
             .collect()
     }

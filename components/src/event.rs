@@ -99,6 +99,9 @@ pub struct LogEvent {
     pub metadata: Vec<Label>,
     /// The source component that produced the event.
     pub source: ComponentKey,
+    /// The file the line was read from (file source). Not a label: the Loki sink's `labels`
+    /// can use it as `{{ file }}`.
+    pub file: Option<Arc<str>>,
 }
 
 impl LogEvent {

@@ -246,6 +246,7 @@ mod tests {
                 labels: Labels::default(),
                 metadata: Vec::new(),
                 source: "t".into(),
+                file: None,
             })
             .collect();
         EventBatch::new(events, Finalizers::default())

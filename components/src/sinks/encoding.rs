@@ -105,6 +105,7 @@ mod tests {
             labels: Labels::new([("job", "app")]),
             metadata: Vec::new(),
             source: "gen".into(),
+            file: None,
         };
         let mut out = Vec::new();
         encode(Encoding::Json, &event, &mut out);

@@ -156,6 +156,7 @@ mod tests {
                     labels: Labels::default(),
                     metadata: Vec::new(),
                     source: "s".into(),
+                    file: None,
                 })
                 .collect(),
             Finalizers::default(),

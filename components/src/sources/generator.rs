@@ -170,6 +170,7 @@ impl GeneratorState {
                     labels: self.labels.clone(),
                     metadata: Vec::new(),
                     source: self.key.clone(),
+                    file: None,
                 }
             })
             .collect();

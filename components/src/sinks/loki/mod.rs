@@ -181,12 +181,16 @@ impl LokiSinkConfig {
                 .with_hint("e.g. endpoint: \"http://127.0.0.1:3100\""),
             ),
         }
-        for name in self.labels.keys() {
+        for (name, value) in &self.labels {
+            let path = join_path(prefix, &format!("labels.{name}"));
             if !valid_label_name(name) {
                 errors.push(ConfigError::new(
-                    join_path(prefix, &format!("labels.{name}")),
+                    &path,
                     "invalid label name: Loki accepts [a-zA-Z_][a-zA-Z0-9_]*",
                 ));
+            }
+            if let Err(err) = LabelTemplate::parse(value) {
+                errors.push(ConfigError::new(&path, err));
             }
         }
         if self.auth.user.is_some() && self.auth.bearer_token != Secret::default() {
@@ -246,6 +250,12 @@ impl LokiSinkConfig {
             authorization,
             tenant,
             learner: Learner::new(self.timestamps.max_age),
+            templates: self
+                .labels
+                .iter()
+                .map(|(name, value)| LabelTemplate::parse(value).map(|t| (name.clone(), t)))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("labels: {e}"))?,
             attrs: Arc::new([KeyValue::new("sink", key.to_string())]),
         };
         Ok(sink)
@@ -318,7 +328,71 @@ pub struct LokiSink {
     authorization: Option<HeaderValue>,
     tenant: Option<HeaderValue>,
     learner: Learner,
+    /// The `labels` setting, parsed.
+    templates: Vec<(String, LabelTemplate)>,
     attrs: Arc<[KeyValue]>,
+}
+
+/// A label value of the `labels` setting: text with `{{ source }}`, `{{ file }}` and
+/// `{{ label.NAME }}` placeholders, filled in per event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelTemplate(Vec<TemplatePart>);
+
+#[derive(Clone, Debug, PartialEq)]
+enum TemplatePart {
+    Text(String),
+    Source,
+    File,
+    Label(String),
+}
+
+impl LabelTemplate {
+    /// Parses a value; an unknown or unclosed placeholder is an error naming it.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = value;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(TemplatePart::Text(rest[..start].to_string()));
+            }
+            let after = &rest[start + 2..];
+            let end = after
+                .find("}}")
+                .ok_or_else(|| format!("unclosed {{{{ in {value:?}"))?;
+            let name = after[..end].trim();
+            parts.push(match name {
+                "source" => TemplatePart::Source,
+                "file" => TemplatePart::File,
+                _ => match name.strip_prefix("label.") {
+                    Some(label) if !label.is_empty() => TemplatePart::Label(label.to_string()),
+                    _ => {
+                        return Err(format!(
+                            "unknown placeholder {{{{ {name} }}}} in {value:?}: use source, file or label.NAME"
+                        ));
+                    }
+                },
+            });
+            rest = &after[end + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(TemplatePart::Text(rest.to_string()));
+        }
+        Ok(Self(parts))
+    }
+
+    /// The value for one event (empty when every placeholder is missing and there is no text).
+    pub fn render(&self, event: &LogEvent) -> String {
+        let mut out = String::new();
+        for part in &self.0 {
+            match part {
+                TemplatePart::Text(text) => out.push_str(text),
+                TemplatePart::Source => out.push_str(&event.source),
+                TemplatePart::File => out.push_str(event.file.as_deref().unwrap_or("")),
+                TemplatePart::Label(name) => out.push_str(event.labels.get(name).unwrap_or("")),
+            }
+        }
+        out
+    }
 }
 
 /// A tenant (`None`: no header) and the indexes of its events in a batch.
@@ -392,7 +466,7 @@ impl LokiSink {
 
     /// Groups the events at `indexes` into streams and applies the timestamp policy.
     fn prepare(&self, events: &[LogEvent], indexes: &[usize], now: i64) -> Prepared {
-        let mut by_labels: HashMap<usize, usize> = HashMap::new();
+        let mut by_labels: HashMap<(usize, usize, usize), usize> = HashMap::new();
         let mut by_text: HashMap<String, usize> = HashMap::new();
         let mut streams: Vec<StreamBuild> = Vec::new();
         let mut rejected = Vec::new();
@@ -400,24 +474,39 @@ impl LokiSink {
         let mut clamped = 0u64;
         for &index in indexes {
             let event = &events[index];
-            let key = event.labels.identity();
+            // Templates may read the source and the file, so they are part of the cache key.
+            let key = (
+                event.labels.identity(),
+                Arc::as_ptr(&event.source) as *const u8 as usize,
+                event
+                    .file
+                    .as_ref()
+                    .map_or(0, |f| Arc::as_ptr(f) as *const u8 as usize),
+            );
             let stream_index = match by_labels.get(&key) {
                 Some(&i) => i,
                 None => {
-                    let mut merged: BTreeMap<&str, &str> = event
+                    let mut merged: BTreeMap<&str, String> = event
                         .labels
                         .iter()
                         .filter(|(k, _)| Some(*k) != self.config.tenant_label.as_deref())
+                        .map(|(k, v)| (k, v.to_string()))
                         .collect();
-                    for (k, v) in &self.config.labels {
-                        merged.insert(k, v);
+                    for (name, template) in &self.templates {
+                        let value = template.render(event);
+                        // Loki drops labels with empty values; so do we.
+                        if value.is_empty() {
+                            merged.remove(name.as_str());
+                        } else {
+                            merged.insert(name, value);
+                        }
                     }
                     let pairs: Vec<(String, String)> = merged
                         .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .map(|(k, v)| (k.to_string(), v.clone()))
                         .collect();
                     let valid = !pairs.is_empty() && pairs.iter().all(|(k, _)| valid_label_name(k));
-                    let text = proto::format_labels(merged.iter().map(|(k, v)| (*k, *v)));
+                    let text = proto::format_labels(merged.iter().map(|(k, v)| (*k, v.as_str())));
                     let i = *by_text.entry(text.clone()).or_insert_with(|| {
                         streams.push(StreamBuild {
                             labels_text: text,
@@ -919,6 +1008,41 @@ mod tests {
         assert_eq!(base64("user:pass"), "dXNlcjpwYXNz");
         assert_eq!(base64("a"), "YQ==");
         assert_eq!(base64("ab"), "YWI=");
+    }
+
+    #[test]
+    fn label_templates_fill_in_source_file_and_labels() {
+        let event = LogEvent {
+            timestamp_ns: 0,
+            observed_ns: 0,
+            line: Bytes::new(),
+            labels: crate::event::Labels::new([("app", "api")]),
+            metadata: Vec::new(),
+            source: "nginx".into(),
+            file: Some("/var/log/nginx/access.log".into()),
+        };
+        let t = LabelTemplate::parse("{{ source }}-{{label.app}}:{{ file }}").unwrap();
+        assert_eq!(t.render(&event), "nginx-api:/var/log/nginx/access.log");
+        assert_eq!(
+            LabelTemplate::parse("plain").unwrap().render(&event),
+            "plain"
+        );
+        assert_eq!(
+            LabelTemplate::parse("{{ label.missing }}")
+                .unwrap()
+                .render(&event),
+            ""
+        );
+        assert!(
+            LabelTemplate::parse("{{ nope }}")
+                .unwrap_err()
+                .contains("unknown placeholder")
+        );
+        assert!(
+            LabelTemplate::parse("{{ source")
+                .unwrap_err()
+                .contains("unclosed")
+        );
     }
 
     #[test]

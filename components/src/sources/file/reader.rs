@@ -771,6 +771,8 @@ impl Reader {
             None => (0, 0),
         };
         let epoch = tracked.epoch;
+        // One allocation per batch; every event of it shares the path.
+        let file: Arc<str> = Arc::from(tracked.path.to_string_lossy().as_ref());
         let lines = split.lines;
         self.shared.with_table(|table| {
             if let Some(entry) = table.get_mut(&key) {
@@ -805,6 +807,7 @@ impl Reader {
                 labels: self.labels.clone(),
                 metadata: Vec::new(),
                 source: self.source.clone(),
+                file: Some(file.clone()),
             })
             .collect();
         let (notifier, receiver) = BatchNotifier::new_with_receiver();
