@@ -6,7 +6,7 @@ use log_capturer::components::dispatcher::DispatcherConfig;
 use log_capturer::components::dlq::DlqConfig;
 use log_capturer::components::sinks::console::ConsoleConfig;
 use log_capturer::components::sinks::file::FileSinkConfig;
-use log_capturer::components::sinks::loki::LokiSinkConfig;
+use log_capturer::components::sinks::loki::{LokiAuth, LokiSinkConfig};
 use log_capturer::components::sinks::loki::timestamps::TimestampConfig;
 use log_capturer::components::sources::file::FileSourceConfig;
 use log_capturer::components::sources::generator::GeneratorConfig;
@@ -33,6 +33,7 @@ fn configuration_reference_documents_every_key_and_type() {
         ("file", struct_fields::<FileSinkConfig>()),
         ("loki", struct_fields::<LokiSinkConfig>()),
         ("loki timestamps", struct_fields::<TimestampConfig>()),
+        ("loki auth", struct_fields::<LokiAuth>()),
         ("dlq", struct_fields::<DlqConfig>()),
         ("console", struct_fields::<ConsoleConfig>()),
     ];

@@ -386,3 +386,113 @@ fn final_failures_wait_in_the_dlq_and_replay_when_loki_accepts_again() {
         },
     );
 }
+
+/// A TLS-terminating proxy in front of a receiver, with a CA of its own (rcgen), on a thread.
+struct TlsFront {
+    port: u16,
+    ca_file: PathBuf,
+    _dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TlsFront {
+    fn start(backend: u16) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_params(&ca_params, &ca_key);
+        let server_key = KeyPair::generate().unwrap();
+        let server_params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![server_cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        runtime.spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(client).await else {
+                        return;
+                    };
+                    let Ok(mut plain) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        Self {
+            port,
+            ca_file,
+            _dir: dir,
+            _runtime: runtime,
+        }
+    }
+}
+
+#[test]
+fn https_with_a_custom_ca_delivers_and_an_unknown_ca_is_refused() {
+    let receiver = Receiver::start(&[]);
+    let front = TlsFront::start(receiver.port);
+    let https = |extra: &str| {
+        loki_config(receiver.port)
+            .replace(
+                &format!("http://127.0.0.1:{}", receiver.port),
+                &format!("https://127.0.0.1:{}", front.port),
+            )
+            .replace(
+                "    tenant_id: team-a\n",
+                &format!("    tenant_id: team-a\n{extra}"),
+            )
+    };
+
+    // Trusting the proxy's CA: delivered over TLS.
+    let config = https(&format!(
+        "    tls: {{ca_file: \"{}\"}}\n",
+        front.ca_file.display()
+    ));
+    let instance = start_shipper(&config);
+    write_lines(&instance.path("in/app.log"), 1..=500);
+    receiver.wait_sequences(500, Duration::from_secs(60));
+    drop(instance);
+
+    // Without it, the certificate is refused: nothing is sent, the sink reports why and retries.
+    let instance = start_shipper(&https(""));
+    write_lines(&instance.path("in/app.log"), 1..=10);
+    wait_for(
+        "the sink to report the TLS failure",
+        Duration::from_secs(30),
+        || {
+            let (status, body) = instance.get("/health");
+            (status == StatusCode::SERVICE_UNAVAILABLE
+                && body.to_lowercase().contains("certificate"))
+            .then_some(())
+        },
+    );
+}

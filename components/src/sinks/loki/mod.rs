@@ -19,6 +19,7 @@
 pub mod proto;
 pub mod response;
 pub mod timestamps;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -108,6 +109,21 @@ pub struct LokiAuth {
     pub bearer_token: Secret,
 }
 
+/// TLS towards Loki (`https://` endpoints).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LokiTls {
+    /// PEM file of CA certificates trusted in addition to the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS; needs `key_file`.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of the client certificate.
+    pub key_file: Option<std::path::PathBuf>,
+    /// Accept any server certificate. Only for tests: anyone on the path can read and change
+    /// the logs. Logged as an error at start.
+    pub insecure_skip_verify: bool,
+}
+
 /// Configuration of the `loki` sink.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -129,6 +145,8 @@ pub struct LokiSinkConfig {
     pub labels: BTreeMap<String, String>,
     /// Basic or bearer authentication.
     pub auth: LokiAuth,
+    /// TLS settings for `https://` endpoints.
+    pub tls: LokiTls,
     /// Timestamp learning and the policy for too-old entries.
     pub timestamps: TimestampConfig,
     /// Check `GET /ready` at start and log the answer (never fails the start).
@@ -146,6 +164,7 @@ impl Default for LokiSinkConfig {
             tenant_label: None,
             labels: BTreeMap::new(),
             auth: LokiAuth::default(),
+            tls: LokiTls::default(),
             timestamps: TimestampConfig::default(),
             healthcheck: true,
         }
@@ -163,23 +182,21 @@ impl LokiSinkConfig {
     pub fn validate(&self, prefix: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         match self.endpoint.parse::<http::Uri>() {
-            Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
-            Ok(uri) if uri.scheme_str() == Some("https") => errors.push(
-                ConfigError::new(
-                    join_path(prefix, "endpoint"),
-                    "https is not supported by this build",
-                )
-                .with_hint(
-                    "use http:// (TLS termination in front of Loki), or a TLS-enabled build",
-                ),
-            ),
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
             _ => errors.push(
                 ConfigError::new(
                     join_path(prefix, "endpoint"),
-                    format!("{:?} is not an http:// URL", self.endpoint),
+                    format!("{:?} is not an http:// or https:// URL", self.endpoint),
                 )
                 .with_hint("e.g. endpoint: \"http://127.0.0.1:3100\""),
             ),
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            errors.push(ConfigError::new(
+                join_path(prefix, "tls"),
+                "cert_file and key_file go together",
+            ));
         }
         for (name, value) in &self.labels {
             let path = join_path(prefix, &format!("labels.{name}"));
@@ -237,6 +254,13 @@ impl LokiSinkConfig {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
+        connector.enforce_http(false);
+        let tls = tls::client_config(&self.tls, key)?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(32)
@@ -324,7 +348,7 @@ pub struct LokiSink {
     url: http::Uri,
     ready_url: String,
     config: LokiSinkConfig,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     authorization: Option<HeaderValue>,
     tenant: Option<HeaderValue>,
     learner: Learner,
