@@ -1069,6 +1069,62 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn credentials_come_from_value_env_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "s3cret\n").unwrap();
+        let base = LokiSinkConfig {
+            endpoint: "http://127.0.0.1:3100".into(),
+            healthcheck: false,
+            ..LokiSinkConfig::default()
+        };
+        let basic = LokiSinkConfig {
+            auth: LokiAuth {
+                user: Some("user".into()),
+                password: Secret {
+                    value: Some("pass".into()),
+                    ..Secret::default()
+                },
+                ..LokiAuth::default()
+            },
+            ..base.clone()
+        }
+        .build("l")
+        .unwrap();
+        assert_eq!(basic.authorization.unwrap(), "Basic dXNlcjpwYXNz");
+        let bearer = LokiSinkConfig {
+            auth: LokiAuth {
+                bearer_token: Secret {
+                    file: Some(token_file),
+                    ..Secret::default()
+                },
+                ..LokiAuth::default()
+            },
+            ..base.clone()
+        }
+        .build("l")
+        .unwrap();
+        assert_eq!(bearer.authorization.unwrap(), "Bearer s3cret");
+        let missing = LokiSinkConfig {
+            auth: LokiAuth {
+                bearer_token: Secret {
+                    env: Some("LOG_CAPTURER_TEST_SURELY_UNSET".into()),
+                    ..Secret::default()
+                },
+                ..LokiAuth::default()
+            },
+            ..base
+        }
+        .build("l");
+        assert!(
+            missing
+                .err()
+                .unwrap()
+                .contains("LOG_CAPTURER_TEST_SURELY_UNSET is not set")
+        );
+    }
+
     #[test]
     fn validation_names_bad_endpoint_and_labels() {
         let config = LokiSinkConfig {
