@@ -37,7 +37,10 @@ pub const TRANSFORM_QUEUE_EVENTS: usize = 8_192;
 /// A started pipeline.
 pub struct RunningTopology {
     shutdown: ShutdownTrigger,
+    /// Sources, transforms and dispatchers: they end when the pipeline has drained.
     tasks: JoinSet<()>,
+    /// Dead-letter reprocessors: they run until shutdown is triggered.
+    background: JoinSet<()>,
     controls: Arc<TopologyControls>,
 }
 
@@ -196,8 +199,9 @@ pub fn start(
     for (dispatcher, rx) in dispatchers {
         tasks.spawn(dispatcher.run(rx));
     }
+    let mut background = JoinSet::new();
     for reprocessor in reprocessors {
-        tasks.spawn(reprocessor);
+        background.spawn(reprocessor);
     }
     for (name, mut transform, mut rx, mut fanout) in transforms {
         let attrs = ComponentAttrs::new(&name);
@@ -228,6 +232,7 @@ pub fn start(
     Ok(RunningTopology {
         shutdown,
         tasks,
+        background,
         controls: Arc::new(TopologyControls {
             dispatcher_settings,
             dlqs,
@@ -262,12 +267,22 @@ impl RunningTopology {
     /// Waits until every component has ended on its own (all sources finished and drained).
     pub async fn wait_finished(&mut self) {
         while self.tasks.join_next().await.is_some() {}
+        // Nothing is left to replay into: stop the reprocessors too.
+        self.shutdown.trigger();
+        while self.background.join_next().await.is_some() {}
     }
 
     /// Stops the sources and drains the pipeline, for at most `limit`.
     pub async fn shutdown(mut self, limit: Duration) -> ShutdownOutcome {
         self.shutdown.trigger();
         let drained = tokio::time::timeout(limit, async {
+            while let Some(result) = self.background.join_next().await {
+                if let Err(err) = result
+                    && err.is_panic()
+                {
+                    tracing::error!(error = %err, "A reprocessor task panicked.");
+                }
+            }
             while let Some(result) = self.tasks.join_next().await {
                 if let Err(err) = result
                     && err.is_panic()
@@ -281,8 +296,30 @@ impl RunningTopology {
             Ok(()) => ShutdownOutcome::Drained,
             Err(_) => {
                 self.tasks.abort_all();
+                self.background.abort_all();
                 ShutdownOutcome::TimedOut
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_finite_pipeline_finishes_on_its_own_dead_letter_queues_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::validate(json!({
+            "sources": {"gen": {"type": "generator", "count": 100, "rate": 0}},
+            "sinks": {"out": {"type": "blackhole", "inputs": ["gen"]}},
+        }))
+        .unwrap();
+        let mut running = start(&config, &HealthRegistry::default(), dir.path()).unwrap();
+        assert!(running.controls().dlqs.contains_key("out"));
+        tokio::time::timeout(Duration::from_secs(60), running.wait_finished())
+            .await
+            .expect("the pipeline ends when its only source does");
     }
 }
