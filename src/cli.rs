@@ -175,25 +175,47 @@ fn validate(source: &ConfigSource, print: bool) -> ExitCode {
 }
 
 async fn health(source: &ConfigSource, url: Option<String>) -> ExitCode {
+    let config = config::load(source).ok();
+    let url = format!("{}/health", api_base(url, config.as_ref()));
+    print_api_answer(http::Method::GET, &url, None, "is log-capturer running?").await
+}
+
+/// The API's base URL: `url` if given, else the configuration's `api.listen`.
+pub fn api_base(url: Option<String>, config: Option<&config::Config>) -> String {
     let base = url.unwrap_or_else(|| {
-        let listen = config::load(source)
-            .map(|c| c.root.api.listen)
-            .unwrap_or_else(|_| config::ApiConfig::default().listen);
+        let listen = config.map_or_else(
+            || config::ApiConfig::default().listen,
+            |c| c.root.api.listen,
+        );
         format!("http://{listen}")
     });
-    let url = format!("{}/health", base.trim_end_matches('/'));
-    match crate::client::request(http::Method::GET, &url, None).await {
+    base.trim_end_matches('/').to_string()
+}
+
+/// Calls the running instance's API, prints the answer; exit 0 on a 2xx.
+pub async fn print_api_answer(
+    method: http::Method,
+    url: &str,
+    bearer: Option<&str>,
+    hint: &str,
+) -> ExitCode {
+    match crate::client::request(method, url, bearer).await {
         Ok((status, body)) => {
             println!("{body}");
-            if status.is_success() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            exit_code(status.is_success())
         }
         Err(err) => {
-            eprintln!("{err}");
+            eprintln!("{err} (hint: {hint})");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// 0 for success, 1 otherwise.
+pub fn exit_code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

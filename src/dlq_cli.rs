@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use log_capturer_components::dlq::{Dlq, DlqConfig};
 use log_capturer_components::lock::DataDirLock;
 
-use crate::cli::DlqAction;
+use crate::cli::{DlqAction, api_base, exit_code, print_api_answer};
 use crate::config::{self, ConfigSource};
 
 pub async fn run(
@@ -20,29 +20,15 @@ pub async fn run(
 ) -> ExitCode {
     let loaded = config::load(source);
     if let DlqAction::Reprocess { url, token } = action {
-        let base = url.unwrap_or_else(|| {
-            let listen = loaded
-                .as_ref()
-                .map(|c| c.root.api.listen)
-                .unwrap_or_else(|_| config::ApiConfig::default().listen);
-            format!("http://{listen}")
-        });
+        let url = format!("{}/dlq/reprocess", api_base(url, loaded.as_ref().ok()));
         let token = token.or_else(|| loaded.as_ref().ok().and_then(|c| c.root.api.token.clone()));
-        let url = format!("{}/dlq/reprocess", base.trim_end_matches('/'));
-        return match crate::client::request(http::Method::POST, &url, token.as_deref()).await {
-            Ok((status, body)) => {
-                println!("{body}");
-                if status.is_success() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
-            Err(err) => {
-                eprintln!("{err} (hint: reprocess needs a running instance)");
-                ExitCode::FAILURE
-            }
-        };
+        return print_api_answer(
+            http::Method::POST,
+            &url,
+            token.as_deref(),
+            "reprocess needs a running instance",
+        )
+        .await;
     }
     let data_dir = match data_dir {
         Some(dir) => dir,
@@ -107,11 +93,7 @@ fn stats(data_dir: &Path, sinks: &[String]) -> ExitCode {
             }
         }
     }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    exit_code(ok)
 }
 
 fn inspect(data_dir: &Path, sinks: &[String], limit: usize) -> ExitCode {
@@ -132,11 +114,7 @@ fn inspect(data_dir: &Path, sinks: &[String], limit: usize) -> ExitCode {
             }
         }
     }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    exit_code(ok)
 }
 
 fn purge(data_dir: &Path, sinks: &[String]) -> ExitCode {
@@ -155,9 +133,5 @@ fn purge(data_dir: &Path, sinks: &[String]) -> ExitCode {
             }
         }
     }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    exit_code(ok)
 }

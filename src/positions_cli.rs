@@ -11,7 +11,7 @@ use log_capturer_components::sources::file::positions::{
     CHECKPOINT_GENERATIONS, LoadOutcome, PositionStore, PositionsDocument,
 };
 
-use crate::cli::PositionsAction;
+use crate::cli::{PositionsAction, exit_code};
 use crate::config::{self, ConfigSource};
 
 pub fn run(
@@ -135,11 +135,7 @@ fn show(data_dir: &Path, sources: &[String]) -> ExitCode {
             }
         }
     }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    exit_code(ok)
 }
 
 fn restore(data_dir: &Path, sources: &[String], generation: usize) -> ExitCode {
@@ -159,11 +155,7 @@ fn restore(data_dir: &Path, sources: &[String], generation: usize) -> ExitCode {
             }
         }
     }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    exit_code(ok)
 }
 
 fn reset(data_dir: &Path, sources: &[String]) -> ExitCode {
@@ -177,9 +169,5 @@ fn reset(data_dir: &Path, sources: &[String]) -> ExitCode {
             }
         }
     }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    exit_code(ok)
 }

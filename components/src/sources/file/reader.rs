@@ -770,32 +770,33 @@ impl Reader {
             }
             None => (0, 0),
         };
-        let epoch = tracked.epoch;
-        // One allocation per batch; every event of it shares the path.
-        let file: Arc<str> = Arc::from(tracked.path.to_string_lossy().as_ref());
+        let token = AckToken {
+            key,
+            epoch: tracked.epoch,
+            end,
+            marker,
+            marker_len,
+        };
+        let path = tracked.path.clone();
         let lines = split.lines;
         self.shared.with_table(|table| {
             if let Some(entry) = table.get_mut(&key) {
                 entry.position.read_offset = end;
             }
         });
-        if lines.is_empty() {
-            // Only skipped bytes (oversize tail, dropped line): nothing to acknowledge, but the
-            // committed offset may move past them once earlier batches are done.
-            let (notifier, receiver) = BatchNotifier::new_with_receiver();
-            let token = AckToken {
-                key,
-                epoch,
-                end,
-                marker,
-                marker_len,
-            };
-            if self.acks.send((token, receiver)).is_err() {
-                self.stopped = true;
-            }
-            drop(notifier);
+        // Registered before the batch is sent, so the committer sees tokens in send order.
+        let (notifier, receiver) = BatchNotifier::new_with_receiver();
+        if self.acks.send((token, receiver)).is_err() {
+            self.stopped = true;
             return;
         }
+        if lines.is_empty() {
+            // Only skipped bytes (oversize tail, dropped line): the notifier is dropped unused,
+            // so the committed offset may move past them once earlier batches are done.
+            return;
+        }
+        // One allocation per batch; every event of it shares the path.
+        let file: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
         let now = now_ns();
         let count = lines.len();
         let events: Vec<LogEvent> = lines
@@ -810,18 +811,6 @@ impl Reader {
                 file: Some(file.clone()),
             })
             .collect();
-        let (notifier, receiver) = BatchNotifier::new_with_receiver();
-        let token = AckToken {
-            key,
-            epoch,
-            end,
-            marker,
-            marker_len,
-        };
-        if self.acks.send((token, receiver)).is_err() {
-            self.stopped = true;
-            return;
-        }
         instruments.lines_read.add(count as u64, &self.attrs);
         self.component.processed(count);
         let batch = EventBatch::new(events, Finalizers::new(notifier));
