@@ -11,6 +11,7 @@ use log_capturer::components::sinks::loki::{LokiAuth, LokiSinkConfig};
 use log_capturer::components::sources::file::FileSourceConfig;
 use log_capturer::components::sources::generator::GeneratorConfig;
 use log_capturer::components::telemetry::names;
+use log_capturer::components::transforms::dedup::DedupConfig;
 use log_capturer::components::transforms::filter::FilterConfig;
 use log_capturer::config::{ApiConfig, LogConfig, RootConfig};
 
@@ -30,6 +31,7 @@ fn configuration_reference_documents_every_key_and_type() {
         ("generator", struct_fields::<GeneratorConfig>()),
         ("file source", struct_fields::<FileSourceConfig>()),
         ("filter", struct_fields::<FilterConfig>()),
+        ("dedup", struct_fields::<DedupConfig>()),
         ("file", struct_fields::<FileSinkConfig>()),
         ("loki", struct_fields::<LokiSinkConfig>()),
         ("loki timestamps", struct_fields::<TimestampConfig>()),

@@ -13,6 +13,7 @@ use crate::sinks::file::FileSinkConfig;
 use crate::sinks::loki::LokiSinkConfig;
 use crate::sources::file::FileSourceConfig;
 use crate::sources::generator::GeneratorConfig;
+use crate::transforms::dedup::DedupConfig;
 use crate::transforms::filter::FilterConfig;
 use crate::transforms::{Passthrough, PassthroughConfig};
 use crate::{BuildError, EventStream, FunctionTransform, SourceContext};
@@ -20,7 +21,7 @@ use crate::{BuildError, EventStream, FunctionTransform, SourceContext};
 /// Source type names.
 pub const SOURCE_TYPES: &[&str] = &["generator", "file"];
 /// Transform type names.
-pub const TRANSFORM_TYPES: &[&str] = &["filter", "passthrough"];
+pub const TRANSFORM_TYPES: &[&str] = &["filter", "dedup", "passthrough"];
 /// Sink type names.
 pub const SINK_TYPES: &[&str] = &["loki", "file", "console", "blackhole"];
 
@@ -35,6 +36,7 @@ pub enum SourceConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum TransformConfig {
     Filter(FilterConfig),
+    Dedup(DedupConfig),
     Passthrough(PassthroughConfig),
 }
 
@@ -92,6 +94,7 @@ impl TransformConfig {
     ) -> Result<Self, Vec<ConfigError>> {
         match type_name {
             "filter" => parse_validated(prefix, value, FilterConfig::validate).map(Self::Filter),
+            "dedup" => parse_validated(prefix, value, DedupConfig::validate).map(Self::Dedup),
             "passthrough" => parse_validated(prefix, value, |_: &PassthroughConfig, _| Vec::new())
                 .map(Self::Passthrough),
             other => Err(unknown_type(prefix, "transform", other, TRANSFORM_TYPES)),
@@ -103,6 +106,13 @@ impl TransformConfig {
             Self::Filter(config) => config
                 .build(key)
                 .map(|f| Box::new(f) as Box<dyn FunctionTransform>)
+                .map_err(|err| BuildError {
+                    component: key.to_string(),
+                    message: err.to_string(),
+                }),
+            Self::Dedup(config) => config
+                .build(key)
+                .map(|d| Box::new(d) as Box<dyn FunctionTransform>)
                 .map_err(|err| BuildError {
                     component: key.to_string(),
                     message: err.to_string(),

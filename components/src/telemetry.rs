@@ -69,6 +69,12 @@ pub mod names {
     pub const DLQ_REPROCESSED: &str = "dlq_reprocessed";
     pub const DLQ_REPROCESS_FAILURES: &str = "dlq_reprocess_failures";
 
+    // The dedup transform.
+    pub const DEDUP_CHECKS: &str = "dedup_checks";
+    pub const DEDUP_DUPLICATES: &str = "dedup_duplicates";
+    pub const DEDUP_EVICTIONS: &str = "dedup_evictions";
+    pub const DEDUP_CACHE_SIZE: &str = "dedup_cache_size";
+
     /// Every name above; docs/metrics.md is checked against this list.
     pub const ALL: &[&str] = &[
         LOGS_PROCESSED,
@@ -114,6 +120,10 @@ pub mod names {
         DLQ_WRITE_FAILURES,
         DLQ_REPROCESSED,
         DLQ_REPROCESS_FAILURES,
+        DEDUP_CHECKS,
+        DEDUP_DUPLICATES,
+        DEDUP_EVICTIONS,
+        DEDUP_CACHE_SIZE,
     ];
 }
 

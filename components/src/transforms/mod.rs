@@ -1,5 +1,6 @@
 //! Transforms: synchronous functions over a batch.
 
+pub mod dedup;
 pub mod filter;
 
 use crate::{EventBatch, FunctionTransform};

@@ -488,6 +488,15 @@ impl LokiSink {
         self.encode(events, &prepared)
     }
 
+    /// Groups `events` into streams (labels rendered, merged and formatted) and applies the
+    /// timestamp policy, as `send` does before encoding; returns the number of streams. Exposed
+    /// for the label-handling benchmark, not an API.
+    #[doc(hidden)]
+    pub fn group_streams(&self, events: &[LogEvent]) -> usize {
+        let all: Vec<usize> = (0..events.len()).collect();
+        self.prepare(events, &all, now_ns()).streams.len()
+    }
+
     /// Groups the events at `indexes` into streams and applies the timestamp policy.
     fn prepare(&self, events: &[LogEvent], indexes: &[usize], now: i64) -> Prepared {
         let mut by_labels: HashMap<(usize, usize, usize), usize> = HashMap::new();

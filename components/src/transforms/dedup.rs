@@ -1,0 +1,577 @@
+//! The `dedup` transform: drops lines already seen recently.
+//!
+//! Guarantees:
+//! - A line is a duplicate when its key was seen within `ttl` *and* is still in the cache. The key
+//!   is an xxh3-64 hash over the event's source, its file (if any), its stream labels (names and
+//!   values, length-prefixed so `("a", "bc")` and `("ab", "c")` differ), the line bytes and, with
+//!   `include_timestamp`, its original timestamp. Two different events collide with probability
+//!   about 2^-64 per pair; a collision drops a line that was not a duplicate.
+//! - The first sighting of a key is always passed on. An entry older than `ttl` counts as absent:
+//!   the next sighting passes and restarts the entry's clock. A repeat inside `ttl` does not
+//!   restart it, so a line repeated forever passes once per `ttl`.
+//! - Memory is bounded: at most `cache_size` entries of 70 to 85 bytes each (a 40-byte list node,
+//!   48 with the allocator's overhead, holding the 8-byte key and the 16-byte insertion time, plus
+//!   a 16-byte hash-table slot and its control byte at 50-87% load); measured, 100 000 entries
+//!   take about 7 MiB. The table grows as entries arrive, so a large `cache_size` costs nothing
+//!   until it fills; once full, new keys reuse the node they push out. When full, the least
+//!   recently seen key is forgotten (`dedup_evictions_total` counts those forgotten before their
+//!   `ttl` ran out: a sign that `cache_size` is too small for the rate of distinct lines).
+//! - Dropped duplicates are removed from the batch, which acknowledges them as handled, and counted
+//!   once per batch in `dropped_total{reason="duplicate"}`. Metrics are counted per batch, never per
+//!   line; the clock is read once per batch.
+//!
+//! Trade-off: without `include_timestamp`, a line that an application legitimately repeats within
+//! `ttl` (`"connection reset"`, a heartbeat) is dropped as a duplicate. With it, only exact resends
+//! (the same line with the same original timestamp, as after a restart that reads a file again)
+//! are dropped, and Loki would have dropped those as well; use it when repeated lines matter.
+
+use std::hash::{BuildHasher, Hasher};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use opentelemetry::metrics::{Counter, Gauge};
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::config::{ConfigError, duration, join_path};
+use crate::event::{ComponentKey, Labels, LogEvent};
+use crate::telemetry::{ComponentAttrs, meter, names};
+use crate::{EventBatch, FunctionTransform};
+
+/// Configuration of the `dedup` transform.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DedupConfig {
+    /// Most keys remembered (70 to 85 bytes each). At least 1.
+    pub cache_size: usize,
+    /// How long a key counts as seen. Greater than zero.
+    #[serde(with = "duration")]
+    pub ttl: Duration,
+    /// Make the line's original timestamp part of the key, so only exact resends are duplicates.
+    pub include_timestamp: bool,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        Self {
+            cache_size: 100_000,
+            ttl: Duration::from_secs(300),
+            include_timestamp: false,
+        }
+    }
+}
+
+impl DedupConfig {
+    pub fn validate(&self, prefix: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.cache_size == 0 {
+            errors.push(
+                ConfigError::new(
+                    join_path(prefix, "cache_size"),
+                    "must be at least 1 (keys remembered)",
+                )
+                .with_hint("the default is 100000; each entry takes 70 to 85 bytes"),
+            );
+        }
+        if self.ttl.is_zero() {
+            errors.push(
+                ConfigError::new(join_path(prefix, "ttl"), "must be greater than zero")
+                    .with_hint("write a duration like 30s or 5m (the default)"),
+            );
+        }
+        errors
+    }
+
+    pub fn build(&self, key: &str) -> Result<Dedup, ConfigError> {
+        if let Some(error) = self.validate(key).into_iter().next() {
+            return Err(error);
+        }
+        let capacity = NonZeroUsize::new(self.cache_size).unwrap_or(NonZeroUsize::MIN);
+        // Unbounded, then capped: the table grows with the entries instead of being allocated
+        // for `cache_size` up front.
+        let mut cache = LruCache::unbounded_with_hasher(IdentityBuildHasher);
+        cache.resize(capacity);
+        Ok(Dedup {
+            cache,
+            ttl: self.ttl,
+            include_timestamp: self.include_timestamp,
+            scratch: Vec::new(),
+            stats: DedupStats::default(),
+            attrs: ComponentAttrs::new(key),
+        })
+    }
+}
+
+/// What a [`Dedup`] has done since it was built (the same numbers its metrics count).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DedupStats {
+    /// Lines looked up.
+    pub checks: u64,
+    /// Lines dropped as duplicates.
+    pub duplicates: u64,
+    /// Entries pushed out by capacity before their `ttl` ran out.
+    pub evictions: u64,
+    /// Entries in the cache now (expired ones included until reused or pushed out).
+    pub cache_size: usize,
+}
+
+/// The running `dedup` transform.
+pub struct Dedup {
+    /// Key -> when it was inserted.
+    cache: LruCache<u64, Instant, IdentityBuildHasher>,
+    ttl: Duration,
+    include_timestamp: bool,
+    /// Reused for the stream part of the key, so hashing allocates nothing per line.
+    scratch: Vec<u8>,
+    stats: DedupStats,
+    attrs: ComponentAttrs,
+}
+
+impl std::fmt::Debug for Dedup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dedup")
+            .field("cache_size", &self.cache.len())
+            .field("capacity", &self.cache.cap())
+            .field("ttl", &self.ttl)
+            .field("include_timestamp", &self.include_timestamp)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl Dedup {
+    /// What it has done so far.
+    pub fn stats(&self) -> DedupStats {
+        DedupStats {
+            cache_size: self.cache.len(),
+            ..self.stats
+        }
+    }
+
+    /// [`FunctionTransform::transform`] with the clock read by the caller: `now` is the time of
+    /// the whole batch.
+    fn transform_at(&mut self, batch: &mut EventBatch, now: Instant) {
+        let checks = batch.len();
+        if checks == 0 {
+            return;
+        }
+        let Self {
+            cache,
+            ttl,
+            include_timestamp,
+            scratch,
+            ..
+        } = self;
+        let (ttl, include_timestamp) = (*ttl, *include_timestamp);
+        let mut stream: Option<StreamHash> = None;
+        let mut duplicates = 0usize;
+        let mut evictions = 0u64;
+        batch.events.retain(|event| {
+            let stream_hash = match &stream {
+                Some(known) if known.matches(event) => known.hash,
+                _ => {
+                    let known = StreamHash::of(event, scratch);
+                    let hash = known.hash;
+                    stream = Some(known);
+                    hash
+                }
+            };
+            let key = line_key(stream_hash, event, include_timestamp);
+            match cache.get_mut(&key) {
+                Some(seen) if now.saturating_duration_since(*seen) < ttl => {
+                    duplicates += 1;
+                    false
+                }
+                Some(seen) => {
+                    // Expired: a new sighting, not a duplicate.
+                    *seen = now;
+                    true
+                }
+                None => {
+                    // The key is absent, so whatever `push` hands back was pushed out.
+                    if let Some((_, inserted)) = cache.push(key, now)
+                        && now.saturating_duration_since(inserted) < ttl
+                    {
+                        evictions += 1;
+                    }
+                    true
+                }
+            }
+        });
+        drop(stream);
+
+        self.stats.checks += checks as u64;
+        self.stats.duplicates += duplicates as u64;
+        self.stats.evictions += evictions;
+        let attrs = &self.attrs.component;
+        let instruments = instruments();
+        instruments.checks.add(checks as u64, attrs);
+        if duplicates > 0 {
+            instruments.duplicates.add(duplicates as u64, attrs);
+            self.attrs.dropped(duplicates, "duplicate");
+        }
+        if evictions > 0 {
+            instruments.evictions.add(evictions, attrs);
+        }
+        instruments
+            .cache_size
+            .record(i64::try_from(self.cache.len()).unwrap_or(i64::MAX), attrs);
+    }
+}
+
+impl FunctionTransform for Dedup {
+    fn transform(&mut self, batch: &mut EventBatch) {
+        self.transform_at(batch, Instant::now());
+    }
+}
+
+/// The hash of an event's stream (source, file, labels), remembered for the next events: a
+/// source's batch usually shares these between many lines, so it is hashed once per run of
+/// events, not once per line. Holding clones keeps the compared allocations alive, so an
+/// address match is a content match.
+struct StreamHash {
+    labels: Labels,
+    source: ComponentKey,
+    file: Option<Arc<str>>,
+    hash: u64,
+}
+
+impl StreamHash {
+    fn of(event: &LogEvent, scratch: &mut Vec<u8>) -> Self {
+        fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
+            buf.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            buf.extend_from_slice(bytes);
+        }
+        scratch.clear();
+        put(scratch, event.source.as_bytes());
+        match &event.file {
+            Some(file) => {
+                scratch.push(1);
+                put(scratch, file.as_bytes());
+            }
+            None => scratch.push(0),
+        }
+        scratch.extend_from_slice(&(event.labels.len() as u64).to_le_bytes());
+        for (name, value) in event.labels.iter() {
+            put(scratch, name.as_bytes());
+            put(scratch, value.as_bytes());
+        }
+        Self {
+            labels: event.labels.clone(),
+            source: event.source.clone(),
+            file: event.file.clone(),
+            hash: xxh3_64(scratch),
+        }
+    }
+
+    fn matches(&self, event: &LogEvent) -> bool {
+        Arc::ptr_eq(&self.source, &event.source)
+            && self.labels.identity() == event.labels.identity()
+            && match (&self.file, &event.file) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+/// The cache key of one line: xxh3 over (stream hash, timestamp or 0, xxh3 of the line). Hashing
+/// the line on its own avoids copying it; the outer hash is over 24 bytes on the stack.
+fn line_key(stream_hash: u64, event: &LogEvent, include_timestamp: bool) -> u64 {
+    let timestamp = if include_timestamp {
+        event.timestamp_ns
+    } else {
+        0
+    };
+    let mut parts = [0u8; 24];
+    parts[..8].copy_from_slice(&stream_hash.to_le_bytes());
+    parts[8..16].copy_from_slice(&timestamp.to_le_bytes());
+    parts[16..].copy_from_slice(&xxh3_64(&event.line).to_le_bytes());
+    xxh3_64(&parts)
+}
+
+/// Keys are xxh3 hashes already: the table uses them as they are instead of hashing them again.
+#[derive(Clone, Copy, Debug, Default)]
+struct IdentityBuildHasher;
+
+impl BuildHasher for IdentityBuildHasher {
+    type Hasher = IdentityHasher;
+
+    fn build_hasher(&self) -> IdentityHasher {
+        IdentityHasher(0)
+    }
+}
+
+/// Passes a `u64` through. Only `u64` keys reach it; other input is folded in so it still works.
+#[derive(Clone, Copy, Debug, Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+struct Instruments {
+    checks: Counter<u64>,
+    duplicates: Counter<u64>,
+    evictions: Counter<u64>,
+    cache_size: Gauge<i64>,
+}
+
+fn instruments() -> &'static Instruments {
+    static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
+    INSTRUMENTS.get_or_init(|| {
+        let m = meter();
+        Instruments {
+            checks: m
+                .u64_counter(names::DEDUP_CHECKS)
+                .with_description("Lines a dedup transform looked up.")
+                .build(),
+            duplicates: m
+                .u64_counter(names::DEDUP_DUPLICATES)
+                .with_description("Lines a dedup transform dropped as duplicates.")
+                .build(),
+            evictions: m
+                .u64_counter(names::DEDUP_EVICTIONS)
+                .with_description(
+                    "Dedup cache entries pushed out by capacity before their ttl ran out.",
+                )
+                .build(),
+            cache_size: m
+                .i64_gauge(names::DEDUP_CACHE_SIZE)
+                .with_description("Entries in a dedup transform's cache.")
+                .build(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::Finalizers;
+    use crate::catalogue::TransformConfig;
+    use bytes::Bytes;
+    use serde_json::json;
+
+    fn event(source: &str, file: Option<&str>, labels: &[(&str, &str)], line: &str) -> LogEvent {
+        LogEvent {
+            timestamp_ns: 0,
+            observed_ns: 0,
+            line: Bytes::copy_from_slice(line.as_bytes()),
+            labels: Labels::new(labels.iter().copied()),
+            metadata: Vec::new(),
+            source: source.into(),
+            file: file.map(Into::into),
+        }
+    }
+
+    fn plain(line: &str) -> LogEvent {
+        event("s", None, &[("job", "app")], line)
+    }
+
+    fn batch(events: Vec<LogEvent>) -> EventBatch {
+        EventBatch::new(events, Finalizers::default())
+    }
+
+    fn lines(batch: &EventBatch) -> Vec<&[u8]> {
+        batch.events.iter().map(|e| &e.line[..]).collect()
+    }
+
+    fn dedup(cache_size: usize, ttl: Duration, include_timestamp: bool) -> Dedup {
+        DedupConfig {
+            cache_size,
+            ttl,
+            include_timestamp,
+        }
+        .build("d")
+        .unwrap()
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn duplicates_within_and_across_batches_are_dropped_and_counted() {
+        let mut d = dedup(100, MINUTE, false);
+        let now = Instant::now();
+        let mut b = batch(vec![plain("a"), plain("b"), plain("a"), plain("a")]);
+        d.transform_at(&mut b, now);
+        assert_eq!(lines(&b), vec![&b"a"[..], &b"b"[..]]);
+
+        let mut b = batch(vec![plain("b"), plain("c")]);
+        d.transform_at(&mut b, now + Duration::from_secs(1));
+        assert_eq!(lines(&b), vec![&b"c"[..]]);
+
+        assert_eq!(
+            d.stats(),
+            DedupStats {
+                checks: 6,
+                duplicates: 3,
+                evictions: 0,
+                cache_size: 3,
+            }
+        );
+    }
+
+    #[test]
+    fn different_labels_source_or_file_are_not_duplicates() {
+        let mut d = dedup(100, MINUTE, false);
+        let mut b = batch(vec![
+            event("s", None, &[("job", "app")], "x"),
+            event("s", None, &[("job", "other")], "x"),
+            event("s", None, &[], "x"),
+            // Names and values are framed: ("a", "bc") is not ("ab", "c").
+            event("s", None, &[("a", "bc")], "x"),
+            event("s", None, &[("ab", "c")], "x"),
+            event("t", None, &[("job", "app")], "x"),
+            event("s", Some("/var/log/a.log"), &[("job", "app")], "x"),
+            event("s", Some("/var/log/b.log"), &[("job", "app")], "x"),
+            event("s", Some(""), &[("job", "app")], "x"),
+            // The same as the first, built apart (other allocations): a duplicate.
+            event("s", None, &[("job", "app")], "x"),
+        ]);
+        d.transform_at(&mut b, Instant::now());
+        assert_eq!(b.len(), 9);
+        assert_eq!(d.stats().duplicates, 1);
+    }
+
+    #[test]
+    fn include_timestamp_tells_equal_lines_with_different_times_apart() {
+        let at = |ts: i64| LogEvent {
+            timestamp_ns: ts,
+            ..plain("same")
+        };
+        let mut with_ts = dedup(100, MINUTE, true);
+        let mut b = batch(vec![at(1), at(2), at(1)]);
+        with_ts.transform_at(&mut b, Instant::now());
+        let kept: Vec<i64> = b.events.iter().map(|e| e.timestamp_ns).collect();
+        assert_eq!(kept, vec![1, 2]);
+
+        let mut without_ts = dedup(100, MINUTE, false);
+        let mut b = batch(vec![at(1), at(2), at(1)]);
+        without_ts.transform_at(&mut b, Instant::now());
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn capacity_forgets_the_least_recently_seen_key_and_counts_it() {
+        let mut d = dedup(2, MINUTE, false);
+        let now = Instant::now();
+        let mut b = batch(vec![plain("a"), plain("b"), plain("c")]);
+        d.transform_at(&mut b, now);
+        assert_eq!(b.len(), 3);
+        assert_eq!(d.stats().evictions, 1);
+        assert_eq!(d.stats().cache_size, 2);
+
+        // `a` was forgotten, so it passes again (and pushes out `b`); `c` is still known.
+        let mut b = batch(vec![plain("c"), plain("a")]);
+        d.transform_at(&mut b, now);
+        assert_eq!(lines(&b), vec![&b"a"[..]]);
+        assert_eq!(d.stats().evictions, 2);
+    }
+
+    #[test]
+    fn expired_entries_are_not_duplicates_and_are_not_counted_as_evictions() {
+        let mut d = dedup(2, MINUTE, false);
+        let start = Instant::now();
+        let mut b = batch(vec![plain("a")]);
+        d.transform_at(&mut b, start);
+
+        // Within the ttl (a repeat does not restart the entry's clock).
+        let mut b = batch(vec![plain("a")]);
+        d.transform_at(&mut b, start + Duration::from_secs(59));
+        assert!(b.is_empty());
+
+        // At the ttl the entry counts as absent: the line passes and its clock restarts.
+        let later = start + MINUTE;
+        let mut b = batch(vec![plain("a")]);
+        d.transform_at(&mut b, later);
+        assert_eq!(b.len(), 1);
+        let mut b = batch(vec![plain("a")]);
+        d.transform_at(&mut b, later + Duration::from_secs(1));
+        assert!(b.is_empty());
+
+        // Pushing out an entry whose ttl had run out is not an eviction.
+        let mut b = batch(vec![plain("b")]);
+        d.transform_at(&mut b, later);
+        let mut b = batch(vec![plain("c"), plain("d")]);
+        d.transform_at(&mut b, later + 2 * MINUTE);
+        assert_eq!(b.len(), 2);
+        assert_eq!(d.stats().evictions, 0);
+        assert_eq!(d.stats().duplicates, 2);
+    }
+
+    #[test]
+    fn invalid_cache_size_and_ttl_name_the_key() {
+        let errors = DedupConfig {
+            cache_size: 0,
+            ttl: Duration::ZERO,
+            include_timestamp: false,
+        }
+        .validate("transforms.d");
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, vec!["transforms.d.cache_size", "transforms.d.ttl"]);
+        assert!(errors.iter().all(|e| e.hint.is_some()), "{errors:?}");
+
+        let errors =
+            TransformConfig::parse("transforms.d", "dedup", json!({"cache_size": 0})).unwrap_err();
+        assert_eq!(errors[0].path, "transforms.d.cache_size");
+        let errors =
+            TransformConfig::parse("transforms.d", "dedup", json!({"ttl": "0s"})).unwrap_err();
+        assert_eq!(errors[0].path, "transforms.d.ttl");
+        let errors =
+            TransformConfig::parse("transforms.d", "dedup", json!({"ttl": "soon"})).unwrap_err();
+        assert_eq!(errors[0].path, "transforms.d.ttl");
+        assert!(
+            DedupConfig {
+                cache_size: 0,
+                ..DedupConfig::default()
+            }
+            .build("d")
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn catalogue_parses_defaults_and_rejects_unknown_keys_with_a_suggestion() {
+        let parsed = TransformConfig::parse("transforms.d", "dedup", json!({})).unwrap();
+        assert_eq!(parsed, TransformConfig::Dedup(DedupConfig::default()));
+        let parsed = TransformConfig::parse(
+            "transforms.d",
+            "dedup",
+            json!({"cache_size": 10, "ttl": "30s", "include_timestamp": true}),
+        )
+        .unwrap();
+        assert_eq!(
+            parsed,
+            TransformConfig::Dedup(DedupConfig {
+                cache_size: 10,
+                ttl: Duration::from_secs(30),
+                include_timestamp: true,
+            })
+        );
+        assert!(parsed.build("d").is_ok());
+
+        let errors =
+            TransformConfig::parse("transforms.d", "dedup", json!({"cache_sise": 10})).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].path, "transforms.d.cache_sise");
+        assert!(
+            errors[0].to_string().contains("did you mean `cache_size`?"),
+            "{}",
+            errors[0]
+        );
+    }
+}
