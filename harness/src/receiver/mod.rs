@@ -35,6 +35,7 @@ mod config;
 mod decode;
 pub mod gofmt;
 pub mod labels;
+pub mod latency;
 mod ratelimit;
 pub mod seq;
 mod server;
@@ -48,6 +49,7 @@ use tokio::sync::watch;
 
 pub use config::{DEFAULT_DISCOVER_SERVICE_NAME, Outage, ReceiverConfig, parse_byte_size};
 pub use decode::{DecodeError, PushEntry, PushStream, decode};
+pub use latency::{LatencySummary, SecondSample};
 pub use server::ReceiverHandle;
 pub use stats::{SequenceStats, StatsSnapshot, TenantStats};
 

@@ -23,6 +23,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::config::ReceiverConfig;
 use super::decode::{self, DecodeError, too_large_message};
 use super::labels;
+use super::latency::SecondSample;
 use super::stats::StatsSnapshot;
 use super::store::{Injection, Limits, ParsedStream, Store, StoredEntry};
 
@@ -107,6 +108,10 @@ impl Shared {
 
     pub(super) fn stats(&self) -> StatsSnapshot {
         lock(&self.store).snapshot()
+    }
+
+    pub(super) fn latency_series(&self) -> Vec<SecondSample> {
+        lock(&self.store).latency_series()
     }
 
     pub(super) fn reset(&self) -> StatsSnapshot {
@@ -531,6 +536,11 @@ impl ReceiverHandle {
     /// The counters now (what `GET /stats` shows).
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats()
+    }
+
+    /// Stored entries and their end-to-end latency, per second since the start or last reset.
+    pub fn latency_series(&self) -> Vec<SecondSample> {
+        self.shared.latency_series()
     }
 
     /// Zeroes the counters (as `POST /stats/reset`); returns them as they were.

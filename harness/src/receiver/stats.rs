@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::latency::LatencySummary;
+
 /// Everything counted since the receiver started or since the last reset.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsSnapshot {
@@ -28,6 +30,9 @@ pub struct StatsSnapshot {
     pub tenants: BTreeMap<String, TenantStats>,
     /// From `seq=<n>` in stored lines, all streams together.
     pub sequences: SequenceStats,
+    /// Creation (`created=<ns>` in the line, else the entry timestamp) to storage, all entries.
+    #[serde(default)]
+    pub latency: LatencySummary,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

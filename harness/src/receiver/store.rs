@@ -33,6 +33,7 @@ use super::config::ReceiverConfig;
 use super::decode::PushEntry;
 use super::gofmt::{go_time_string, rfc3339};
 use super::labels::LabelSet;
+use super::latency::{LatencyRecorder, SecondSample};
 use super::ratelimit::TokenBucket;
 use super::seq::{BLOCK_BYTES, SeqBudget, SeqTracker, find_seq};
 use super::stats::{SequenceStats, StatsSnapshot, TenantStats};
@@ -258,6 +259,7 @@ pub struct Store {
     totals: Totals,
     seq_budget: SeqBudget,
     dedup_entries: usize,
+    latency: LatencyRecorder,
 }
 
 /// Bytes of an entry as Loki's limits count them: line plus structured metadata.
@@ -278,6 +280,7 @@ impl Store {
             totals: Totals::default(),
             seq_budget,
             dedup_entries: 0,
+            latency: LatencyRecorder::new(),
         }
     }
 
@@ -501,7 +504,7 @@ impl Store {
         let mut stored = Vec::new();
         let mut append_error = None;
         for stream in valid {
-            append_error = self.ingest(tenant, stream, keep_stored, &mut stored);
+            append_error = self.ingest(tenant, stream, keep_stored, &mut stored, now_ns, now);
         }
         // 5. Answer.
         let (status, body) = match (append_error, validation_error) {
@@ -523,6 +526,8 @@ impl Store {
         stream: ParsedStream,
         keep_stored: bool,
         stored: &mut Vec<StoredEntry>,
+        now_ns: i64,
+        now: Instant,
     ) -> Option<(u16, String)> {
         let Limits {
             window_ns,
@@ -591,6 +596,7 @@ impl Store {
             if let Some(seq) = find_seq(&entry.line) {
                 state.seq.record(seq, &mut self.seq_budget);
             }
+            self.latency.record(now_ns, now, &entry.line, entry.ts_ns);
             if keep_stored {
                 stored.push(StoredEntry {
                     labels: labels.clone(),
@@ -676,7 +682,13 @@ impl Store {
                 .collect(),
             tenants,
             sequences,
+            latency: self.latency.summary(),
         }
+    }
+
+    /// Latency per second since the start or the last reset.
+    pub fn latency_series(&self) -> Vec<SecondSample> {
+        self.latency.series()
     }
 
     /// Zeroes the counters and forgets the sequence numbers; streams, their out-of-order and
@@ -694,6 +706,7 @@ impl Store {
             }
         }
         self.seq_budget.used_blocks = 0;
+        self.latency = LatencyRecorder::new();
     }
 }
 

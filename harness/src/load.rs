@@ -1,0 +1,248 @@
+//! Load sources: what makes the lines the shipper reads.
+//!
+//! Every line carries `seq=<n>` (one counter over all files, from 1) and `created=<unix ns>` (when
+//! the harness wrote it), which the receiver turns into loss, duplicate and latency figures. A
+//! load source also says how the shipper's `sources.load` entry must look to read it, so a new
+//! kind of load (Docker containers printing lines, say) is one more implementation of
+//! [`LoadSource`]: start the containers, and answer a `docker` source entry.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+/// Something that makes numbered lines for the shipper to read.
+pub trait LoadSource: Send {
+    /// Rewrites the profile's `sources.load` entry so that the shipper reads this load.
+    fn configure_source(&self, source: &mut Value);
+    /// Makes lines until `total` have been made in all (no-op when already there).
+    fn make_until(&mut self, total: u64) -> io::Result<()>;
+    /// Lines made so far; the receiver should end up with exactly `1..=made()`.
+    fn made(&self) -> u64;
+    /// Files rotated so far.
+    fn rotations(&self) -> u64 {
+        0
+    }
+}
+
+/// The shape of one line.
+#[derive(Clone, Copy, Debug)]
+pub struct LineShape {
+    /// Bytes per line, newline included (at least [`MIN_LINE_BYTES`]).
+    pub line_bytes: usize,
+}
+
+/// `seq=` + 10 digits + ` created=` + 19 digits + ` ` + `\n`.
+pub const MIN_LINE_BYTES: usize = 4 + 10 + 9 + 19 + 1 + 1;
+
+fn wall_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Appends one line (`seq=0000000042 created=<ns> ....\n`) to `out`.
+pub fn format_line(out: &mut Vec<u8>, seq: u64, created_ns: i64, shape: LineShape) {
+    let start = out.len();
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "seq={seq:010} created={created_ns:019} ");
+    let used = out.len() - start;
+    let padding = shape
+        .line_bytes
+        .max(MIN_LINE_BYTES)
+        .saturating_sub(used + 1);
+    out.resize(out.len() + padding, b'.');
+    out.push(b'\n');
+}
+
+struct LogFile {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    size: u64,
+    generation: u64,
+}
+
+impl LogFile {
+    fn create(path: PathBuf) -> io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Self {
+            path,
+            writer: BufWriter::with_capacity(1 << 20, file),
+            size: 0,
+            generation: 0,
+        })
+    }
+
+    /// Rename rotation, as logrotate without copytruncate does it: `app.log` becomes
+    /// `app.log.<n>` and a new `app.log` starts. Rotated files are kept so that a slow reader
+    /// loses nothing the harness would blame on it.
+    fn rotate(&mut self) -> io::Result<()> {
+        self.writer.flush()?;
+        self.generation += 1;
+        let mut rotated = self.path.clone().into_os_string();
+        rotated.push(format!(".{}", self.generation));
+        std::fs::rename(&self.path, &rotated)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.writer = BufWriter::with_capacity(1 << 20, file);
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// Writes numbered lines into `files` files in a directory, round-robin, rotating each file by
+/// rename when it reaches `rotate_bytes`.
+pub struct FileLoad {
+    dir: PathBuf,
+    files: Vec<LogFile>,
+    shape: LineShape,
+    rotate_bytes: u64,
+    made: u64,
+    rotations: u64,
+    scratch: Vec<u8>,
+}
+
+impl FileLoad {
+    pub fn new(dir: &Path, files: usize, shape: LineShape, rotate_bytes: u64) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let files = (0..files.max(1))
+            .map(|i| LogFile::create(dir.join(format!("app-{i}.log"))))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            files,
+            shape,
+            rotate_bytes: rotate_bytes.max(1),
+            made: 0,
+            rotations: 0,
+            scratch: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    /// The glob the shipper reads.
+    pub fn include_glob(&self) -> String {
+        format!("{}/*.log", self.dir.display())
+    }
+}
+
+impl LoadSource for FileLoad {
+    fn configure_source(&self, source: &mut Value) {
+        if !source.is_object() {
+            *source = json!({});
+        }
+        source["type"] = json!("file");
+        source["include"] = json!([self.include_glob()]);
+        source["read_from"] = json!("beginning");
+    }
+
+    fn make_until(&mut self, total: u64) -> io::Result<()> {
+        // One clock read per call: a call writes what is due now, so its lines are created now.
+        let created = wall_ns();
+        const CHUNK: u64 = 256;
+        while self.made < total {
+            let index = ((self.made / CHUNK) % self.files.len() as u64) as usize;
+            let upto = total.min((self.made / CHUNK + 1) * CHUNK);
+            self.scratch.clear();
+            for seq in self.made + 1..=upto {
+                format_line(&mut self.scratch, seq, created, self.shape);
+            }
+            let file = &mut self.files[index];
+            file.writer.write_all(&self.scratch)?;
+            file.size += self.scratch.len() as u64;
+            self.made = upto;
+            if file.size >= self.rotate_bytes {
+                file.rotate()?;
+                self.rotations += 1;
+            }
+        }
+        // The shipper must see whole lines now, not when a buffer fills.
+        for file in &mut self.files {
+            file.writer.flush()?;
+        }
+        Ok(())
+    }
+
+    fn made(&self) -> u64 {
+        self.made
+    }
+
+    fn rotations(&self) -> u64 {
+        self.rotations
+    }
+}
+
+/// The shipper's own `generator` source makes the lines (no files, no reading): measures the
+/// pipeline from the first transform on. Lines are stamped by the generator, so latency runs
+/// from the entry timestamp.
+pub struct GeneratorLoad {
+    pub rate: u64,
+    pub count: u64,
+    pub line_bytes: usize,
+}
+
+impl LoadSource for GeneratorLoad {
+    fn configure_source(&self, source: &mut Value) {
+        *source = json!({
+            "type": "generator",
+            "rate": self.rate,
+            "count": self.count,
+            "line_bytes": self.line_bytes,
+        });
+    }
+
+    fn make_until(&mut self, _total: u64) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn made(&self) -> u64 {
+        self.count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_have_the_shape_and_numbers_the_receiver_reads() {
+        let mut out = Vec::new();
+        format_line(
+            &mut out,
+            42,
+            1_700_000_000_000_000_000,
+            LineShape { line_bytes: 100 },
+        );
+        assert_eq!(out.len(), 100);
+        assert_eq!(crate::receiver::seq::find_seq(&out), Some(42));
+        assert_eq!(
+            crate::receiver::latency::find_created(&out),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(out.last(), Some(&b'\n'));
+    }
+
+    #[test]
+    fn writes_every_number_once_across_files_and_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut load =
+            FileLoad::new(dir.path(), 3, LineShape { line_bytes: 100 }, 100 * 1000).unwrap();
+        load.make_until(5_000).unwrap();
+        load.make_until(5_000).unwrap();
+        assert_eq!(load.made(), 5_000);
+        assert!(load.rotations() >= 3, "{}", load.rotations());
+        let mut seen = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let text = std::fs::read(entry.unwrap().path()).unwrap();
+            for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                assert_eq!(line.len(), 99);
+                seen.push(crate::receiver::seq::find_seq(line).unwrap());
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=5_000).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,305 @@
+//! `harness`: runs log-capturer under a load profile against the Loki-compatible receiver and
+//! reports rate, CPU, memory, latency, lost and duplicated lines. See docs/tuning-guide.md.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use log_capturer_harness::profile::{self, PROFILES, Profile};
+use log_capturer_harness::report;
+use log_capturer_harness::run::{LoadKind, RunOptions, RunReport, run};
+
+#[derive(Parser, Debug)]
+#[command(name = "harness", version, about = "Load profiles for log-capturer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs one profile and prints its figures; exits 1 if a line was lost.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// The shipper's config (default: configs/profiles/<profile>.yaml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Runs a profile against two builds or two configs, alternately, and prints the medians and
+    /// their ratio B/A.
+    Compare {
+        #[command(flatten)]
+        common: Common,
+        /// Side A's config (default: configs/profiles/<profile>.yaml).
+        #[arg(long, value_name = "FILE")]
+        config_a: Option<PathBuf>,
+        /// Side B's config (default: configs/profiles/<profile>.yaml).
+        #[arg(long, value_name = "FILE")]
+        config_b: Option<PathBuf>,
+        /// Side A's binary (default: --shipper).
+        #[arg(long, value_name = "FILE")]
+        shipper_a: Option<PathBuf>,
+        /// Side B's binary (default: --shipper).
+        #[arg(long, value_name = "FILE")]
+        shipper_b: Option<PathBuf>,
+        /// Runs of each side (A B A B ...).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Lists the profiles.
+    Profiles,
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// low, standard, high, low-latency or max.
+    #[arg(long, default_value = "standard")]
+    profile: String,
+    /// Where the lines come from.
+    #[arg(long, value_enum, default_value_t = LoadKind::Files)]
+    load: LoadKind,
+    /// Lines per second instead of the profile's (rated profiles).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// How long the load runs instead of the profile's, e.g. 10s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Lines `max` writes beforehand instead of the profile's.
+    #[arg(long)]
+    lines: Option<u64>,
+    /// How long to wait for the last lines after the load ends.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// Where the JSON and SVG go (default: target/harness in the workspace).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Where the run's temporary directory goes (default: the system's).
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// Keep the temporary directory (logs, config, shipper output).
+    #[arg(long)]
+    keep: bool,
+    /// The log-capturer binary (default: the one next to this executable, which `cargo run`
+    /// builds first).
+    #[arg(long, value_name = "FILE")]
+    shipper: Option<PathBuf>,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+impl Common {
+    fn profile(&self) -> Result<Profile, String> {
+        let mut profile = profile::find(&self.profile)?;
+        if let Some(rate) = self.rate {
+            if profile.rate.is_none() {
+                return Err("--rate applies to rated profiles; `max` takes --lines".into());
+            }
+            profile.rate = Some(rate.max(1));
+        }
+        if let Some(duration) = self.duration {
+            profile.duration = duration;
+        }
+        if let Some(lines) = self.lines {
+            profile.prefill_lines = lines.max(1);
+        }
+        Ok(profile)
+    }
+
+    fn options(&self, config: Option<&Path>, shipper: &Path) -> Result<RunOptions, String> {
+        let profile = self.profile()?;
+        let config = match config {
+            Some(path) => path.to_path_buf(),
+            None => {
+                let relative = PathBuf::from(format!("configs/profiles/{}.yaml", profile.name));
+                let in_workspace = workspace_root().join(&relative);
+                if in_workspace.is_file() {
+                    in_workspace
+                } else {
+                    relative
+                }
+            }
+        };
+        if !config.is_file() {
+            return Err(format!(
+                "{} does not exist; pass --config FILE",
+                config.display()
+            ));
+        }
+        Ok(RunOptions {
+            profile,
+            config,
+            shipper: shipper.to_path_buf(),
+            load: self.load,
+            work_dir: self.work_dir.clone(),
+            keep_work_dir: self.keep,
+            drain_timeout: self.drain_timeout,
+        })
+    }
+
+    fn out_dir(&self) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| workspace_root().join("target/harness"))
+    }
+}
+
+/// The `log-capturer` binary: the one given, or the one next to this executable, which cargo
+/// builds first (with this executable's profile) when the harness was started by `cargo run`.
+fn locate_shipper(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(path) = explicit {
+        return if path.is_file() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(format!("--shipper {} does not exist", path.display()))
+        };
+    }
+    let exe = std::env::current_exe().map_err(|err| format!("finding this executable: {err}"))?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let shipper = dir.join("log-capturer");
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+        let mut command = std::process::Command::new(cargo);
+        command.current_dir(workspace_root()).args([
+            "build",
+            "--quiet",
+            "-p",
+            "log-capturer",
+            "--bin",
+            "log-capturer",
+        ]);
+        match profile {
+            "debug" => {}
+            "release" => {
+                command.arg("--release");
+            }
+            other => {
+                command.args(["--profile", other]);
+            }
+        }
+        eprintln!("building log-capturer ({profile}) ...");
+        let status = command
+            .status()
+            .map_err(|err| format!("running cargo build: {err}"))?;
+        if !status.success() {
+            return Err(format!("cargo build of log-capturer failed ({status})"));
+        }
+    }
+    if shipper.is_file() {
+        Ok(shipper)
+    } else {
+        Err(format!(
+            "{} does not exist: build it with `cargo build --release -p log-capturer` or pass --shipper FILE",
+            shipper.display()
+        ))
+    }
+}
+
+fn stamp() -> String {
+    let now = std::time::SystemTime::now();
+    humantime::format_rfc3339_seconds(now)
+        .to_string()
+        .replace(':', "")
+}
+
+async fn run_one(options: &RunOptions, common: &Common, name: &str) -> Result<RunReport, String> {
+    eprintln!(
+        "running profile {} ({}) with {} ...",
+        options.profile.name,
+        options.profile.summary,
+        options.config.display()
+    );
+    let report = run(options).await?;
+    print!("{}", report::table(&report));
+    let stem = format!("{name}-{}", stamp());
+    for path in report::write_files(&report, &common.out_dir(), &stem)? {
+        println!("{:<18} {}", "wrote", path.display());
+    }
+    Ok(report)
+}
+
+async fn main_async(cli: Cli) -> Result<bool, String> {
+    match cli.command {
+        Command::Profiles => {
+            for p in PROFILES {
+                println!("{:<12} {}", p.name, p.summary);
+            }
+            Ok(true)
+        }
+        Command::Run { common, config } => {
+            let shipper = locate_shipper(common.shipper.as_deref())?;
+            let options = common.options(config.as_deref(), &shipper)?;
+            let report = run_one(&options, &common, options.profile.name).await?;
+            Ok(report.lost == 0 && report.complete)
+        }
+        Command::Compare {
+            common,
+            config_a,
+            config_b,
+            shipper_a,
+            shipper_b,
+            rounds,
+        } => {
+            let default = if shipper_a.is_none() || shipper_b.is_none() {
+                Some(locate_shipper(common.shipper.as_deref())?)
+            } else {
+                None
+            };
+            let pick = |explicit: Option<PathBuf>| -> Result<PathBuf, String> {
+                match explicit {
+                    Some(path) => locate_shipper(Some(&path)),
+                    None => default.clone().ok_or_else(|| "no shipper".to_string()),
+                }
+            };
+            let a = common.options(config_a.as_deref(), &pick(shipper_a)?)?;
+            let b = common.options(config_b.as_deref(), &pick(shipper_b)?)?;
+            println!("A: {} with {}", a.shipper.display(), a.config.display());
+            println!("B: {} with {}", b.shipper.display(), b.config.display());
+            let (mut runs_a, mut runs_b) = (Vec::new(), Vec::new());
+            for round in 1..=rounds.max(1) {
+                let name = format!("{}-compare", a.profile.name);
+                eprintln!("round {round}: A");
+                runs_a.push(run_one(&a, &common, &format!("{name}-a{round}")).await?);
+                eprintln!("round {round}: B");
+                runs_b.push(run_one(&b, &common, &format!("{name}-b{round}")).await?);
+            }
+            println!();
+            print!("{}", report::compare_table(&runs_a, &runs_b));
+            Ok(runs_a
+                .iter()
+                .chain(&runs_b)
+                .all(|r| r.lost == 0 && r.complete))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: starting the runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(main_async(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("FAILED: lines were lost or did not arrive (see the table)");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! One harness run: the receiver in this process, the shipper as its own process, the load on a
+//! thread of its own, and the figures.
+//!
+//! What a run guarantees about its figures:
+//! - `lost` is the count of numbers in `1..=lines_written` the receiver never stored, read after
+//!   the shipper has shut down; `duplicated` the count of numbers stored more than once.
+//! - CPU and peak RSS are the shipper's alone (its /proc entry), never the harness's or the
+//!   receiver's; they are read before the shipper is stopped, so shutdown is not counted.
+//! - The clock runs from the moment the load starts (rated profiles) or the shipper is spawned
+//!   (`max`, whose lines are written before) to the moment the receiver holds every line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::load::{FileLoad, GeneratorLoad, LineShape, LoadSource};
+use crate::procfs;
+use crate::profile::Profile;
+use crate::receiver::{ReceiverConfig, ReceiverHandle, serve};
+
+/// Where the lines come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadKind {
+    /// Files the harness writes and rotates; the shipper's file source reads them.
+    Files,
+    /// The shipper's own generator source (no files).
+    Generator,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub profile: Profile,
+    /// The shipper's configuration (normally `configs/profiles/<profile>.yaml`).
+    pub config: PathBuf,
+    /// The `log-capturer` binary.
+    pub shipper: PathBuf,
+    pub load: LoadKind,
+    /// Where the run's temporary directory goes (default: the system's).
+    pub work_dir: Option<PathBuf>,
+    /// Keep the temporary directory (logs, config, shipper output) after the run.
+    pub keep_work_dir: bool,
+    /// How long to wait, after the load ends, for the last lines to arrive.
+    pub drain_timeout: Duration,
+}
+
+/// Latency figures in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyMs {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// One second of a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the clock started.
+    pub t: f64,
+    /// Lines the receiver stored in this interval, per second.
+    pub lines_per_second: f64,
+    /// The shipper's CPU in this interval, in percent of one core.
+    pub cpu_percent: f64,
+    pub rss_mib: f64,
+    /// Latency of the lines stored in this second (zero when none were).
+    pub latency_ms: LatencyMs,
+}
+
+/// The figures of one run (what `--json` writes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub profile: String,
+    pub load: LoadKind,
+    pub shipper: String,
+    pub config: String,
+    /// Lines per second asked for (`null` for `max`).
+    pub target_rate: Option<u64>,
+    pub lines_written: u64,
+    /// Distinct numbered lines the receiver stored.
+    pub lines_delivered: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    /// Whether every line arrived before the drain timeout.
+    pub complete: bool,
+    pub wall_seconds: f64,
+    pub lines_per_second: f64,
+    pub cpu_seconds: f64,
+    pub cpu_seconds_per_million_lines: f64,
+    pub cpu_percent_of_core: f64,
+    pub peak_rss_mib: f64,
+    /// Creation to storage in the receiver.
+    pub latency_ms: LatencyMs,
+    pub rotations: u64,
+    /// How the shipper ended after SIGTERM (`exit status: 0` when it drained cleanly).
+    pub shipper_exit: String,
+    pub samples: Vec<Sample>,
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Reads a profile's config (YAML, TOML or JSON by extension) and points it at this run: the
+/// load source, the receiver, a data directory and API port of its own.
+pub fn prepare_config(
+    path: &Path,
+    load: &dyn LoadSource,
+    data_dir: &Path,
+    api_port: u16,
+    endpoint: &str,
+) -> Result<Value, String> {
+    use figment::providers::{Format, Toml, Yaml};
+    // YAML reads JSON too.
+    let figment = match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => figment::Figment::from(Toml::file_exact(path)),
+        _ => figment::Figment::from(Yaml::file_exact(path)),
+    };
+    let mut config: Value = figment
+        .extract()
+        .map_err(|err| format!("reading {}: {err}", path.display()))?;
+    if config.pointer("/sources/load").is_none() {
+        return Err(format!(
+            "{}: a profile config needs a source called `load` (the harness points it at its load)",
+            path.display()
+        ));
+    }
+    if config.pointer("/sinks/loki/type") != Some(&json!("loki")) {
+        return Err(format!(
+            "{}: a profile config needs a sink `loki` of type loki (the harness points it at its receiver)",
+            path.display()
+        ));
+    }
+    if let Some(source) = config.pointer_mut("/sources/load") {
+        load.configure_source(source);
+    }
+    config["data_dir"] = json!(data_dir);
+    config["api"] = json!({ "listen": format!("127.0.0.1:{api_port}") });
+    config["sinks"]["loki"]["endpoint"] = json!(endpoint);
+    Ok(config)
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|err| format!("finding a free port: {err}"))
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// A receiver configured like Loki but without the per-tenant rate limit, which would measure
+/// the limit instead of the shipper.
+fn receiver_config() -> ReceiverConfig {
+    ReceiverConfig {
+        require_tenant: false,
+        ingestion_rate_mb: 1_000_000.0,
+        ingestion_burst_size_mb: 1_000_000.0,
+        ..ReceiverConfig::default()
+    }
+}
+
+struct Shipper {
+    child: Child,
+    api: String,
+    stderr: PathBuf,
+}
+
+impl Shipper {
+    fn spawn(binary: &Path, config: &Path, dir: &Path, api_port: u16) -> Result<Self, String> {
+        let open = |name: &str| {
+            std::fs::File::create(dir.join(name))
+                .map_err(|err| format!("creating {name} in {}: {err}", dir.display()))
+        };
+        let child = Command::new(binary)
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(open("shipper.stdout")?)
+            .stderr(open("shipper.stderr")?)
+            .spawn()
+            .map_err(|err| format!("starting {}: {err}", binary.display()))?;
+        Ok(Self {
+            child,
+            api: format!("http://127.0.0.1:{api_port}"),
+            stderr: dir.join("shipper.stderr"),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// An error with the end of its standard error if it has exited.
+    fn check_alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(format!(
+                "the shipper exited early ({status}); the end of its standard error:\n{}",
+                tail(&self.stderr)
+            )),
+            Err(err) => Err(format!("waiting for the shipper: {err}")),
+        }
+    }
+
+    async fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        let url = format!("{}/ready", self.api);
+        loop {
+            self.check_alive()?;
+            if let Ok((StatusCode::OK, _)) =
+                log_capturer::client::request(Method::GET, &url, None).await
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the shipper was not ready after {limit:?}; the end of its standard error:\n{}",
+                    tail(&self.stderr)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not drained within `limit`.
+    async fn stop(mut self, limit: Duration) -> String {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill() with a valid signal has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.to_string(),
+                Ok(None) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return format!("killed after not stopping within {limit:?}");
+                }
+            }
+        }
+    }
+}
+
+/// Paces a load source at `rate` lines/s for `duration` on a thread of its own.
+fn spawn_writer(
+    mut load: Box<dyn LoadSource>,
+    rate: u64,
+    duration: Duration,
+    made: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Result<Box<dyn LoadSource>, String>> {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let total = (rate as f64 * duration.as_secs_f64()) as u64;
+        let result = loop {
+            let elapsed = start.elapsed();
+            let due = if elapsed >= duration {
+                total
+            } else {
+                (rate as f64 * elapsed.as_secs_f64()) as u64
+            };
+            if let Err(err) = load.make_until(due) {
+                break Err(format!("writing the load: {err}"));
+            }
+            made.store(load.made(), Ordering::Release);
+            if due >= total {
+                break Ok(());
+            }
+            // Pacing, not synchronisation: a tick of 5 ms bounds how bursty the load is.
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        done.store(true, Ordering::Release);
+        result.map(|()| load)
+    })
+}
+
+/// Runs one profile end to end and returns its figures.
+pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
+    let profile = &options.profile;
+    let prefix = format!("harness-{}-", profile.name);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    let work = match &options.work_dir {
+        Some(dir) => builder.tempdir_in(dir),
+        None => builder.tempdir(),
+    }
+    .map_err(|err| format!("creating a work directory: {err}"))?;
+    let dir = work.path().to_path_buf();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|err| format!("binding the receiver: {err}"))?;
+    let receiver = serve(receiver_config(), listener)
+        .await
+        .map_err(|err| format!("starting the receiver: {err}"))?;
+
+    let shape = LineShape {
+        line_bytes: profile.line_bytes,
+    };
+    let total = match profile.rate {
+        Some(rate) => (rate as f64 * profile.duration.as_secs_f64()) as u64,
+        None => profile.prefill_lines,
+    };
+    let mut load: Box<dyn LoadSource> = match options.load {
+        LoadKind::Files => Box::new(
+            FileLoad::new(
+                &dir.join("logs"),
+                profile.files,
+                shape,
+                profile.rotate_bytes,
+            )
+            .map_err(|err| format!("creating the load files: {err}"))?,
+        ),
+        LoadKind::Generator => Box::new(GeneratorLoad {
+            rate: profile.rate.unwrap_or(0),
+            count: total,
+            line_bytes: profile.line_bytes,
+        }),
+    };
+    let api_port = free_port()?;
+    let config = prepare_config(
+        &options.config,
+        load.as_ref(),
+        &dir.join("data"),
+        api_port,
+        &receiver.base_url(),
+    )?;
+    let config_path = dir.join("config.yaml");
+    let text = serde_json::to_string_pretty(&config).map_err(|err| err.to_string())?;
+    std::fs::write(&config_path, text)
+        .map_err(|err| format!("writing {}: {err}", config_path.display()))?;
+
+    let made = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    if profile.rate.is_none() && options.load == LoadKind::Files {
+        load.make_until(total)
+            .map_err(|err| format!("writing the load: {err}"))?;
+    }
+
+    let spawned = Instant::now();
+    let mut shipper = Shipper::spawn(&options.shipper, &config_path, &dir, api_port)?;
+    let result = measure(
+        options,
+        &receiver,
+        &mut shipper,
+        load,
+        total,
+        made,
+        done,
+        spawned,
+    )
+    .await;
+    let exit = shipper.stop(Duration::from_secs(60)).await;
+    let final_stats = receiver.stats();
+    let series = receiver.latency_series();
+    receiver.shutdown().await;
+    if options.keep_work_dir {
+        let kept = work.keep();
+        eprintln!("work directory kept: {}", kept.display());
+    }
+    let mut measured = result?;
+
+    let delivered = final_stats.sequences.seen;
+    let wall = measured.wall.as_secs_f64().max(1e-9);
+    for sample in &mut measured.samples {
+        let second = sample.t.ceil() as usize;
+        if let Some(s) = series.get(second.saturating_sub(1)) {
+            sample.latency_ms = LatencyMs {
+                p50: ms(s.latency.p50_us),
+                p99: ms(s.latency.p99_us),
+                max: ms(s.latency.max_us),
+            };
+        }
+    }
+    Ok(RunReport {
+        profile: profile.name.to_string(),
+        load: options.load,
+        shipper: options.shipper.display().to_string(),
+        config: options.config.display().to_string(),
+        target_rate: profile.rate,
+        lines_written: measured.written,
+        lines_delivered: delivered,
+        lost: measured.written.saturating_sub(delivered),
+        duplicated: final_stats.sequences.duplicated,
+        complete: measured.complete,
+        wall_seconds: wall,
+        lines_per_second: measured.delivered_at_end as f64 / wall,
+        cpu_seconds: measured.cpu_seconds,
+        cpu_seconds_per_million_lines: measured.cpu_seconds
+            / (measured.delivered_at_end.max(1) as f64 / 1e6),
+        cpu_percent_of_core: measured.cpu_seconds / wall * 100.0,
+        peak_rss_mib: measured.peak_rss as f64 / MIB,
+        latency_ms: LatencyMs {
+            p50: ms(final_stats.latency.p50_us),
+            p99: ms(final_stats.latency.p99_us),
+            max: ms(final_stats.latency.max_us),
+        },
+        rotations: measured.rotations,
+        shipper_exit: exit,
+        samples: measured.samples,
+    })
+}
+
+struct Measured {
+    written: u64,
+    delivered_at_end: u64,
+    complete: bool,
+    wall: Duration,
+    cpu_seconds: f64,
+    peak_rss: u64,
+    rotations: u64,
+    samples: Vec<Sample>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    options: &RunOptions,
+    receiver: &ReceiverHandle,
+    shipper: &mut Shipper,
+    load: Box<dyn LoadSource>,
+    total: u64,
+    made: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    spawned: Instant,
+) -> Result<Measured, String> {
+    let profile = &options.profile;
+    let pid = shipper.pid();
+    shipper.wait_ready(Duration::from_secs(60)).await?;
+    // Rated profiles time the load; `max` (lines already written, or the generator) times the
+    // shipper from its spawn, start-up included.
+    let (start, cpu_at_start, writer) = match profile.rate {
+        Some(rate) if options.load == LoadKind::Files => {
+            receiver.reset_stats();
+            let cpu = procfs::cpu_seconds(pid).map_err(|e| format!("reading /proc: {e}"))?;
+            let writer = spawn_writer(load, rate, profile.duration, made.clone(), done.clone());
+            (Instant::now(), cpu, Some(writer))
+        }
+        Some(_) => {
+            receiver.reset_stats();
+            let cpu = procfs::cpu_seconds(pid).map_err(|e| format!("reading /proc: {e}"))?;
+            made.store(load.made(), Ordering::Release);
+            done.store(true, Ordering::Release);
+            (Instant::now(), cpu, None)
+        }
+        None => {
+            made.store(load.made(), Ordering::Release);
+            done.store(true, Ordering::Release);
+            (spawned, 0.0, None)
+        }
+    };
+
+    let mut samples = Vec::new();
+    let mut last = (start, cpu_at_start, receiver.stats().accepted_entries);
+    let mut drain_deadline: Option<Instant> = None;
+    let mut next_sample = start + Duration::from_secs(1);
+    let complete = loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        shipper.check_alive()?;
+        let now = Instant::now();
+        let stats = receiver.stats();
+        let loaded = done.load(Ordering::Acquire);
+        if loaded && stats.sequences.seen >= total {
+            break true;
+        }
+        if now >= next_sample {
+            let cpu = procfs::cpu_seconds(pid).map_err(|e| format!("reading /proc: {e}"))?;
+            let memory = procfs::memory(pid).map_err(|e| format!("reading /proc: {e}"))?;
+            let dt = now.duration_since(last.0).as_secs_f64().max(1e-9);
+            samples.push(Sample {
+                t: now.duration_since(start).as_secs_f64(),
+                lines_per_second: stats.accepted_entries.saturating_sub(last.2) as f64 / dt,
+                cpu_percent: (cpu - last.1) / dt * 100.0,
+                rss_mib: memory.rss as f64 / MIB,
+                latency_ms: LatencyMs::default(),
+            });
+            last = (now, cpu, stats.accepted_entries);
+            next_sample += Duration::from_secs(1);
+        }
+        if loaded {
+            let deadline = *drain_deadline.get_or_insert(now + options.drain_timeout);
+            if now >= deadline {
+                break false;
+            }
+        }
+    };
+    let wall = start.elapsed();
+    let cpu = procfs::cpu_seconds(pid).map_err(|e| format!("reading /proc: {e}"))?;
+    let memory = procfs::memory(pid).map_err(|e| format!("reading /proc: {e}"))?;
+    let delivered_at_end = receiver.stats().sequences.seen;
+    let rotations = match writer {
+        Some(handle) => {
+            let load = handle
+                .join()
+                .map_err(|_| "the load writer panicked".to_string())??;
+            load.rotations()
+        }
+        None => 0,
+    };
+    Ok(Measured {
+        written: made
+            .load(Ordering::Acquire)
+            .max(if profile.rate.is_none() { total } else { 0 }),
+        delivered_at_end,
+        complete,
+        wall,
+        cpu_seconds: cpu - cpu_at_start,
+        peak_rss: memory.peak_rss,
+        rotations,
+        samples,
+    })
+}
