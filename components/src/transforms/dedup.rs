@@ -9,29 +9,29 @@
 //! - The first sighting of a key is always passed on. An entry older than `ttl` counts as absent:
 //!   the next sighting passes and restarts the entry's clock. A repeat inside `ttl` does not
 //!   restart it, so a line repeated forever passes once per `ttl`.
-//! - Memory is bounded: at most `cache_size` entries of 70 to 85 bytes each (a 40-byte list node,
-//!   48 with the allocator's overhead, holding the 8-byte key and the 16-byte insertion time, plus
-//!   a 16-byte hash-table slot and its control byte at 50-87% load); measured, 100 000 entries
-//!   take about 7 MiB. The table grows as entries arrive, so a large `cache_size` costs nothing
-//!   until it fills; once full, new keys reuse the node they push out. When full, the least
-//!   recently seen key is forgotten (`dedup_evictions_total` counts those forgotten before their
-//!   `ttl` ran out: a sign that `cache_size` is too small for the rate of distinct lines).
+//! - Memory is bounded: at most `cache_size` entries in one flat table (schnellru's LRU map: the
+//!   8-byte key, the 8-byte insertion time and two 4-byte list links inline, no allocation per
+//!   entry). The table grows as entries arrive, in powers of two, so a large `cache_size` costs
+//!   nothing until it fills; full at the default 100 000 entries it takes 6.25 MiB (about 65
+//!   bytes an entry; a test holds it under 7 MiB). When full, the least recently seen key is
+//!   forgotten (`dedup_evictions_total` counts those forgotten before their `ttl` ran out: a sign
+//!   that `cache_size` is too small for the rate of distinct lines).
 //! - Dropped duplicates are removed from the batch, which acknowledges them as handled, and counted
 //!   once per batch in `dropped_total{reason="duplicate"}`. Metrics are counted per batch, never per
 //!   line; the clock is read once per batch.
 //!
 //! Trade-off: without `include_timestamp`, a line that an application legitimately repeats within
 //! `ttl` (`"connection reset"`, a heartbeat) is dropped as a duplicate. With it, only exact resends
-//! (the same line with the same original timestamp, as after a restart that reads a file again)
-//! are dropped, and Loki would have dropped those as well; use it when repeated lines matter.
+//! (the same line with the same timestamp) are dropped, which Loki would have dropped as well; but
+//! the file source stamps lines when it reads them, so a file read again after a crash is caught
+//! only without it.
 
 use std::hash::{BuildHasher, Hasher};
-use std::num::NonZeroUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use lru::LruCache;
 use opentelemetry::metrics::{Counter, Gauge};
+use schnellru::{Limiter, LruMap};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -44,7 +44,7 @@ use crate::{EventBatch, FunctionTransform};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DedupConfig {
-    /// Most keys remembered (70 to 85 bytes each). At least 1.
+    /// Most keys remembered (about 65 bytes each). At least 1.
     pub cache_size: usize,
     /// How long a key counts as seen. Greater than zero.
     #[serde(with = "duration")]
@@ -72,7 +72,7 @@ impl DedupConfig {
                     join_path(prefix, "cache_size"),
                     "must be at least 1 (keys remembered)",
                 )
-                .with_hint("the default is 100000; each entry takes 70 to 85 bytes"),
+                .with_hint("the default is 100000; each entry takes about 65 bytes"),
             );
         }
         if self.ttl.is_zero() {
@@ -88,13 +88,18 @@ impl DedupConfig {
         if let Some(error) = self.validate(key).into_iter().next() {
             return Err(error);
         }
-        let capacity = NonZeroUsize::new(self.cache_size).unwrap_or(NonZeroUsize::MIN);
-        // Unbounded, then capped: the table grows with the entries instead of being allocated
-        // for `cache_size` up front.
-        let mut cache = LruCache::unbounded_with_hasher(IdentityBuildHasher);
-        cache.resize(capacity);
+        let limiter = Capacity {
+            max_entries: u32::try_from(self.cache_size).unwrap_or(u32::MAX),
+            ttl_ms: u64::try_from(self.ttl.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+            now_ms: 0,
+            evictions: 0,
+        };
+        // The table grows with the entries instead of being allocated for `cache_size` up front.
         Ok(Dedup {
-            cache,
+            cache: LruMap::with_hasher(limiter, IdentityBuildHasher),
+            started: Instant::now(),
             ttl: self.ttl,
             include_timestamp: self.include_timestamp,
             scratch: Vec::new(),
@@ -119,8 +124,9 @@ pub struct DedupStats {
 
 /// The running `dedup` transform.
 pub struct Dedup {
-    /// Key -> when it was inserted.
-    cache: LruCache<u64, Instant, IdentityBuildHasher>,
+    /// Key -> when it was inserted, in milliseconds since `started`.
+    cache: LruMap<u64, u64, Capacity, IdentityBuildHasher>,
+    started: Instant,
     ttl: Duration,
     include_timestamp: bool,
     /// Reused for the stream part of the key, so hashing allocates nothing per line.
@@ -133,7 +139,7 @@ impl std::fmt::Debug for Dedup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dedup")
             .field("cache_size", &self.cache.len())
-            .field("capacity", &self.cache.cap())
+            .field("capacity", &self.cache.limiter().max_entries)
             .field("ttl", &self.ttl)
             .field("include_timestamp", &self.include_timestamp)
             .field("stats", &self.stats)
@@ -142,6 +148,11 @@ impl std::fmt::Debug for Dedup {
 }
 
 impl Dedup {
+    /// Bytes the cache's table takes now.
+    pub fn memory_bytes(&self) -> usize {
+        self.cache.memory_usage()
+    }
+
     /// What it has done so far.
     pub fn stats(&self) -> DedupStats {
         DedupStats {
@@ -157,17 +168,20 @@ impl Dedup {
         if checks == 0 {
             return;
         }
+        let now_ms = u64::try_from(now.saturating_duration_since(self.started).as_millis())
+            .unwrap_or(u64::MAX);
         let Self {
             cache,
-            ttl,
             include_timestamp,
             scratch,
             ..
         } = self;
-        let (ttl, include_timestamp) = (*ttl, *include_timestamp);
+        let include_timestamp = *include_timestamp;
+        let ttl_ms = cache.limiter().ttl_ms;
+        cache.limiter_mut().now_ms = now_ms;
+        let evictions_before = cache.limiter().evictions;
         let mut stream: Option<StreamHash> = None;
         let mut duplicates = 0usize;
-        let mut evictions = 0u64;
         batch.events.retain(|event| {
             let stream_hash = match &stream {
                 Some(known) if known.matches(event) => known.hash,
@@ -179,28 +193,25 @@ impl Dedup {
                 }
             };
             let key = line_key(stream_hash, event, include_timestamp);
-            match cache.get_mut(&key) {
-                Some(seen) if now.saturating_duration_since(*seen) < ttl => {
+            match cache.get(&key) {
+                Some(seen) if now_ms.saturating_sub(*seen) < ttl_ms => {
                     duplicates += 1;
                     false
                 }
                 Some(seen) => {
                     // Expired: a new sighting, not a duplicate.
-                    *seen = now;
+                    *seen = now_ms;
                     true
                 }
                 None => {
-                    // The key is absent, so whatever `push` hands back was pushed out.
-                    if let Some((_, inserted)) = cache.push(key, now)
-                        && now.saturating_duration_since(inserted) < ttl
-                    {
-                        evictions += 1;
-                    }
+                    // Pushes out the least recently seen key when full (counted by `Capacity`).
+                    cache.insert(key, now_ms);
                     true
                 }
             }
         });
         drop(stream);
+        let evictions = self.cache.limiter().evictions - evictions_before;
 
         self.stats.checks += checks as u64;
         self.stats.duplicates += duplicates as u64;
@@ -290,6 +301,53 @@ fn line_key(stream_hash: u64, event: &LogEvent, include_timestamp: bool) -> u64 
     parts[8..16].copy_from_slice(&timestamp.to_le_bytes());
     parts[16..].copy_from_slice(&xxh3_64(&event.line).to_le_bytes());
     xxh3_64(&parts)
+}
+
+/// The cache's bound: at most `max_entries` keys, least recently seen out first. Counts the keys
+/// pushed out before their `ttl` ran out (the sign of a cache too small for the line rate).
+#[derive(Debug)]
+struct Capacity {
+    max_entries: u32,
+    ttl_ms: u64,
+    /// The batch's clock, set before the batch is looked up.
+    now_ms: u64,
+    evictions: u64,
+}
+
+impl Limiter<u64, u64> for Capacity {
+    type KeyToInsert<'a> = u64;
+    type LinkType = u32;
+
+    fn is_over_the_limit(&self, length: usize) -> bool {
+        length > self.max_entries as usize
+    }
+
+    fn on_insert(&mut self, _length: usize, key: u64, value: u64) -> Option<(u64, u64)> {
+        Some((key, value))
+    }
+
+    fn on_replace(
+        &mut self,
+        _length: usize,
+        _old_key: &mut u64,
+        _new_key: u64,
+        _old_value: &mut u64,
+        _new_value: &mut u64,
+    ) -> bool {
+        true
+    }
+
+    fn on_removed(&mut self, _key: &mut u64, inserted_ms: &mut u64) {
+        if self.now_ms.saturating_sub(*inserted_ms) < self.ttl_ms {
+            self.evictions += 1;
+        }
+    }
+
+    fn on_cleared(&mut self) {}
+
+    fn on_grow(&mut self, _new_memory_usage: usize) -> bool {
+        true
+    }
 }
 
 /// Keys are xxh3 hashes already: the table uses them as they are instead of hashing them again.
@@ -480,6 +538,21 @@ mod tests {
         d.transform_at(&mut b, now);
         assert_eq!(lines(&b), vec![&b"a"[..]]);
         assert_eq!(d.stats().evictions, 2);
+    }
+
+    #[test]
+    fn a_full_default_cache_stays_within_its_memory_bound() {
+        let mut d = DedupConfig::default().build("d").unwrap();
+        let now = Instant::now();
+        for chunk in 0..250 {
+            let events = (0..1000)
+                .map(|i| plain(&format!("line {chunk} {i}")))
+                .collect();
+            d.transform_at(&mut batch(events), now);
+        }
+        assert_eq!(d.stats().cache_size, 100_000);
+        assert_eq!(d.stats().evictions, 150_000);
+        assert!(d.memory_bytes() <= 7 << 20, "{} bytes", d.memory_bytes());
     }
 
     #[test]
