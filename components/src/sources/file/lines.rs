@@ -47,6 +47,11 @@ pub struct Split {
     pub invalid_utf8: usize,
 }
 
+/// Chunks of lines smaller than this are copied out of the read buffer (see
+/// [`LineSplitter::split`]): copying 32 KiB costs less than a fresh read buffer and its page
+/// faults.
+pub const COPY_BELOW_BYTES: usize = 32 * 1024;
+
 /// Splits buffers into lines, remembering state across reads of one file.
 #[derive(Debug)]
 pub struct LineSplitter {
@@ -109,7 +114,12 @@ impl LineSplitter {
         }
         split.consumed = start;
         self.scanned = buf.len() - start;
-        let chunk = buf.split_to(start).freeze();
+        let mut chunk = buf.split_to(start).freeze();
+        if chunk.len() < COPY_BELOW_BYTES {
+            // A small read: give its lines an allocation of their own, so they do not pin the
+            // whole read buffer while they travel, and the buffer is reused for the next read.
+            chunk = Bytes::copy_from_slice(&chunk);
+        }
         split.lines = self.finish(chunk, ranges, &mut split.invalid_utf8);
         split
     }
@@ -192,6 +202,40 @@ mod tests {
         assert_eq!(consumed, 7);
         let (lines, _) = split_all(&mut s, &[b""], true);
         assert!(lines.is_empty(), "the partial `d` was in the other buffer");
+    }
+
+    #[test]
+    fn small_reads_do_not_pin_the_read_buffer_and_large_ones_are_not_copied() {
+        let mut s = LineSplitter::new(1 << 20, Oversize::Truncate, InvalidUtf8::Keep);
+        let capacity = 256 * 1024;
+        let mut buf = BytesMut::with_capacity(capacity);
+        let base = buf.as_ptr() as usize;
+        // Reads of 10 KB whose lines are all still in flight: the lines live elsewhere, so the
+        // reader's reservation for its next read reclaims the same allocation every time.
+        let mut in_flight = Vec::new();
+        for _ in 0..20 {
+            buf.reserve(200 * 1024);
+            let at = buf.as_ptr() as usize;
+            assert!((base..base + capacity).contains(&at), "a new read buffer");
+            for _ in 0..100 {
+                buf.extend_from_slice(&[b'y'; 99]);
+                buf.extend_from_slice(b"\n");
+            }
+            let split = s.split(&mut buf, false);
+            assert_eq!(split.lines.len(), 100);
+            in_flight.extend(split.lines);
+        }
+        assert_eq!(in_flight.len(), 2000);
+
+        // A large chunk is handed on as it is: the lines are slices of the read buffer.
+        let mut big = BytesMut::with_capacity(COPY_BELOW_BYTES * 2);
+        let start = big.as_ptr();
+        for _ in 0..(COPY_BELOW_BYTES / 100 + 1) {
+            big.extend_from_slice(&[b'x'; 99]);
+            big.extend_from_slice(b"\n");
+        }
+        let large = s.split(&mut big, false);
+        assert_eq!(large.lines[0].as_ptr(), start);
     }
 
     #[test]

@@ -88,6 +88,11 @@ pub struct FileSourceConfig {
     /// the reader sooner).
     #[serde(with = "duration")]
     pub poll_interval: Duration,
+    /// After an idle spell, how long the reader lets new data accumulate before reading it: fewer,
+    /// larger batches for files written line by line, for at most this much added latency.
+    /// 0 reads at once.
+    #[serde(with = "duration")]
+    pub coalesce_interval: Duration,
     /// Bytes read from a file at once; also the most bytes in one emitted batch.
     pub read_buffer_bytes: usize,
     /// Stream labels on every line.
@@ -120,6 +125,7 @@ impl Default for FileSourceConfig {
             max_open_files: 512,
             scan_interval: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
+            coalesce_interval: Duration::from_millis(20),
             read_buffer_bytes: 256 * 1024,
             labels: BTreeMap::new(),
             retry_queue_size: 50,
@@ -168,6 +174,15 @@ impl FileSourceConfig {
         positive("max_line_bytes", self.max_line_bytes);
         positive("max_open_files", self.max_open_files);
         positive("read_buffer_bytes", self.read_buffer_bytes);
+        if self.coalesce_interval > Duration::from_secs(1) {
+            errors.push(
+                ConfigError::new(
+                    join_path(prefix, "coalesce_interval"),
+                    "must be at most 1s (it delays every line read after an idle spell)",
+                )
+                .with_hint("20ms is the default; 0 reads new data at once"),
+            );
+        }
         for (key, value) in [
             ("poll_interval", self.poll_interval),
             ("scan_interval", self.scan_interval),

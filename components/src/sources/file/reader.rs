@@ -49,6 +49,8 @@ const HEAD_BYTES: u64 = 256;
 const MARKER_BYTES: u64 = 64;
 /// Most reads of one file before the reader moves on to the next (fairness).
 const READS_PER_TURN: usize = 16;
+/// The smallest read asked of a regular file.
+const MIN_READ_BYTES: usize = 16 * 1024;
 /// Longest wait for a notify event when nothing was read.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
@@ -105,6 +107,10 @@ pub(super) struct Reader {
     next_epoch: u64,
     resume: BTreeMap<FileKey, FilePosition>,
     stopped: bool,
+    /// Lines of this turn not sent yet: small reads of several files go out as one batch (one
+    /// wake-up of the pipeline instead of one per file), large reads go out at once.
+    pending: Option<EventBatch>,
+    pending_bytes: usize,
 }
 
 impl Reader {
@@ -158,6 +164,8 @@ impl Reader {
             next_epoch: 1,
             resume,
             stopped: false,
+            pending: None,
+            pending_bytes: 0,
         })
     }
 
@@ -199,9 +207,20 @@ impl Reader {
                 progressed |= self.read_file(key);
             }
             self.finish_idle();
+            self.send_pending();
             if !progressed {
+                let idle_since = Instant::now();
                 match self.events.recv_timeout(IDLE_WAIT) {
-                    Ok(event) => self.on_event(event),
+                    Ok(event) => {
+                        self.on_event(event);
+                        // New data after an idle spell: let more of it arrive before reading,
+                        // so a file written line by line is read in chunks (fewer, larger
+                        // batches) at the cost of at most `coalesce_interval` of latency.
+                        let waited = idle_since.elapsed();
+                        if waited < self.config.coalesce_interval {
+                            std::thread::sleep(self.config.coalesce_interval - waited);
+                        }
+                    }
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                         std::thread::sleep(IDLE_WAIT);
@@ -209,6 +228,7 @@ impl Reader {
                 }
             }
         }
+        self.send_pending();
         tracing::debug!(source = %self.source, "File reader stopped.");
     }
 
@@ -703,8 +723,21 @@ impl Reader {
             let Some(file) = tracked.file.as_mut() else {
                 return progressed;
             };
+            // Ask for what the file holds beyond the read position (at least 16 KiB, so a file
+            // that grew since the stat is read on), not for the whole buffer: the buffer is
+            // zero-filled before each read, and a trickle of lines should not cost 256 KiB of
+            // memset each time.
+            let want = match file.metadata() {
+                Ok(meta) if meta.is_file() => {
+                    let available = meta.len().saturating_sub(tracked.read_pos);
+                    usize::try_from(available)
+                        .unwrap_or(usize::MAX)
+                        .clamp(MIN_READ_BYTES.min(read_buffer), read_buffer)
+                }
+                _ => read_buffer,
+            };
             let filled = tracked.buf.len();
-            tracked.buf.resize(filled + read_buffer, 0);
+            tracked.buf.resize(filled + want, 0);
             let read = file.read(&mut tracked.buf[filled..]);
             let n = match read {
                 Ok(n) => n,
@@ -813,7 +846,25 @@ impl Reader {
             .collect();
         instruments.lines_read.add(count as u64, &self.attrs);
         self.component.processed(count);
-        let batch = EventBatch::new(events, Finalizers::new(notifier));
+        self.pending_bytes += split.consumed;
+        match &mut self.pending {
+            Some(pending) => {
+                pending.events.extend(events);
+                pending.finalizers.merge(Finalizers::new(notifier));
+            }
+            None => self.pending = Some(EventBatch::new(events, Finalizers::new(notifier))),
+        }
+        if self.pending_bytes >= self.config.read_buffer_bytes {
+            self.send_pending();
+        }
+    }
+
+    /// Sends the lines gathered so far as one batch.
+    fn send_pending(&mut self) {
+        self.pending_bytes = 0;
+        let Some(batch) = self.pending.take() else {
+            return;
+        };
         if self.out.blocking_send(batch).is_err() {
             // The pipeline is gone (shutdown): stop reading.
             self.stopped = true;
