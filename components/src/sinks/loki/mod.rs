@@ -35,10 +35,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram};
-use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use self::proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
+use self::proto::Timestamp;
 use self::response::{RejectReason, Rejection, parse_rejections, parse_retry_after};
 use self::timestamps::{Learner, TimestampConfig, Verdict};
 use crate::config::{ConfigError, join_path};
@@ -428,6 +427,8 @@ struct StreamBuild {
     /// Sorted label pairs, for matching Loki's messages.
     pairs: Vec<(String, String)>,
     valid: bool,
+    /// The oldest time Loki accepts for this stream, looked up once per batch.
+    cutoff: Option<i64>,
     /// (event index, timestamp to send).
     entries: Vec<(usize, i64, bool)>,
 }
@@ -505,6 +506,8 @@ impl LokiSink {
         let mut rejected = Vec::new();
         let mut dropped = 0;
         let mut clamped = 0u64;
+        // Events of one file come in runs: the previous event's stream is checked first.
+        let mut last: Option<((usize, usize, usize), usize)> = None;
         for &index in indexes {
             let event = &events[index];
             // Templates may read the source and the file, so they are part of the cache key.
@@ -516,8 +519,12 @@ impl LokiSink {
                     .as_ref()
                     .map_or(0, |f| Arc::as_ptr(f) as *const u8 as usize),
             );
-            let stream_index = match by_labels.get(&key) {
-                Some(&i) => i,
+            let known = match last {
+                Some((last_key, i)) if last_key == key => Some(i),
+                _ => by_labels.get(&key).copied(),
+            };
+            let stream_index = match known {
+                Some(i) => i,
                 None => {
                     let mut merged: BTreeMap<&str, String> = event
                         .labels
@@ -541,10 +548,14 @@ impl LokiSink {
                     let valid = !pairs.is_empty() && pairs.iter().all(|(k, _)| valid_label_name(k));
                     let text = proto::format_labels(merged.iter().map(|(k, v)| (*k, v.as_str())));
                     let i = *by_text.entry(text.clone()).or_insert_with(|| {
+                        let cutoff =
+                            self.learner
+                                .cutoff(&text, now, self.config.timestamps.learned_ttl);
                         streams.push(StreamBuild {
                             labels_text: text,
                             pairs,
                             valid,
+                            cutoff,
                             entries: Vec::new(),
                         });
                         streams.len() - 1
@@ -553,6 +564,7 @@ impl LokiSink {
                     i
                 }
             };
+            last = Some((key, stream_index));
             let stream = &mut streams[stream_index];
             if !stream.valid {
                 rejected.push(Rejected {
@@ -565,9 +577,9 @@ impl LokiSink {
                 });
                 continue;
             }
-            match self.learner.check(
+            match timestamps::verdict(
                 &self.config.timestamps,
-                &stream.labels_text,
+                stream.cutoff,
                 event.timestamp_ns,
                 now,
             ) {
@@ -606,23 +618,7 @@ impl LokiSink {
     ) -> Result<(Bytes, &'static str, Option<&'static str>), String> {
         match self.config.encoding {
             LokiEncoding::Protobuf => {
-                let request = PushRequest {
-                    streams: prepared
-                        .streams
-                        .iter()
-                        .filter(|s| !s.entries.is_empty())
-                        .map(|s| StreamAdapter {
-                            labels: s.labels_text.clone(),
-                            entries: s
-                                .entries
-                                .iter()
-                                .map(|&(i, ts, clamped)| entry(&events[i], ts, clamped))
-                                .collect(),
-                            hash: 0,
-                        })
-                        .collect(),
-                };
-                let raw = request.encode_to_vec();
+                let raw = protobuf_body(events, prepared);
                 let compressed = snap::raw::Encoder::new()
                     .compress_vec(&raw)
                     .map_err(|e| format!("snappy: {e}"))?;
@@ -778,25 +774,60 @@ impl LokiSink {
     }
 }
 
-fn entry(event: &LogEvent, timestamp_ns: i64, clamped: bool) -> EntryAdapter {
-    let mut metadata: Vec<LabelPairAdapter> = event
-        .metadata
+/// The push request in protobuf, written straight from the events (see [`proto::direct`]).
+fn protobuf_body(events: &[LogEvent], prepared: &Prepared) -> Vec<u8> {
+    let estimate: usize = prepared
+        .streams
         .iter()
-        .map(|(k, v)| LabelPairAdapter {
-            name: k.to_string(),
-            value: v.to_string(),
-        })
-        .collect();
-    if clamped {
-        metadata.push(LabelPairAdapter {
-            name: "original_timestamp".to_string(),
-            value: event.timestamp_ns.to_string(),
-        });
+        .map(|s| s.labels_text.len() + 8 + s.entries.len() * 24)
+        .sum::<usize>()
+        + prepared
+            .streams
+            .iter()
+            .flat_map(|s| s.entries.iter())
+            .map(|&(i, _, _)| events[i].line.len())
+            .sum::<usize>();
+    let mut buf = Vec::with_capacity(estimate);
+    let mut bodies: Vec<usize> = Vec::new();
+    // The original time of a clamped entry, as structured metadata (empty: not clamped).
+    let mut originals: Vec<String> = Vec::new();
+    for stream in prepared.streams.iter().filter(|s| !s.entries.is_empty()) {
+        bodies.clear();
+        originals.clear();
+        let mut total = 0;
+        for &(i, ts, clamped) in &stream.entries {
+            originals.push(if clamped {
+                events[i].timestamp_ns.to_string()
+            } else {
+                String::new()
+            });
+            let original = originals.last().map_or("", String::as_str);
+            let body = proto::direct::entry_body_len(&direct_entry(&events[i], ts, original));
+            bodies.push(body);
+            total += proto::direct::entry_len(body);
+        }
+        proto::direct::put_stream_head(&mut buf, &stream.labels_text, total);
+        for (k, &(i, ts, _)) in stream.entries.iter().enumerate() {
+            let entry = direct_entry(&events[i], ts, &originals[k]);
+            proto::direct::put_entry(&mut buf, entry, bodies[k]);
+        }
     }
-    EntryAdapter {
-        timestamp: Some(Timestamp::from_nanos(timestamp_ns)),
-        line: event.line.clone(),
-        structured_metadata: metadata,
+    buf
+}
+
+fn direct_entry<'a>(
+    event: &'a LogEvent,
+    timestamp_ns: i64,
+    original: &'a str,
+) -> proto::direct::Entry<'a, impl Iterator<Item = (&'a str, &'a str)> + Clone> {
+    proto::direct::Entry {
+        timestamp: Timestamp::from_nanos(timestamp_ns),
+        line: &event.line,
+        metadata: event
+            .metadata
+            .iter()
+            .map(|(k, v)| (&**k, &**v))
+            .chain((!original.is_empty()).then_some(("original_timestamp", original))),
     }
 }
 

@@ -166,36 +166,48 @@ impl Learner {
         timestamp_ns: i64,
         now_ns: i64,
     ) -> Verdict {
-        let grace = i64::try_from(config.creation_grace_period.as_nanos()).unwrap_or(i64::MAX);
-        if timestamp_ns > now_ns.saturating_add(grace) {
-            return Verdict::Send {
-                timestamp_ns: now_ns,
-                clamped: true,
-            };
-        }
-        let Some(cutoff) = self.cutoff(stream, now_ns, config.learned_ttl) else {
-            return Verdict::Send {
-                timestamp_ns,
-                clamped: false,
-            };
+        let cutoff = self.cutoff(stream, now_ns, config.learned_ttl);
+        verdict(config, cutoff, timestamp_ns, now_ns)
+    }
+}
+
+/// Decides what to do with an entry at `timestamp_ns` given its stream's `cutoff` (from
+/// [`Learner::cutoff`], looked up once per stream and batch rather than once per line).
+pub fn verdict(
+    config: &TimestampConfig,
+    cutoff: Option<i64>,
+    timestamp_ns: i64,
+    now_ns: i64,
+) -> Verdict {
+    let grace = i64::try_from(config.creation_grace_period.as_nanos()).unwrap_or(i64::MAX);
+    if timestamp_ns > now_ns.saturating_add(grace) {
+        return Verdict::Send {
+            timestamp_ns: now_ns,
+            clamped: true,
         };
-        if timestamp_ns >= cutoff {
-            return Verdict::Send {
-                timestamp_ns,
-                clamped: false,
-            };
-        }
-        match config.policy {
-            TooOldPolicy::Clamp => {
-                let margin = i64::try_from(config.clamp_margin.as_nanos()).unwrap_or(0);
-                Verdict::Send {
-                    timestamp_ns: cutoff.saturating_add(margin).min(now_ns),
-                    clamped: true,
-                }
+    }
+    let Some(cutoff) = cutoff else {
+        return Verdict::Send {
+            timestamp_ns,
+            clamped: false,
+        };
+    };
+    if timestamp_ns >= cutoff {
+        return Verdict::Send {
+            timestamp_ns,
+            clamped: false,
+        };
+    }
+    match config.policy {
+        TooOldPolicy::Clamp => {
+            let margin = i64::try_from(config.clamp_margin.as_nanos()).unwrap_or(0);
+            Verdict::Send {
+                timestamp_ns: cutoff.saturating_add(margin).min(now_ns),
+                clamped: true,
             }
-            TooOldPolicy::Dlq => Verdict::Divert,
-            TooOldPolicy::Drop => Verdict::Drop,
         }
+        TooOldPolicy::Dlq => Verdict::Divert,
+        TooOldPolicy::Drop => Verdict::Drop,
     }
 }
 

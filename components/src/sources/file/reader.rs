@@ -854,7 +854,9 @@ impl Reader {
             }
             None => self.pending = Some(EventBatch::new(events, Finalizers::new(notifier))),
         }
-        if self.pending_bytes >= self.config.read_buffer_bytes {
+        // Half the buffer: a full read (a whole buffer less a partial line) goes out on its own,
+        // never merged with the next one (merging large reads only copies events around).
+        if self.pending_bytes >= self.config.read_buffer_bytes / 2 {
             self.send_pending();
         }
     }
