@@ -6,8 +6,9 @@
 //!   the shipper has shut down; `duplicated` the count of numbers stored more than once.
 //! - CPU and peak RSS are the shipper's alone (its /proc entry), never the harness's or the
 //!   receiver's; they are read before the shipper is stopped, so shutdown is not counted.
-//! - The clock runs from the moment the load starts (rated profiles) or the shipper is spawned
-//!   (`max`, whose lines are written before) to the moment the receiver holds every line.
+//! - The clock runs from the moment the load starts (rated profiles with files) or the shipper is
+//!   spawned (`max`, whose lines are written before, and the generator, which starts with the
+//!   shipper) to the moment the receiver holds every line.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -445,8 +446,8 @@ async fn measure(
     let profile = &options.profile;
     let pid = shipper.pid();
     shipper.wait_ready(Duration::from_secs(60)).await?;
-    // Rated profiles time the load; `max` (lines already written, or the generator) times the
-    // shipper from its spawn, start-up included.
+    // Rated profiles with files time the load; `max` (lines already written) and the generator
+    // time the shipper from its spawn, start-up included.
     let (start, cpu_at_start, writer) = match profile.rate {
         Some(rate) if options.load == LoadKind::Files => {
             receiver.reset_stats();
@@ -454,14 +455,8 @@ async fn measure(
             let writer = spawn_writer(load, rate, profile.duration, made.clone(), done.clone());
             (Instant::now(), cpu, Some(writer))
         }
-        Some(_) => {
-            receiver.reset_stats();
-            let cpu = procfs::cpu_seconds(pid).map_err(|e| format!("reading /proc: {e}"))?;
-            made.store(load.made(), Ordering::Release);
-            done.store(true, Ordering::Release);
-            (Instant::now(), cpu, None)
-        }
-        None => {
+        // The generator starts with the shipper: its clock and counts start at the spawn too.
+        _ => {
             made.store(load.made(), Ordering::Release);
             done.store(true, Ordering::Release);
             (spawned, 0.0, None)
@@ -516,9 +511,7 @@ async fn measure(
         None => 0,
     };
     Ok(Measured {
-        written: made
-            .load(Ordering::Acquire)
-            .max(if profile.rate.is_none() { total } else { 0 }),
+        written: made.load(Ordering::Acquire),
         delivered_at_end,
         complete,
         wall,

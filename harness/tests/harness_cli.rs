@@ -88,6 +88,28 @@ fn a_profile_runs_end_to_end_with_rotation_and_writes_json_and_svg() {
 }
 
 #[test]
+fn the_generator_load_counts_from_the_shippers_start() {
+    let out = tempfile::tempdir().unwrap();
+    let output = harness(
+        &[
+            "run",
+            "--profile",
+            "low",
+            "--load",
+            "generator",
+            "--duration",
+            "2s",
+        ],
+        out.path(),
+    );
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    assert!(all.contains("(generator load)"), "{all}");
+    assert!(all.contains("lines delivered    1000"), "{all}");
+    assert!(all.contains("lost               0"), "{all}");
+}
+
+#[test]
 fn a_lost_line_fails_the_run_and_compare_reports_both_sides() {
     let dir = tempfile::tempdir().unwrap();
     // A config that drops line 7: the harness must notice and exit 1.
