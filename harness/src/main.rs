@@ -72,6 +72,9 @@ struct Common {
     /// How long to wait for the last lines after the load ends.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// The receiver waits this long before answering each push: a slow Loki.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    loki_latency: Duration,
     /// Where the JSON and SVG go (default: target/harness in the workspace).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -139,6 +142,7 @@ impl Common {
             work_dir: self.work_dir.clone(),
             keep_work_dir: self.keep,
             drain_timeout: self.drain_timeout,
+            loki_latency: self.loki_latency,
         })
     }
 

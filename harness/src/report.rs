@@ -51,6 +51,10 @@ pub fn table(report: &RunReport) -> String {
             ),
         ),
         ("rotations", report.rotations.to_string()),
+        (
+            "Loki answers after",
+            format!("{} ms", report.loki_latency_ms),
+        ),
         ("shipper exit", report.shipper_exit.clone()),
     ];
     for (name, value) in rows {
@@ -237,6 +241,7 @@ mod tests {
             cpu_seconds_per_million_lines: 1.0,
             cpu_percent_of_core: 1.0,
             peak_rss_mib: 20.0,
+            peak_queue_fill: 0.0,
             latency_ms: LatencyMs {
                 p50: 3.0,
                 p99: 9.0,
@@ -244,12 +249,14 @@ mod tests {
             },
             rotations: 2,
             shipper_exit: "exit status: 0".into(),
+            loki_latency_ms: 0.0,
             samples: (1..=30)
                 .map(|t| Sample {
                     t: f64::from(t),
                     lines_per_second: rate,
                     cpu_percent: 1.0,
                     rss_mib: 20.0,
+                    queue_fill: 0.0,
                     latency_ms: LatencyMs {
                         p50: 3.0,
                         p99: 9.0,

@@ -50,6 +50,8 @@ pub struct RunOptions {
     pub keep_work_dir: bool,
     /// How long to wait, after the load ends, for the last lines to arrive.
     pub drain_timeout: Duration,
+    /// How long the receiver waits before answering each push (a slow Loki).
+    pub loki_latency: Duration,
 }
 
 /// Latency figures in milliseconds.
@@ -70,6 +72,9 @@ pub struct Sample {
     /// The shipper's CPU in this interval, in percent of one core.
     pub cpu_percent: f64,
     pub rss_mib: f64,
+    /// The fullest sink queue, `queue_size / queue_capacity` from the shipper's /metrics.
+    #[serde(default)]
+    pub queue_fill: f64,
     /// Latency of the lines stored in this second (zero when none were).
     pub latency_ms: LatencyMs,
 }
@@ -96,15 +101,37 @@ pub struct RunReport {
     pub cpu_seconds_per_million_lines: f64,
     pub cpu_percent_of_core: f64,
     pub peak_rss_mib: f64,
+    /// The fullest a sink queue was at a sample (0..1): near 1, the sink is the bottleneck.
+    #[serde(default)]
+    pub peak_queue_fill: f64,
     /// Creation to storage in the receiver.
     pub latency_ms: LatencyMs,
     pub rotations: u64,
     /// How the shipper ended after SIGTERM (`exit status: 0` when it drained cleanly).
     pub shipper_exit: String,
+    /// The receiver's delay before each answer (0 unless `--loki-latency`).
+    #[serde(default)]
+    pub loki_latency_ms: f64,
     pub samples: Vec<Sample>,
 }
 
 const MIB: f64 = (1u64 << 20) as f64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_fill_is_the_fullest_sinks() {
+        let text = "# TYPE log_capturer_queue_size gauge\n\
+            log_capturer_queue_size{sink=\"a\"} 50\n\
+            log_capturer_queue_size{sink=\"b\"} 900\n\
+            log_capturer_queue_capacity{sink=\"a\"} 100\n\
+            log_capturer_queue_capacity{sink=\"b\"} 1000\n";
+        assert_eq!(parse_queue_fill(text), Some(0.9));
+        assert_eq!(parse_queue_fill("nothing"), None);
+    }
+}
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
@@ -164,8 +191,9 @@ fn tail(path: &Path) -> String {
 
 /// A receiver configured like Loki but without the per-tenant rate limit, which would measure
 /// the limit instead of the shipper.
-fn receiver_config() -> ReceiverConfig {
+fn receiver_config(latency: Duration) -> ReceiverConfig {
     ReceiverConfig {
+        latency,
         require_tenant: false,
         ingestion_rate_mb: 1_000_000.0,
         ingestion_burst_size_mb: 1_000_000.0,
@@ -238,6 +266,15 @@ impl Shipper {
         }
     }
 
+    /// The fullest sink queue now, from its /metrics.
+    async fn queue_fill(&self) -> Option<f64> {
+        let url = format!("{}/metrics", self.api);
+        match log_capturer::client::request(Method::GET, &url, None).await {
+            Ok((StatusCode::OK, text)) => parse_queue_fill(&text),
+            _ => None,
+        }
+    }
+
     /// SIGTERM, then SIGKILL if it has not drained within `limit`.
     async fn stop(mut self, limit: Duration) -> String {
         if let Ok(pid) = i32::try_from(self.child.id()) {
@@ -259,6 +296,27 @@ impl Shipper {
             }
         }
     }
+}
+
+/// The largest `queue_size / queue_capacity` over the sinks in a Prometheus text exposition.
+pub fn parse_queue_fill(text: &str) -> Option<f64> {
+    let series = |name: &str| -> Vec<(String, f64)> {
+        text.lines()
+            .filter_map(|line| line.strip_prefix(name))
+            .filter_map(|rest| {
+                let (labels, value) = rest.rsplit_once(' ')?;
+                Some((labels.to_string(), value.parse().ok()?))
+            })
+            .collect()
+    };
+    let capacities = series("log_capturer_queue_capacity");
+    series("log_capturer_queue_size")
+        .into_iter()
+        .filter_map(|(labels, size)| {
+            let (_, capacity) = capacities.iter().find(|(l, _)| *l == labels)?;
+            (*capacity > 0.0).then(|| size / capacity)
+        })
+        .reduce(f64::max)
 }
 
 /// Paces a load source at `rate` lines/s for `duration` on a thread of its own.
@@ -310,7 +368,7 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|err| format!("binding the receiver: {err}"))?;
-    let receiver = serve(receiver_config(), listener)
+    let receiver = serve(receiver_config(options.loki_latency), listener)
         .await
         .map_err(|err| format!("starting the receiver: {err}"))?;
 
@@ -410,6 +468,11 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
             / (measured.delivered_at_end.max(1) as f64 / 1e6),
         cpu_percent_of_core: measured.cpu_seconds / wall * 100.0,
         peak_rss_mib: measured.peak_rss as f64 / MIB,
+        peak_queue_fill: measured
+            .samples
+            .iter()
+            .map(|s| s.queue_fill)
+            .fold(0.0, f64::max),
         latency_ms: LatencyMs {
             p50: ms(final_stats.latency.p50_us),
             p99: ms(final_stats.latency.p99_us),
@@ -417,6 +480,7 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
         },
         rotations: measured.rotations,
         shipper_exit: exit,
+        loki_latency_ms: options.loki_latency.as_secs_f64() * 1000.0,
         samples: measured.samples,
     })
 }
@@ -485,6 +549,7 @@ async fn measure(
                 lines_per_second: stats.accepted_entries.saturating_sub(last.2) as f64 / dt,
                 cpu_percent: (cpu - last.1) / dt * 100.0,
                 rss_mib: memory.rss as f64 / MIB,
+                queue_fill: shipper.queue_fill().await.unwrap_or(0.0),
                 latency_ms: LatencyMs::default(),
             });
             last = (now, cpu, stats.accepted_entries);
