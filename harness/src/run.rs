@@ -117,22 +117,6 @@ pub struct RunReport {
 
 const MIB: f64 = (1u64 << 20) as f64;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queue_fill_is_the_fullest_sinks() {
-        let text = "# TYPE log_capturer_queue_size gauge\n\
-            log_capturer_queue_size{sink=\"a\"} 50\n\
-            log_capturer_queue_size{sink=\"b\"} 900\n\
-            log_capturer_queue_capacity{sink=\"a\"} 100\n\
-            log_capturer_queue_capacity{sink=\"b\"} 1000\n";
-        assert_eq!(parse_queue_fill(text), Some(0.9));
-        assert_eq!(parse_queue_fill("nothing"), None);
-    }
-}
-
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -585,4 +569,20 @@ async fn measure(
         rotations,
         samples,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_fill_is_the_fullest_sinks() {
+        let text = "# TYPE log_capturer_queue_size gauge\n\
+            log_capturer_queue_size{sink=\"a\"} 50\n\
+            log_capturer_queue_size{sink=\"b\"} 900\n\
+            log_capturer_queue_capacity{sink=\"a\"} 100\n\
+            log_capturer_queue_capacity{sink=\"b\"} 1000\n";
+        assert_eq!(parse_queue_fill(text), Some(0.9));
+        assert_eq!(parse_queue_fill("nothing"), None);
+    }
 }
