@@ -26,6 +26,9 @@ enum Command {
         /// The shipper's config (default: configs/profiles/<profile>.yaml).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Runs of the profile; with more than one, the medians are printed at the end.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
     },
     /// Runs a profile against two builds or two configs, alternately, and prints the medians and
     /// their ratio B/A.
@@ -235,11 +238,22 @@ async fn main_async(cli: Cli) -> Result<bool, String> {
             }
             Ok(true)
         }
-        Command::Run { common, config } => {
+        Command::Run {
+            common,
+            config,
+            repeat,
+        } => {
             let shipper = locate_shipper(common.shipper.as_deref())?;
             let options = common.options(config.as_deref(), &shipper)?;
-            let report = run_one(&options, &common, options.profile.name).await?;
-            Ok(report.lost == 0 && report.complete)
+            let mut reports = Vec::new();
+            for _ in 0..repeat.max(1) {
+                reports.push(run_one(&options, &common, options.profile.name).await?);
+            }
+            if reports.len() > 1 {
+                println!();
+                print!("{}", report::median_table(&reports));
+            }
+            Ok(reports.iter().all(|r| r.lost == 0 && r.complete))
         }
         Command::Compare {
             common,

@@ -186,6 +186,29 @@ pub const COMPARED: &[Compared] = &[
     ("P99 ms", |r| r.latency_ms.p99, false),
 ];
 
+/// The median, lowest and highest of each compared figure over repeated runs of one setting.
+pub fn median_table(runs: &[RunReport]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20} {:>14} {:>14} {:>14}  ({} runs)",
+        "figure",
+        "median",
+        "lowest",
+        "highest",
+        runs.len()
+    );
+    for (name, read, _) in COMPARED {
+        let mut values: Vec<f64> = runs.iter().map(read).collect();
+        let m = median(&mut values);
+        let (lo, hi) = (values[0], values[values.len() - 1]);
+        let _ = writeln!(out, "{name:<20} {m:>14.3} {lo:>14.3} {hi:>14.3}");
+    }
+    let lost: u64 = runs.iter().map(|r| r.lost).sum();
+    let _ = writeln!(out, "{:<20} {lost:>14}", "lost (sum)");
+    out
+}
+
 /// Medians of A and B and the ratio B/A for each compared figure.
 pub fn compare_table(a: &[RunReport], b: &[RunReport]) -> String {
     let mut out = String::new();
@@ -295,5 +318,12 @@ mod tests {
             "{text}"
         );
         assert_eq!(median(&mut [3.0, 1.0, 2.0, 10.0]), 2.5);
+        let summary = median_table(&a);
+        let line = summary.lines().find(|l| l.starts_with("lines/s")).unwrap();
+        assert!(
+            line.split_whitespace()
+                .eq(["lines/s", "100.000", "90.000", "110.000"]),
+            "{line}"
+        );
     }
 }
