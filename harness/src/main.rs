@@ -47,6 +47,12 @@ enum Command {
         /// Side B's binary (default: --shipper).
         #[arg(long, value_name = "FILE")]
         shipper_b: Option<PathBuf>,
+        /// An override for side A only (after --set), e.g. sinks.loki.dispatcher.worker_count=1.
+        #[arg(long, value_name = "KEY=VALUE")]
+        set_a: Vec<String>,
+        /// An override for side B only (after --set).
+        #[arg(long, value_name = "KEY=VALUE")]
+        set_b: Vec<String>,
         /// Runs of each side (A B A B ...).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
@@ -87,6 +93,10 @@ struct Common {
     /// Keep the temporary directory (logs, config, shipper output).
     #[arg(long)]
     keep: bool,
+    /// Overrides one key of the shipper's config, e.g. dispatcher.batch_size=200 (passed to it as
+    /// `--set`; the value is YAML). Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
     /// The log-capturer binary (default: the one next to this executable, which `cargo run`
     /// builds first).
     #[arg(long, value_name = "FILE")]
@@ -146,6 +156,7 @@ impl Common {
             keep_work_dir: self.keep,
             drain_timeout: self.drain_timeout,
             loki_latency: self.loki_latency,
+            sets: self.sets.clone(),
         })
     }
 
@@ -261,6 +272,8 @@ async fn main_async(cli: Cli) -> Result<bool, String> {
             config_b,
             shipper_a,
             shipper_b,
+            set_a,
+            set_b,
             rounds,
         } => {
             let default = if shipper_a.is_none() || shipper_b.is_none() {
@@ -274,10 +287,18 @@ async fn main_async(cli: Cli) -> Result<bool, String> {
                     None => default.clone().ok_or_else(|| "no shipper".to_string()),
                 }
             };
-            let a = common.options(config_a.as_deref(), &pick(shipper_a)?)?;
-            let b = common.options(config_b.as_deref(), &pick(shipper_b)?)?;
-            println!("A: {} with {}", a.shipper.display(), a.config.display());
-            println!("B: {} with {}", b.shipper.display(), b.config.display());
+            let mut a = common.options(config_a.as_deref(), &pick(shipper_a)?)?;
+            let mut b = common.options(config_b.as_deref(), &pick(shipper_b)?)?;
+            a.sets.extend(set_a);
+            b.sets.extend(set_b);
+            for (side, options) in [("A", &a), ("B", &b)] {
+                println!(
+                    "{side}: {} with {} {}",
+                    options.shipper.display(),
+                    options.config.display(),
+                    options.sets.join(" ")
+                );
+            }
             let (mut runs_a, mut runs_b) = (Vec::new(), Vec::new());
             for round in 1..=rounds.max(1) {
                 let name = format!("{}-compare", a.profile.name);

@@ -21,6 +21,15 @@ pub fn table(report: &RunReport) -> String {
             format!("{} ({:?} load)", report.profile, report.load).to_lowercase(),
         ),
         ("target", target),
+        ("config", report.config.clone()),
+        (
+            "overrides",
+            if report.sets.is_empty() {
+                "none".to_string()
+            } else {
+                report.sets.join(" ")
+            },
+        ),
         ("lines written", report.lines_written.to_string()),
         ("lines delivered", report.lines_delivered.to_string()),
         ("lost", report.lost.to_string()),
@@ -252,6 +261,7 @@ mod tests {
             load: LoadKind::Files,
             shipper: "log-capturer".into(),
             config: "configs/profiles/standard.yaml".into(),
+            sets: Vec::new(),
             target_rate: Some(10_000),
             lines_written: 300_000,
             lines_delivered: 300_000 - lost,

@@ -52,6 +52,8 @@ pub struct RunOptions {
     pub drain_timeout: Duration,
     /// How long the receiver waits before answering each push (a slow Loki).
     pub loki_latency: Duration,
+    /// `key=value` overrides passed to the shipper as `--set` (after the config file).
+    pub sets: Vec<String>,
 }
 
 /// Latency figures in milliseconds.
@@ -86,6 +88,9 @@ pub struct RunReport {
     pub load: LoadKind,
     pub shipper: String,
     pub config: String,
+    /// The `--set` overrides the shipper ran with.
+    #[serde(default)]
+    pub sets: Vec<String>,
     /// Lines per second asked for (`null` for `max`).
     pub target_rate: Option<u64>,
     pub lines_written: u64,
@@ -192,7 +197,13 @@ struct Shipper {
 }
 
 impl Shipper {
-    fn spawn(binary: &Path, config: &Path, dir: &Path, api_port: u16) -> Result<Self, String> {
+    fn spawn(
+        binary: &Path,
+        config: &Path,
+        sets: &[String],
+        dir: &Path,
+        api_port: u16,
+    ) -> Result<Self, String> {
         let open = |name: &str| {
             std::fs::File::create(dir.join(name))
                 .map_err(|err| format!("creating {name} in {}: {err}", dir.display()))
@@ -201,6 +212,7 @@ impl Shipper {
             .arg("run")
             .arg("--config")
             .arg(config)
+            .args(sets.iter().flat_map(|set| ["--set", set.as_str()]))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(open("shipper.stdout")?)
@@ -400,7 +412,13 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
     }
 
     let spawned = Instant::now();
-    let mut shipper = Shipper::spawn(&options.shipper, &config_path, &dir, api_port)?;
+    let mut shipper = Shipper::spawn(
+        &options.shipper,
+        &config_path,
+        &options.sets,
+        &dir,
+        api_port,
+    )?;
     let result = measure(
         options,
         &receiver,
@@ -439,6 +457,7 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
         load: options.load,
         shipper: options.shipper.display().to_string(),
         config: options.config.display().to_string(),
+        sets: options.sets.clone(),
         target_rate: profile.rate,
         lines_written: measured.written,
         lines_delivered: delivered,

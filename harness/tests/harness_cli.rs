@@ -193,4 +193,20 @@ fn a_config_without_the_load_source_is_refused_with_the_reason() {
     let all = text(&output);
     assert_eq!(output.status.code(), Some(2), "{all}");
     assert!(all.contains("needs a source called `load`"), "{all}");
+
+    // A misspelt override reaches the shipper, whose refusal names the key and the fix.
+    let output = harness(
+        &[
+            "run",
+            "--profile",
+            "low",
+            "--set",
+            "sinks.loki.dispatcher.worker_cont=1",
+        ],
+        dir.path(),
+    );
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    assert!(all.contains("the shipper exited early"), "{all}");
+    assert!(all.contains("worker_count"), "{all}");
 }
