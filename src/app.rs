@@ -99,6 +99,12 @@ impl App {
                 .map(|(name, sink)| (name.clone(), sink.dispatcher.clone()))
                 .collect();
             self.controls.update_dispatchers(&settings);
+            let transforms: BTreeMap<_, _> = effective
+                .transforms
+                .iter()
+                .map(|(name, transform)| (name.clone(), transform.config.clone()))
+                .collect();
+            self.controls.update_transforms(&transforms);
             match self.config.write() {
                 Ok(mut guard) => *guard = Arc::new(effective),
                 Err(poisoned) => *poisoned.into_inner() = Arc::new(effective),

@@ -788,12 +788,16 @@ fn flatten(value: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
 }
 
 /// Whether a changed key can be applied to the running pipeline.
-pub fn is_hot_reloadable(path: &str) -> bool {
+pub fn is_hot_reloadable(path: &str, running: &Value) -> bool {
     let steps: Vec<&str> = path.split('.').collect();
     match steps.as_slice() {
         ["dispatcher", key] | ["sinks", _, "dispatcher", key] => {
             DispatcherConfig::HOT_RELOADABLE.contains(key)
         }
+        ["transforms", name, key] => running
+            .pointer(&format!("/transforms/{name}/type"))
+            .and_then(Value::as_str)
+            .is_some_and(|type_name| TransformConfig::hot_reloadable(type_name).contains(key)),
         _ => false,
     }
 }
@@ -817,7 +821,7 @@ pub fn plan_reload(running: &Value, next: &Value) -> ReloadPlan {
     let mut plan = ReloadPlan::default();
     for key in keys {
         if old.get(key) != new.get(key) {
-            if is_hot_reloadable(key) {
+            if is_hot_reloadable(key, running) {
                 plan.applied.push(key.clone());
             } else {
                 plan.restart_required.push(key.clone());
@@ -1101,5 +1105,22 @@ sinks:
         assert_eq!(merged["dispatcher"]["batch_size"], 2);
         assert_eq!(merged["dispatcher"]["queue_size"], 5);
         assert_eq!(merged["sinks"]["o"]["dispatcher"]["worker_count"], 3);
+
+        // A dedup transform's settings are live; another transform's are not.
+        let old = json!({"transforms": {
+            "d": {"type": "dedup", "inputs": ["a"], "ttl": "5m"},
+            "f": {"type": "filter", "inputs": ["a"], "pattern": "x"}}});
+        let new = json!({"transforms": {
+            "d": {"type": "dedup", "inputs": ["b"], "ttl": "10m", "cache_size": 5},
+            "f": {"type": "filter", "inputs": ["a"], "pattern": "y"}}});
+        let plan = plan_reload(&old, &new);
+        assert_eq!(
+            plan.applied,
+            vec!["transforms.d.cache_size", "transforms.d.ttl"]
+        );
+        assert_eq!(
+            plan.restart_required,
+            vec!["transforms.d.inputs", "transforms.f.pattern"]
+        );
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use log_capturer_components::catalogue::TransformConfig;
 use log_capturer_components::dead_letter::{QueueDeadLetter, SinkDlq};
 use log_capturer_components::dispatcher::{Dispatcher, DispatcherConfig};
 use log_capturer_components::dlq::{Dlq, DlqFullPolicy};
@@ -48,6 +49,8 @@ pub struct RunningTopology {
 #[derive(Default)]
 pub struct TopologyControls {
     dispatcher_settings: BTreeMap<String, watch::Sender<DispatcherConfig>>,
+    /// Each transform's settings; a change reaches it before its next batch.
+    transform_settings: BTreeMap<String, watch::Sender<TransformConfig>>,
     /// Each sink's dead-letter queue, when enabled.
     pub dlqs: BTreeMap<String, SinkDlq>,
 }
@@ -127,19 +130,22 @@ pub fn start(
             Err(err) => errors.push(err),
         }
     }
-    let mut transforms: Vec<(String, Box<dyn FunctionTransform>, QueueReceiver, Fanout)> =
-        Vec::new();
+    let mut transforms: Vec<RunnableTransform> = Vec::new();
+    let mut transform_settings = BTreeMap::new();
     for (name, spec) in &config.transforms {
         health.register(name, ComponentKind::Transform);
         match spec.config.build(name) {
             Ok(transform) => {
                 if let Some(rx) = transform_receivers.remove(name) {
-                    transforms.push((
-                        name.clone(),
+                    let (settings_tx, settings_rx) = watch::channel(spec.config.clone());
+                    transform_settings.insert(name.clone(), settings_tx);
+                    transforms.push(RunnableTransform {
+                        name: name.clone(),
                         transform,
+                        settings: settings_rx,
                         rx,
-                        fanouts.remove(name).unwrap_or_default(),
-                    ));
+                        fanout: fanouts.remove(name).unwrap_or_default(),
+                    });
                 }
             }
             Err(err) => errors.push(err),
@@ -203,10 +209,22 @@ pub fn start(
     for reprocessor in reprocessors {
         background.spawn(reprocessor);
     }
-    for (name, mut transform, mut rx, mut fanout) in transforms {
+    for RunnableTransform {
+        name,
+        mut transform,
+        mut settings,
+        mut rx,
+        mut fanout,
+    } in transforms
+    {
         let attrs = ComponentAttrs::new(&name);
         tasks.spawn(async move {
             while let Some(mut batch) = rx.recv().await {
+                if settings.has_changed().unwrap_or(false) {
+                    let config = settings.borrow_and_update().clone();
+                    transform.reconfigure(&config);
+                    tracing::info!(transform = %name, "Transform settings applied.");
+                }
                 transform.transform(&mut batch);
                 if batch.is_empty() {
                     continue;
@@ -235,12 +253,38 @@ pub fn start(
         background,
         controls: Arc::new(TopologyControls {
             dispatcher_settings,
+            transform_settings,
             dlqs,
         }),
     })
 }
 
+/// A built transform with what its task needs.
+struct RunnableTransform {
+    name: String,
+    transform: Box<dyn FunctionTransform>,
+    settings: watch::Receiver<TransformConfig>,
+    rx: QueueReceiver,
+    fanout: Fanout,
+}
+
 impl TopologyControls {
+    /// Applies live transform settings; each transform takes them before its next batch.
+    pub fn update_transforms(&self, settings: &BTreeMap<String, TransformConfig>) {
+        for (name, config) in settings {
+            if let Some(sender) = self.transform_settings.get(name) {
+                sender.send_if_modified(|current| {
+                    if current == config {
+                        false
+                    } else {
+                        *current = config.clone();
+                        true
+                    }
+                });
+            }
+        }
+    }
+
     /// Applies live dispatcher settings to each named sink.
     pub fn update_dispatchers(&self, settings: &BTreeMap<String, DispatcherConfig>) {
         for (name, config) in settings {

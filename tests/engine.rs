@@ -220,6 +220,83 @@ fn reload_applies_live_keys_names_restart_keys_and_keeps_running_on_bad_config()
     );
 }
 
+const DEDUP_RELOAD: &str = r#"
+data_dir: "{dir}/data"
+api: {listen: "127.0.0.1:{port}"}
+sources:
+  app: {type: file, include: ["{dir}/in/*.log"]}
+transforms:
+  d: {type: dedup, inputs: [app], ttl: 1h, include_timestamp: INCLUDE}
+sinks:
+  out: {type: file, inputs: [d], path: "{dir}/out.jsonl", dispatcher: {batch_timeout: 50ms}}
+"#;
+
+/// Appends `text` to `path` (created if missing).
+fn append(path: &std::path::Path, text: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+fn delivered_lines(instance: &Instance) -> Vec<String> {
+    std::fs::read_to_string(instance.path("out.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn dedup_settings_reload_live() {
+    let mut instance = Instance::prepare(&DEDUP_RELOAD.replace("INCLUDE", "false"));
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    instance.spawn(&[], &[]);
+    let log = instance.path("in/app.log");
+    let wait_marker = |instance: &Instance, marker: &str| {
+        wait_for(marker, Duration::from_secs(30), || {
+            let lines = delivered_lines(instance);
+            lines.iter().any(|l| l == marker).then_some(lines)
+        })
+    };
+
+    append(&log, "same line\nsame line\nmarker 1\n");
+    assert_eq!(
+        wait_marker(&instance, "marker 1"),
+        ["same line", "marker 1"]
+    );
+
+    // The timestamp joins the key: the line read again later is no longer a duplicate.
+    instance.write_config(&DEDUP_RELOAD.replace("INCLUDE", "true"));
+    let (status, body) = instance.post("/config/reload");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["status"], "applied", "{body}");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["transforms.d.include_timestamp"])
+    );
+    append(&log, "same line\nmarker 2\n");
+    assert_eq!(
+        wait_marker(&instance, "marker 2"),
+        ["same line", "marker 1", "same line", "marker 2"]
+    );
+    let (status, output) = instance.terminate(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn metric_value(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()

@@ -40,6 +40,17 @@ pub enum TransformConfig {
     Passthrough(PassthroughConfig),
 }
 
+impl TransformConfig {
+    /// The keys of a transform of type `type_name` that a reload applies live (the others need
+    /// a restart).
+    pub fn hot_reloadable(type_name: &str) -> &'static [&'static str] {
+        match type_name {
+            "dedup" => DedupConfig::HOT_RELOADABLE,
+            _ => &[],
+        }
+    }
+}
+
 /// A sink's typed configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SinkConfig {

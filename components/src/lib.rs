@@ -55,6 +55,11 @@ pub trait FunctionTransform: Send + 'static {
     /// Changes, removes or adds events in place. Removing an event acknowledges it as delivered:
     /// a transform that drops an event has handled it.
     fn transform(&mut self, batch: &mut EventBatch);
+
+    /// Takes new settings while running (a reload). Called only with the transform's own type
+    /// and only when some of [`catalogue::TransformConfig::hot_reloadable`]'s keys changed;
+    /// transforms without live settings ignore it.
+    fn reconfigure(&mut self, _config: &catalogue::TransformConfig) {}
 }
 
 /// An error that prevents a component from starting.

@@ -53,6 +53,13 @@ pub fn table(report: &RunReport) -> String {
             format!("{:.1} MiB", report.peak_rss_mib),
         ),
         (
+            "peak queue fill",
+            format!(
+                "{:.0}% (the fullest sink queue at a sample)",
+                report.peak_queue_fill * 100.0
+            ),
+        ),
+        (
             "latency",
             format!(
                 "P50 {:.1} ms, P99 {:.1} ms, max {:.1} ms",
@@ -309,7 +316,9 @@ mod tests {
         assert_eq!(json, report);
         let svg = std::fs::read_to_string(&files[1]).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("P99"), "{svg:.200}");
-        assert!(table(&report).contains("lost               0"));
+        let text = table(&report);
+        assert!(text.contains("lost               0"), "{text}");
+        assert!(text.contains("peak queue fill    0%"), "{text}");
     }
 
     #[test]

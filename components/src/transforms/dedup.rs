@@ -35,6 +35,7 @@ use schnellru::{Limiter, LruMap};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::catalogue::TransformConfig;
 use crate::config::{ConfigError, duration, join_path};
 use crate::event::{ComponentKey, Labels, LogEvent};
 use crate::telemetry::{ComponentAttrs, meter, names};
@@ -64,6 +65,9 @@ impl Default for DedupConfig {
 }
 
 impl DedupConfig {
+    /// Every setting applies live on reload (see [`Dedup::reconfigure`]).
+    pub const HOT_RELOADABLE: &'static [&'static str] = &["cache_size", "ttl", "include_timestamp"];
+
     pub fn validate(&self, prefix: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         if self.cache_size == 0 {
@@ -235,6 +239,36 @@ impl Dedup {
 impl FunctionTransform for Dedup {
     fn transform(&mut self, batch: &mut EventBatch) {
         self.transform_at(batch, Instant::now());
+    }
+
+    /// New settings from a reload. The remembered keys are kept: a longer `ttl` covers them at
+    /// once, a smaller `cache_size` forgets the least recently seen at once (counted as
+    /// evictions), and after an `include_timestamp` change the old keys no longer match and age
+    /// out.
+    fn reconfigure(&mut self, config: &TransformConfig) {
+        let TransformConfig::Dedup(config) = config else {
+            return;
+        };
+        if !config.validate("").is_empty() {
+            return;
+        }
+        self.ttl = config.ttl;
+        self.include_timestamp = config.include_timestamp;
+        let limiter = self.cache.limiter_mut();
+        limiter.ttl_ms = u64::try_from(config.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        limiter.max_entries = u32::try_from(config.cache_size).unwrap_or(u32::MAX);
+        let mut forgotten = 0u64;
+        while self.cache.len() > config.cache_size && self.cache.pop_oldest().is_some() {
+            forgotten += 1;
+        }
+        if forgotten > 0 {
+            self.stats.evictions += forgotten;
+            instruments()
+                .evictions
+                .add(forgotten, &self.attrs.component);
+        }
     }
 }
 
@@ -538,6 +572,45 @@ mod tests {
         d.transform_at(&mut b, now);
         assert_eq!(lines(&b), vec![&b"a"[..]]);
         assert_eq!(d.stats().evictions, 2);
+    }
+
+    #[test]
+    fn reconfigure_applies_ttl_size_and_key_at_once() {
+        let mut d = dedup(10, MINUTE, false);
+        let now = Instant::now();
+        d.transform_at(&mut batch(vec![plain("a"), plain("b"), plain("c")]), now);
+
+        // A smaller cache forgets the least recently seen at once.
+        d.reconfigure(&TransformConfig::Dedup(DedupConfig {
+            cache_size: 2,
+            ttl: Duration::from_secs(600),
+            include_timestamp: false,
+        }));
+        assert_eq!(d.stats().cache_size, 2);
+        assert_eq!(d.stats().evictions, 1);
+        // The longer ttl covers the remembered keys: `b` two minutes later is still a duplicate.
+        let mut b = batch(vec![plain("b"), plain("a")]);
+        d.transform_at(&mut b, now + 2 * MINUTE);
+        assert_eq!(lines(&b), vec![&b"a"[..]]);
+
+        // With the timestamp in the key, the same line at another time is new.
+        d.reconfigure(&TransformConfig::Dedup(DedupConfig {
+            cache_size: 2,
+            ttl: Duration::from_secs(600),
+            include_timestamp: true,
+        }));
+        let mut b = batch(vec![plain("a")]);
+        b.events[0].timestamp_ns = 42;
+        d.transform_at(&mut b, now + 2 * MINUTE);
+        assert_eq!(b.len(), 1);
+
+        // Invalid settings (a reload validates first) and other types are ignored.
+        d.reconfigure(&TransformConfig::Dedup(DedupConfig {
+            cache_size: 0,
+            ttl: MINUTE,
+            include_timestamp: false,
+        }));
+        assert_eq!(d.stats().cache_size, 2);
     }
 
     #[test]
