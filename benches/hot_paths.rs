@@ -238,11 +238,7 @@ fn batching(c: &mut Criterion) {
         // A sink queue (counted in the metrics) at its default capacity.
         let (tx, mut rx) = queue(50_000, WhenFull::Block, Some("bench"));
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(CHUNK);
-                left -= n;
+            in_chunks(iters, |n| {
                 let (input, acks) = batches(n, &template);
                 let mut output = Vec::with_capacity(input.len());
                 let started = Instant::now();
@@ -252,10 +248,10 @@ fn batching(c: &mut Criterion) {
                         output.push(rx.recv().await.expect("a batch"));
                     }
                 });
-                total += started.elapsed();
+                let elapsed = started.elapsed();
                 drop((output, acks));
-            }
-            total
+                elapsed
+            })
         });
     });
 
@@ -264,11 +260,7 @@ fn batching(c: &mut Criterion) {
         let config = DispatcherConfig::default();
         let health = HealthRegistry::default();
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(CHUNK);
-                left -= n;
+            in_chunks(iters, |n| {
                 let (input, acks) = batches(n, &template);
                 let (settings_tx, settings) = tokio::sync::watch::channel(config.clone());
                 let dispatcher = Dispatcher::new(
@@ -287,13 +279,26 @@ fn batching(c: &mut Criterion) {
                     drop(tx);
                     running.await.expect("dispatcher finishes");
                 });
-                total += started.elapsed();
+                let elapsed = started.elapsed();
                 drop((settings_tx, acks));
-            }
-            total
+                elapsed
+            })
         });
     });
     group.finish();
+}
+
+/// Runs `iters` iterations in chunks of at most [`CHUNK`] (so the batches prepared for a chunk
+/// fit in memory) and adds up the time each chunk reports.
+fn in_chunks(iters: u64, mut chunk: impl FnMut(u64) -> Duration) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(CHUNK);
+        left -= n;
+        total += chunk(n);
+    }
+    total
 }
 
 criterion_group!(benches, line_split, dedup, labels, batching);
