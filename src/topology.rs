@@ -271,33 +271,30 @@ struct RunnableTransform {
 impl TopologyControls {
     /// Applies live transform settings; each transform takes them before its next batch.
     pub fn update_transforms(&self, settings: &BTreeMap<String, TransformConfig>) {
-        for (name, config) in settings {
-            if let Some(sender) = self.transform_settings.get(name) {
-                sender.send_if_modified(|current| {
-                    if current == config {
-                        false
-                    } else {
-                        *current = config.clone();
-                        true
-                    }
-                });
-            }
-        }
+        send_changed(&self.transform_settings, settings);
     }
 
     /// Applies live dispatcher settings to each named sink.
     pub fn update_dispatchers(&self, settings: &BTreeMap<String, DispatcherConfig>) {
-        for (name, config) in settings {
-            if let Some(sender) = self.dispatcher_settings.get(name) {
-                sender.send_if_modified(|current| {
-                    if current == config {
-                        false
-                    } else {
-                        *current = config.clone();
-                        true
-                    }
-                });
-            }
+        send_changed(&self.dispatcher_settings, settings);
+    }
+}
+
+/// Sends each component its new settings, waking it only when they differ from its current ones.
+fn send_changed<T: Clone + PartialEq>(
+    senders: &BTreeMap<String, watch::Sender<T>>,
+    settings: &BTreeMap<String, T>,
+) {
+    for (name, config) in settings {
+        if let Some(sender) = senders.get(name) {
+            sender.send_if_modified(|current| {
+                if current == config {
+                    false
+                } else {
+                    *current = config.clone();
+                    true
+                }
+            });
         }
     }
 }

@@ -665,12 +665,25 @@ mod tests {
         }
     }
 
-    async fn run_with(sink: Arc<ScriptedSink>, config: DispatcherConfig, batches: Vec<EventBatch>) {
+    /// A dispatcher for sink `s` running on its own task, fed by the returned queue; its
+    /// settings change through the returned sender.
+    fn start(
+        sink: Arc<ScriptedSink>,
+        config: DispatcherConfig,
+    ) -> (
+        crate::queue::QueueSender,
+        tokio::task::JoinHandle<()>,
+        watch::Sender<DispatcherConfig>,
+    ) {
         let (settings_tx, settings) = watch::channel(config);
         let health = HealthRegistry::default().register("s", ComponentKind::Sink);
         let (tx, rx) = queue(1000, WhenFull::Block, None);
-        let dispatcher = Dispatcher::new("s", sink, settings, health);
-        let task = tokio::spawn(dispatcher.run(rx));
+        let task = tokio::spawn(Dispatcher::new("s", sink, settings, health).run(rx));
+        (tx, task, settings_tx)
+    }
+
+    async fn run_with(sink: Arc<ScriptedSink>, config: DispatcherConfig, batches: Vec<EventBatch>) {
+        let (tx, task, settings_tx) = start(sink, config);
         for batch in batches {
             tx.send(batch).await.unwrap();
         }
@@ -775,10 +788,7 @@ mod tests {
             batch_timeout: Duration::from_millis(200),
             ..fast_config()
         };
-        let (_settings_tx, settings) = watch::channel(config);
-        let health = HealthRegistry::default().register("s", ComponentKind::Sink);
-        let (tx, rx) = queue(1000, WhenFull::Block, None);
-        let task = tokio::spawn(Dispatcher::new("s", sink.clone(), settings, health).run(rx));
+        let (tx, task, _settings_tx) = start(sink.clone(), config);
         let (notifier, status) = BatchNotifier::new_with_receiver();
         tx.send(EventBatch::new(events(1), Finalizers::new(notifier)))
             .await
@@ -798,10 +808,7 @@ mod tests {
             batch_timeout: Duration::from_millis(200),
             ..fast_config()
         };
-        let (_settings_tx, settings) = watch::channel(config);
-        let health = HealthRegistry::default().register("s", ComponentKind::Sink);
-        let (tx, rx) = queue(1000, WhenFull::Block, None);
-        let task = tokio::spawn(Dispatcher::new("s", sink.clone(), settings, health).run(rx));
+        let (tx, task, _settings_tx) = start(sink.clone(), config);
         let (notifier, status) = BatchNotifier::new_with_receiver();
         // 6 events with batch_size 4: one full batch at once, the other 2 by the timeout, while
         // the queue stays open.
@@ -819,10 +826,7 @@ mod tests {
     #[tokio::test]
     async fn batch_size_follows_live_settings() {
         let sink = Arc::new(ScriptedSink::default());
-        let (settings_tx, settings) = watch::channel(fast_config());
-        let health = HealthRegistry::default().register("s", ComponentKind::Sink);
-        let (tx, rx) = queue(1000, WhenFull::Block, None);
-        let task = tokio::spawn(Dispatcher::new("s", sink.clone(), settings, health).run(rx));
+        let (tx, task, settings_tx) = start(sink.clone(), fast_config());
         let (notifier, first) = BatchNotifier::new_with_receiver();
         tx.send(EventBatch::new(events(4), Finalizers::new(notifier)))
             .await

@@ -92,19 +92,17 @@ impl DedupConfig {
         if let Some(error) = self.validate(key).into_iter().next() {
             return Err(error);
         }
-        let limiter = Capacity {
-            max_entries: u32::try_from(self.cache_size).unwrap_or(u32::MAX),
-            ttl_ms: u64::try_from(self.ttl.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1),
+        let mut limiter = Capacity {
+            max_entries: 0,
+            ttl_ms: 0,
             now_ms: 0,
             evictions: 0,
         };
+        limiter.set(self);
         // The table grows with the entries instead of being allocated for `cache_size` up front.
         Ok(Dedup {
             cache: LruMap::with_hasher(limiter, IdentityBuildHasher),
             started: Instant::now(),
-            ttl: self.ttl,
             include_timestamp: self.include_timestamp,
             scratch: Vec::new(),
             stats: DedupStats::default(),
@@ -131,7 +129,6 @@ pub struct Dedup {
     /// Key -> when it was inserted, in milliseconds since `started`.
     cache: LruMap<u64, u64, Capacity, IdentityBuildHasher>,
     started: Instant,
-    ttl: Duration,
     include_timestamp: bool,
     /// Reused for the stream part of the key, so hashing allocates nothing per line.
     scratch: Vec<u8>,
@@ -144,7 +141,7 @@ impl std::fmt::Debug for Dedup {
         f.debug_struct("Dedup")
             .field("cache_size", &self.cache.len())
             .field("capacity", &self.cache.limiter().max_entries)
-            .field("ttl", &self.ttl)
+            .field("ttl_ms", &self.cache.limiter().ttl_ms)
             .field("include_timestamp", &self.include_timestamp)
             .field("stats", &self.stats)
             .finish()
@@ -252,13 +249,8 @@ impl FunctionTransform for Dedup {
         if !config.validate("").is_empty() {
             return;
         }
-        self.ttl = config.ttl;
         self.include_timestamp = config.include_timestamp;
-        let limiter = self.cache.limiter_mut();
-        limiter.ttl_ms = u64::try_from(config.ttl.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        limiter.max_entries = u32::try_from(config.cache_size).unwrap_or(u32::MAX);
+        self.cache.limiter_mut().set(config);
         let mut forgotten = 0u64;
         while self.cache.len() > config.cache_size && self.cache.pop_oldest().is_some() {
             forgotten += 1;
@@ -346,6 +338,17 @@ struct Capacity {
     /// The batch's clock, set before the batch is looked up.
     now_ms: u64,
     evictions: u64,
+}
+
+impl Capacity {
+    /// Takes the bound and the ttl from the configuration.
+    fn set(&mut self, config: &DedupConfig) {
+        self.max_entries = u32::try_from(config.cache_size).unwrap_or(u32::MAX);
+        // Milliseconds, at least one: a ttl under 1 ms still remembers for 1 ms.
+        self.ttl_ms = u64::try_from(config.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+    }
 }
 
 impl Limiter<u64, u64> for Capacity {

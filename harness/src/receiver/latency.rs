@@ -16,8 +16,9 @@
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use memchr::memmem;
 use serde::{Deserialize, Serialize};
+
+use super::seq::find_number;
 
 /// Per-second buckets kept (two hours).
 pub const MAX_SECONDS: usize = 7200;
@@ -25,18 +26,7 @@ const HIGHEST_US: u64 = 3_600_000_000;
 
 /// The first `created=<digits>` of a line whose `created` is not the tail of a longer word.
 pub fn find_created(line: &[u8]) -> Option<i64> {
-    for at in memmem::find_iter(line, b"created=") {
-        if at > 0 && line[at - 1].is_ascii_alphanumeric() {
-            continue;
-        }
-        let digits = &line[at + 8..];
-        let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-        if len == 0 || len > 19 {
-            return None;
-        }
-        return std::str::from_utf8(&digits[..len]).ok()?.parse().ok();
-    }
-    None
+    find_number(line, b"created=").and_then(|ns| i64::try_from(ns).ok())
 }
 
 /// A latency summary, in microseconds.

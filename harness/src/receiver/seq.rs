@@ -21,7 +21,13 @@ pub const BLOCK_BYTES: u64 = BLOCK_BITS / 8;
 
 /// The first `seq=<digits>` of a line whose `seq` is not the tail of a longer word.
 pub fn find_seq(line: &[u8]) -> Option<u64> {
-    for at in memmem::find_iter(line, b"seq=") {
+    find_number(line, b"seq=")
+}
+
+/// The number after the first `key` (e.g. `seq=`) that starts a word (not preceded by a letter,
+/// a digit or `_`) and is followed by digits; `None` if there is none or it overflows a `u64`.
+pub fn find_number(line: &[u8], key: &[u8]) -> Option<u64> {
+    for at in memmem::find_iter(line, key) {
         let word_before = at > 0 && {
             let b = line[at - 1];
             b.is_ascii_alphanumeric() || b == b'_'
@@ -29,7 +35,7 @@ pub fn find_seq(line: &[u8]) -> Option<u64> {
         if word_before {
             continue;
         }
-        let digits = &line[at + 4..];
+        let digits = &line[at + key.len()..];
         let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
         if len == 0 {
             continue;

@@ -157,18 +157,6 @@ impl Learner {
             }
         })
     }
-
-    /// Decides what to do with an entry of `stream` at `timestamp_ns`.
-    pub fn check(
-        &self,
-        config: &TimestampConfig,
-        stream: &str,
-        timestamp_ns: i64,
-        now_ns: i64,
-    ) -> Verdict {
-        let cutoff = self.cutoff(stream, now_ns, config.learned_ttl);
-        verdict(config, cutoff, timestamp_ns, now_ns)
-    }
 }
 
 /// Decides what to do with an entry at `timestamp_ns` given its stream's `cutoff` (from
@@ -213,6 +201,24 @@ pub fn verdict(
 
 #[cfg(test)]
 mod tests {
+    impl Learner {
+        /// The cutoff lookup and the verdict together, as the sink applies them.
+        fn check(
+            &self,
+            config: &TimestampConfig,
+            stream: &str,
+            timestamp_ns: i64,
+            now_ns: i64,
+        ) -> Verdict {
+            verdict(
+                config,
+                self.cutoff(stream, now_ns, config.learned_ttl),
+                timestamp_ns,
+                now_ns,
+            )
+        }
+    }
+
     use super::*;
 
     const S: i64 = 1_000_000_000;

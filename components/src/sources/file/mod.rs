@@ -392,14 +392,10 @@ async fn run_committer(
         let due = unsaved_since.is_some() && last_save.elapsed() >= flush_interval;
         if due || (shutting_down && unsaved_since.is_some()) || finished {
             let (returned, saved) = save(store, &shared, &source, &attrs).await;
-            store = match returned.or_else(|| reopen_store(&data_dir, &source)) {
-                Some(store) => store,
-                None => {
-                    shared.saves_behind.store(true, Ordering::Release);
-                    instruments.position_backpressure.record(1, &attrs);
-                    return;
-                }
+            let Some(kept) = keep_store(returned, &data_dir, &source, &shared, &attrs) else {
+                return;
             };
+            store = kept;
             if saved {
                 unsaved_since = None;
                 last_save = Instant::now();
@@ -425,14 +421,10 @@ async fn run_committer(
         }
         if last_checkpoint.elapsed() >= checkpoint_interval || finished {
             let (returned, ok) = checkpoint(store, &source, &attrs).await;
-            store = match returned.or_else(|| reopen_store(&data_dir, &source)) {
-                Some(store) => store,
-                None => {
-                    shared.saves_behind.store(true, Ordering::Release);
-                    instruments.position_backpressure.record(1, &attrs);
-                    return;
-                }
+            let Some(kept) = keep_store(returned, &data_dir, &source, &shared, &attrs) else {
+                return;
             };
+            store = kept;
             if ok {
                 last_checkpoint = Instant::now();
             }
@@ -546,13 +538,28 @@ async fn checkpoint(
     }
 }
 
-/// After a panic inside the store (a bug): a fresh handle on the same directory, if it opens.
-fn reopen_store(data_dir: &Path, source: &str) -> Option<PositionStore> {
-    match PositionStore::open(data_dir, source) {
+/// The store handed back by a save or checkpoint, or, after a panic inside the store (a bug), a
+/// fresh handle on the same directory. Without either, reading stays paused for good
+/// (`position_backpressure` = 1): nothing read could be committed any more.
+fn keep_store(
+    returned: Option<PositionStore>,
+    data_dir: &Path,
+    source: &str,
+    shared: &Shared,
+    attrs: &[KeyValue; 1],
+) -> Option<PositionStore> {
+    let store = returned.or_else(|| match PositionStore::open(data_dir, source) {
         Ok(store) => Some(store),
         Err(err) => {
             tracing::error!(source = %source, error = %err, "Cannot reopen the positions store.");
             None
         }
+    });
+    if store.is_none() {
+        shared.saves_behind.store(true, Ordering::Release);
+        metrics::instruments()
+            .position_backpressure
+            .record(1, attrs);
     }
+    store
 }
