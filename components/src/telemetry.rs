@@ -36,6 +36,7 @@ pub mod names {
     pub const FILES_OPENED: &str = "files_opened";
     pub const FILES_ROTATED: &str = "files_rotated";
     pub const FILES_TRUNCATED: &str = "files_truncated";
+    pub const FILES_INODE_REUSED: &str = "files_inode_reused";
     pub const READ_BYTES: &str = "read_bytes";
     pub const LINES_READ: &str = "lines_read";
     pub const LINES_TRUNCATED: &str = "lines_truncated";
@@ -92,6 +93,7 @@ pub mod names {
         FILES_OPENED,
         FILES_ROTATED,
         FILES_TRUNCATED,
+        FILES_INODE_REUSED,
         READ_BYTES,
         LINES_READ,
         LINES_TRUNCATED,

@@ -14,6 +14,7 @@ pub struct FileInstruments {
     pub files_opened: Counter<u64>,
     pub files_rotated: Counter<u64>,
     pub files_truncated: Counter<u64>,
+    pub files_inode_reused: Counter<u64>,
     pub read_bytes: Counter<u64>,
     pub lines_read: Counter<u64>,
     pub lines_truncated: Counter<u64>,
@@ -52,6 +53,10 @@ pub fn instruments() -> &'static FileInstruments {
             files_truncated: counter(
                 names::FILES_TRUNCATED,
                 "Files found truncated or replaced in place; read again from the start.",
+            ),
+            files_inode_reused: counter(
+                names::FILES_INODE_REUSED,
+                "New files found under the inode of a file followed before (read from their start).",
             ),
             read_bytes: counter(names::READ_BYTES, "Bytes read from files."),
             lines_read: counter(names::LINES_READ, "Lines read from files."),

@@ -20,6 +20,7 @@
 //! - When positions cannot be saved for longer than `max(10 * flush_interval, 10s)`, reading
 //!   pauses (`position_backpressure` = 1) rather than widen the window of redelivery.
 
+mod fingerprint;
 pub mod lines;
 mod metrics;
 pub mod positions;

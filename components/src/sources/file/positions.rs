@@ -28,6 +28,7 @@
 //!       "path": "/var/log/app.log",
 //!       "dev": 2049,
 //!       "inode": 131074,
+//!       "born_ns": 1777629000123456789,
 //!       "head_hash": "9c1f0e2d3b4a5968",
 //!       "head_len": 256,
 //!       "read_offset": 10240,
@@ -108,6 +109,10 @@ pub struct FilePosition {
     pub dev: u64,
     /// Inode number on that device (`st_ino`).
     pub inode: u64,
+    /// The file's birth time (ns since the epoch) where the filesystem records one; tells a
+    /// reused inode from the same file. Absent in documents of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born_ns: Option<i64>,
     /// xxh3-64 of the file's first `head_len` bytes; tells a reused inode from the same file.
     #[serde(with = "hex_u64")]
     pub head_hash: u64,
@@ -707,6 +712,7 @@ mod tests {
             path: PathBuf::from(format!("/var/log/{name}")),
             dev: 2049,
             inode,
+            born_ns: None,
             head_hash: 0x9c1f_0e2d_3b4a_5968,
             head_len: 256,
             read_offset: committed + 100,

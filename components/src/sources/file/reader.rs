@@ -1,8 +1,12 @@
 //! The file source's reader thread: discovery, reading, rotation, truncation.
 //!
 //! Guarantees:
-//! - A file is identified by device and inode, confirmed by a hash of its first bytes (the
-//!   head), so a path that now names another file, or an inode reused by a new file, is noticed.
+//! - A file is identified by device and inode, and an offset learnt for it is applied to a file
+//!   found later only when [`fingerprint::Remembered`] recognises that file (birth time, head,
+//!   and the bytes before the offset): on every path that resumes a file (released and found
+//!   again, skipped by `ignore_older` and grown, parked and reopened, saved before a restart),
+//!   a new file that got a reused inode is read from its beginning, and counted in
+//!   `files_inode_reused_total`.
 //! - Rename rotation: the renamed file keeps being read until it has been at its end and idle
 //!   for `rotate_wait`; the new file at the path is read from its beginning. A deleted file is
 //!   drained the same way. A released file found again under another included name continues
@@ -22,7 +26,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::{File, Metadata};
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,8 +36,8 @@ use bytes::BytesMut;
 use notify::{RecursiveMode, Watcher};
 use opentelemetry::KeyValue;
 use tokio::sync::mpsc;
-use xxhash_rust::xxh3::xxh3_64;
 
+use super::fingerprint::{self, HEAD_BYTES, Head, Marker, Remembered, born_ns};
 use super::lines::LineSplitter;
 use super::positions::{FileKey, FilePosition};
 use super::{AckToken, Entry, FileSourceConfig, ReadFrom, Shared, metrics, now_rfc3339};
@@ -43,10 +47,9 @@ use crate::event::{EventBatch, Labels, LogEvent, now_ns};
 use crate::shutdown::ShutdownSignal;
 use crate::telemetry::ComponentAttrs;
 
-/// Bytes hashed to fingerprint a file's beginning.
-const HEAD_BYTES: u64 = 256;
-/// Bytes before an offset hashed into its marker.
-const MARKER_BYTES: u64 = 64;
+/// Released files remembered at most, oldest forgotten first: only files released while still
+/// linked (renamed out of the globs) are kept, in case they are renamed back in.
+const RELEASED_REMEMBERED: usize = 4096;
 /// Most reads of one file before the reader moves on to the next (fairness).
 const READS_PER_TURN: usize = 16;
 /// The smallest read asked of a regular file.
@@ -63,8 +66,11 @@ struct Tracked {
     emitted: u64,
     buf: BytesMut,
     splitter: LineSplitter,
-    head_hash: u64,
-    head_len: u64,
+    head: Head,
+    /// Birth time, where the filesystem records one: tells a reused inode apart.
+    born: Option<i64>,
+    /// The marker of `emitted`, kept for when the file is released.
+    marker: Marker,
     epoch: u64,
     dirty: bool,
     at_eof: bool,
@@ -95,10 +101,12 @@ pub(super) struct Reader {
     exclude: Vec<glob::Pattern>,
     files: HashMap<FileKey, Tracked>,
     by_path: HashMap<PathBuf, FileKey>,
-    /// Files skipped by `ignore_older`, with their size then.
-    ignored: HashMap<FileKey, u64>,
-    /// Files released after rotation, with the offset reached, in case they are found again.
-    released: HashMap<FileKey, u64>,
+    /// Files skipped by `ignore_older`, with their size then (the offset to go on from).
+    ignored: HashMap<FileKey, Remembered>,
+    /// Files released after rotation while still linked, with the offset reached and when
+    /// (a release counter), in case they are found again under an included name.
+    released: HashMap<FileKey, (u64, Remembered)>,
+    releases: u64,
     retries: VecDeque<RetryEntry>,
     events: std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
     watcher: Option<notify::RecommendedWatcher>,
@@ -156,6 +164,7 @@ impl Reader {
             by_path: HashMap::new(),
             ignored: HashMap::new(),
             released: HashMap::new(),
+            releases: 0,
             retries: VecDeque::new(),
             events,
             watcher,
@@ -318,7 +327,11 @@ impl Reader {
             dev: meta.dev(),
             inode: meta.ino(),
         };
-        if !meta.is_file() || self.files.contains_key(&key) || self.released.contains_key(&key) {
+        let seen_before = self
+            .released
+            .get(&key)
+            .is_some_and(|(_, known)| known.recognises(&file, &meta));
+        if !meta.is_file() || self.files.contains_key(&key) || seen_before {
             return;
         }
         tracing::debug!(source = %self.source, from = %from.display(), to = %to.display(), "File rotated before it was opened; draining it.");
@@ -368,11 +381,21 @@ impl Reader {
             Some(other) => self.mark_rotated(other),
             None => {}
         }
-        if let Some(tracked) = self.files.get_mut(&key) {
-            // The same file under a new included name (renamed within the globs).
-            tracked.path = path.to_path_buf();
-            self.by_path.insert(path.to_path_buf(), key);
-            return;
+        if let Some(tracked) = self.files.get(&key) {
+            // The same file under a new included name (renamed within the globs) while it is
+            // open: an open file's inode cannot be reused. A parked (closed) one's can: it is
+            // the same file only if its birth time and head say so.
+            let same = tracked.file.is_some()
+                || (fingerprint::same_birth(tracked.born, born_ns(&meta))
+                    && File::open(path).is_ok_and(|f| tracked.head.matches(&f)));
+            if same {
+                if let Some(tracked) = self.files.get_mut(&key) {
+                    tracked.path = path.to_path_buf();
+                }
+                self.by_path.insert(path.to_path_buf(), key);
+                return;
+            }
+            self.forget_replaced(key);
         }
         // Open now, and take the identity from the open descriptor: a rename between the stat
         // above and a later open would otherwise make us follow the wrong file.
@@ -391,7 +414,7 @@ impl Reader {
         if self.files.contains_key(&key) {
             return;
         }
-        let start = match self.start_offset(path, key, &meta, first) {
+        let start = match self.start_offset(path, key, &file, &meta, first) {
             Some(start) => start,
             None => return,
         };
@@ -403,21 +426,32 @@ impl Reader {
         &mut self,
         path: &Path,
         key: FileKey,
+        file: &File,
         meta: &Metadata,
         first: bool,
     ) -> Option<u64> {
         if let Some(saved) = self.resume.remove(&key) {
-            return Some(self.validate_saved(path, &saved, meta));
+            return Some(self.validate_saved(path, &saved, file, meta));
         }
-        if let Some(offset) = self.released.remove(&key) {
-            return Some(offset.min(meta.len()));
-        }
-        if let Some(&size_then) = self.ignored.get(&key) {
-            if meta.len() <= size_then {
-                return None;
+        if let Some((_, known)) = self.released.remove(&key) {
+            if known.recognises(file, meta) {
+                return Some(known.offset);
             }
+            // A new file under the inode of one read before: read it from its beginning.
+            self.count_inode_reuse(path);
+            return Some(0);
+        }
+        if let Some(known) = self.ignored.get(&key).copied() {
+            if known.recognises(file, meta) {
+                if meta.len() <= known.offset {
+                    return None;
+                }
+                self.ignored.remove(&key);
+                return Some(known.offset);
+            }
+            // Not the file that was skipped: judge it afresh.
             self.ignored.remove(&key);
-            return Some(size_then);
+            self.count_inode_reuse(path);
         }
         if let Some(limit) = self.config.ignore_older {
             let old = meta
@@ -428,7 +462,9 @@ impl Reader {
             if old {
                 metrics::instruments().old_logs_ignored.add(1, &self.attrs);
                 tracing::info!(source = %self.source, file = %path.display(), "File older than ignore_older; skipped.");
-                self.ignored.insert(key, meta.len());
+                let head = Head::of(file, meta.len());
+                self.ignored
+                    .insert(key, Remembered::of(file, meta, head, meta.len()));
                 return None;
             }
         }
@@ -439,26 +475,26 @@ impl Reader {
         })
     }
 
-    /// The committed offset of a saved position if the file still matches it, else 0.
-    fn validate_saved(&mut self, path: &Path, saved: &FilePosition, meta: &Metadata) -> u64 {
+    /// The committed offset of a saved position if `file` is the file it was saved for, else 0.
+    fn validate_saved(
+        &mut self,
+        path: &Path,
+        saved: &FilePosition,
+        file: &File,
+        meta: &Metadata,
+    ) -> u64 {
         let committed = saved.committed_offset;
-        let file = File::open(path);
-        let head_ok = file
-            .as_ref()
-            .ok()
-            .and_then(|f| hash_range(f, 0, u64::from(saved.head_len)))
-            == Some(saved.head_hash);
-        let marker_ok = committed <= meta.len()
-            && file.as_ref().ok().and_then(|f| {
-                hash_range(
-                    f,
-                    committed - u64::from(saved.marker_len).min(committed),
-                    u64::from(saved.marker_len),
-                )
-            }) == Some(saved.marker);
-        if head_ok && marker_ok {
+        let known = saved_identity(saved);
+        if known.recognises(file, meta) {
             return committed;
         }
+        if !fingerprint::same_birth(saved.born_ns, born_ns(meta)) {
+            // Another file under the saved inode: not a damaged position.
+            self.count_inode_reuse(path);
+            return 0;
+        }
+        let head_ok = known.head.matches(file);
+        let marker_ok = known.marker.matches(file, committed, meta.len());
         metrics::instruments()
             .position_validation_failures
             .add(1, &self.attrs);
@@ -471,8 +507,16 @@ impl Reader {
             marker_ok,
             "Saved position does not match the file (truncated or replaced); reading it from the start."
         );
-        self.drain_copy_of(path, saved.head_hash, u64::from(saved.head_len), committed);
+        self.drain_copy_of(path, known.head, committed);
         0
+    }
+
+    /// Counts and logs a file found under the inode of one followed before.
+    fn count_inode_reuse(&self, path: &Path) {
+        metrics::instruments()
+            .files_inode_reused
+            .add(1, &self.attrs);
+        tracing::debug!(source = %self.source, file = %path.display(), "New file under a reused inode; reading it from the start.");
     }
 
     /// Saved positions whose file was not found at its path: look for it by inode in its
@@ -481,9 +525,17 @@ impl Reader {
         let unmatched = std::mem::take(&mut self.resume);
         for (key, saved) in unmatched {
             let found = saved.path.parent().and_then(|dir| find_by_inode(dir, key));
-            match found {
+            // Only the saved file itself is drained: another one under its inode (created after
+            // the saved file was deleted) is not ours to read, unless the globs include it.
+            let recognised = found.and_then(|(path, meta)| {
+                let file = File::open(&path).ok()?;
+                saved_identity(&saved)
+                    .recognises(&file, &meta)
+                    .then_some((path, meta))
+            });
+            match recognised {
                 Some((path, meta)) => {
-                    let start = self.validate_saved(&path, &saved, &meta);
+                    let start = saved.committed_offset;
                     tracing::info!(source = %self.source, file = %path.display(), from = start, "Draining a file rotated while stopped.");
                     self.track(&path, key, start, &meta, true);
                 }
@@ -507,8 +559,8 @@ impl Reader {
 
     /// After a copytruncate: find the copy (same head, name starting with the file's name) and
     /// drain it from `from`.
-    fn drain_copy_of(&mut self, path: &Path, head_hash: u64, head_len: u64, from: u64) {
-        if head_len == 0 {
+    fn drain_copy_of(&mut self, path: &Path, head: Head, from: u64) {
+        if head.len == 0 {
             return;
         }
         let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
@@ -536,11 +588,7 @@ impl Reader {
             if !meta.is_file() || meta.len() < from || self.files.contains_key(&key) {
                 continue;
             }
-            let same_head = File::open(&candidate)
-                .ok()
-                .and_then(|f| hash_range(&f, 0, head_len))
-                == Some(head_hash);
-            if same_head {
+            if File::open(&candidate).is_ok_and(|f| head.matches(&f)) {
                 tracing::info!(source = %self.source, file = %path.display(), copy = %candidate.display(), from, "Draining the copy left by copytruncate.");
                 self.track(&candidate, key, from, &meta, true);
                 return;
@@ -568,13 +616,14 @@ impl Reader {
     ) {
         let epoch = self.next_epoch;
         self.next_epoch += 1;
-        let (head_hash, head_len) = File::open(path)
-            .ok()
-            .and_then(|f| {
-                let len = meta.len().min(HEAD_BYTES);
-                hash_range(&f, 0, len).map(|h| (h, len))
-            })
-            .unwrap_or((xxh3_64(b""), 0));
+        let (head, marker) = match &file {
+            Some(file) => (Head::of(file, meta.len()), Marker::at(file, start)),
+            None => (
+                File::open(path).map_or_else(|_| Head::empty(), |f| Head::of(&f, meta.len())),
+                Marker::default(),
+            ),
+        };
+        let born = born_ns(meta);
         let tracked = Tracked {
             path: path.to_path_buf(),
             file: None,
@@ -586,8 +635,9 @@ impl Reader {
                 self.config.oversize,
                 self.config.invalid_utf8,
             ),
-            head_hash,
-            head_len,
+            head,
+            born,
+            marker,
             epoch,
             dirty: true,
             at_eof: false,
@@ -600,8 +650,9 @@ impl Reader {
                     path: path.to_path_buf(),
                     dev: key.dev,
                     inode: key.inode,
-                    head_hash,
-                    head_len: head_len as u32,
+                    born_ns: born,
+                    head_hash: head.hash,
+                    head_len: head.len as u32,
                     read_offset: start,
                     committed_offset: start,
                     marker: 0,
@@ -615,8 +666,9 @@ impl Reader {
             entry.epoch = epoch;
             entry.released = false;
             entry.position.path = path.to_path_buf();
-            entry.position.head_hash = head_hash;
-            entry.position.head_len = head_len as u32;
+            entry.position.born_ns = born;
+            entry.position.head_hash = head.hash;
+            entry.position.head_len = head.len as u32;
             entry.position.read_offset = start;
             if entry.position.committed_offset > start || entry.frozen {
                 // Restarting below the committed offset (read again from 0): commit anew.
@@ -657,7 +709,10 @@ impl Reader {
         };
         let opened = File::open(&tracked.path).and_then(|mut file| {
             let meta = file.metadata()?;
-            if meta.ino() != key.inode || meta.dev() != key.dev {
+            if meta.ino() != key.inode
+                || meta.dev() != key.dev
+                || !fingerprint::same_birth(tracked.born, born_ns(&meta))
+            {
                 return Err(std::io::Error::other("the path names another file now"));
             }
             file.seek(SeekFrom::Start(tracked.read_pos))?;
@@ -673,10 +728,12 @@ impl Reader {
             Err(err) => {
                 let path = tracked.path.clone();
                 tracing::debug!(source = %self.source, file = %path.display(), error = %err, "Cannot open file.");
-                if err.kind() == std::io::ErrorKind::NotFound
-                    || err.kind() == std::io::ErrorKind::Other
-                {
-                    // Gone or replaced: drop the old identity, then look at the path afresh.
+                if err.kind() == std::io::ErrorKind::Other {
+                    // Replaced while closed (perhaps under the same, reused, inode): the old
+                    // file is gone; look at the path afresh.
+                    self.forget_replaced(key);
+                    self.consider(&path, false);
+                } else if err.kind() == std::io::ErrorKind::NotFound {
                     self.release(key);
                     self.consider(&path, false);
                 } else {
@@ -796,19 +853,17 @@ impl Reader {
         let end = tracked.emitted;
         // The marker: the bytes just before `end`, taken from the lines themselves when they
         // reach that far back, else read from the file.
-        let (marker, marker_len) = match &tracked.file {
-            Some(file) => {
-                let len = end.min(MARKER_BYTES);
-                hash_range(file, end - len, len).map_or((0, 0), |h| (h, len as u32))
-            }
-            None => (0, 0),
+        let marker = match &tracked.file {
+            Some(file) => Marker::at(file, end),
+            None => Marker::default(),
         };
+        tracked.marker = marker;
         let token = AckToken {
             key,
             epoch: tracked.epoch,
             end,
-            marker,
-            marker_len,
+            marker: marker.hash,
+            marker_len: marker.len,
         };
         let path = tracked.path.clone();
         let lines = split.lines;
@@ -886,21 +941,17 @@ impl Reader {
             return;
         };
         let shrank = meta.len() < tracked.read_pos;
-        let head_changed = tracked.head_len > 0
-            && hash_range(file, 0, tracked.head_len) != Some(tracked.head_hash);
+        let head_changed = tracked.head.len > 0 && !tracked.head.matches(file);
         if !shrank && !head_changed {
-            if tracked.head_len < HEAD_BYTES && meta.len() > tracked.head_len {
+            if tracked.head.len < HEAD_BYTES && meta.len() > tracked.head.len {
                 // The file has grown past a short head: fingerprint more of it.
-                let len = meta.len().min(HEAD_BYTES);
-                if let Some(hash) = hash_range(file, 0, len)
-                    && let Some(tracked) = self.files.get_mut(&key)
-                {
-                    tracked.head_hash = hash;
-                    tracked.head_len = len;
+                let head = Head::of(file, meta.len());
+                if let Some(tracked) = self.files.get_mut(&key) {
+                    tracked.head = head;
                     self.shared.with_table(|table| {
                         if let Some(entry) = table.get_mut(&key) {
-                            entry.position.head_hash = hash;
-                            entry.position.head_len = len as u32;
+                            entry.position.head_hash = head.hash;
+                            entry.position.head_len = head.len as u32;
                         }
                     });
                 }
@@ -908,32 +959,30 @@ impl Reader {
             return;
         }
         let path = tracked.path.clone();
-        let (old_hash, old_len) = (tracked.head_hash, tracked.head_len);
+        let old_head = tracked.head;
         let committed = self
             .shared
             .with_table(|table| table.get(&key).map(|e| e.position.committed_offset))
             .unwrap_or(0);
         metrics::instruments().files_truncated.add(1, &self.attrs);
         tracing::info!(source = %self.source, file = %path.display(), size = meta.len(), "File truncated or replaced in place; reading it again from the start.");
-        self.drain_copy_of(&path, old_hash, old_len, committed);
+        self.drain_copy_of(&path, old_head, committed);
         let epoch = self.next_epoch;
         self.next_epoch += 1;
-        let len = meta.len().min(HEAD_BYTES);
         let Some(tracked) = self.files.get_mut(&key) else {
             return;
         };
         let new_head = tracked
             .file
             .as_ref()
-            .and_then(|f| hash_range(f, 0, len))
-            .unwrap_or(0);
+            .map_or_else(Head::empty, |f| Head::of(f, meta.len()));
         tracked.read_pos = 0;
         tracked.emitted = 0;
         tracked.buf.clear();
         tracked.splitter.reset();
         tracked.epoch = epoch;
-        tracked.head_hash = new_head;
-        tracked.head_len = len;
+        tracked.head = new_head;
+        tracked.marker = Marker::default();
         tracked.dirty = true;
         if let Some(file) = tracked.file.as_mut()
             && file.seek(SeekFrom::Start(0)).is_err()
@@ -949,8 +998,8 @@ impl Reader {
                 entry.position.committed_offset = 0;
                 entry.position.marker = 0;
                 entry.position.marker_len = 0;
-                entry.position.head_hash = new_head;
-                entry.position.head_len = len as u32;
+                entry.position.head_hash = new_head.hash;
+                entry.position.head_len = new_head.len as u32;
             }
         });
     }
@@ -965,7 +1014,10 @@ impl Reader {
         }
         let path = tracked.path.clone();
         match std::fs::metadata(&path) {
-            Ok(meta) if meta.dev() == key.dev && meta.ino() == key.inode => {}
+            Ok(meta)
+                if meta.dev() == key.dev
+                    && meta.ino() == key.inode
+                    && fingerprint::same_birth(tracked.born, born_ns(&meta)) => {}
             Ok(_) => {
                 self.mark_rotated(key);
                 self.consider(&path, false);
@@ -1057,13 +1109,64 @@ impl Reader {
         if self.by_path.get(&tracked.path) == Some(&key) {
             self.by_path.remove(&tracked.path);
         }
-        self.released.insert(key, tracked.emitted);
+        // A deleted file can never be found again; its inode will name some other file. Only a
+        // file still linked (renamed out of the globs) is remembered, in case it comes back.
+        let deleted = tracked
+            .file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .is_some_and(|m| m.nlink() == 0);
+        if !deleted {
+            self.remember_released(key, &tracked);
+        }
         self.shared.with_table(|table| {
             if let Some(entry) = table.get_mut(&key) {
                 entry.released = true;
             }
         });
         tracing::debug!(source = %self.source, file = %tracked.path.display(), "File released.");
+        self.report_watched();
+    }
+
+    fn remember_released(&mut self, key: FileKey, tracked: &Tracked) {
+        if self.released.len() >= RELEASED_REMEMBERED
+            && let Some(oldest) = self
+                .released
+                .iter()
+                .min_by_key(|(_, (order, _))| *order)
+                .map(|(k, _)| *k)
+        {
+            self.released.remove(&oldest);
+        }
+        self.releases += 1;
+        let known = Remembered {
+            head: tracked.head,
+            born: tracked.born,
+            offset: tracked.emitted,
+            marker: tracked.marker,
+        };
+        self.released.insert(key, (self.releases, known));
+    }
+
+    /// A parked file whose inode now names another file: it was deleted while closed, so
+    /// nothing more can be read from it. Dropped without being remembered.
+    fn forget_replaced(&mut self, key: FileKey) {
+        let Some(tracked) = self.files.remove(&key) else {
+            return;
+        };
+        if tracked.file.is_some() {
+            self.open_count -= 1;
+        }
+        if self.by_path.get(&tracked.path) == Some(&key) {
+            self.by_path.remove(&tracked.path);
+        }
+        self.released.remove(&key);
+        self.count_inode_reuse(&tracked.path);
+        self.shared.with_table(|table| {
+            if let Some(entry) = table.get_mut(&key) {
+                entry.released = true;
+            }
+        });
         self.report_watched();
     }
 
@@ -1128,12 +1231,20 @@ fn retry_delay(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
-/// xxh3 of `len` bytes at `offset`; `None` if the file is shorter or unreadable.
-fn hash_range(file: &File, offset: u64, len: u64) -> Option<u64> {
-    let len = usize::try_from(len).ok()?;
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, offset).ok()?;
-    Some(xxh3_64(&buf))
+/// The identity a saved position was taken from.
+fn saved_identity(saved: &FilePosition) -> Remembered {
+    Remembered {
+        head: Head {
+            hash: saved.head_hash,
+            len: u64::from(saved.head_len),
+        },
+        born: saved.born_ns,
+        offset: saved.committed_offset,
+        marker: Marker {
+            hash: saved.marker,
+            len: saved.marker_len,
+        },
+    }
 }
 
 /// The file in `dir` with the given identity, if any.
@@ -1249,5 +1360,316 @@ mod tests {
         assert_eq!(retry_delay(1), Duration::from_secs(1));
         assert_eq!(retry_delay(3), Duration::from_secs(4));
         assert_eq!(retry_delay(30), Duration::from_secs(60));
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    //! Every path that resumes a file at a remembered offset, given a file that only shares
+    //! the inode (the case ext4's inode reuse creates): the offset must not be applied.
+
+    use super::*;
+    use std::io::Write;
+
+    /// A reader on `dir/*.log` that keeps what it sends.
+    struct Fixture {
+        reader: Reader,
+        out: mpsc::Receiver<EventBatch>,
+        _acks: mpsc::UnboundedReceiver<(AckToken, BatchStatusReceiver)>,
+        _trigger: crate::shutdown::ShutdownTrigger,
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new(config: FileSourceConfig, resume: BTreeMap<FileKey, FilePosition>) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            Self::in_dir(dir, config, resume)
+        }
+
+        fn in_dir(
+            dir: tempfile::TempDir,
+            config: FileSourceConfig,
+            resume: BTreeMap<FileKey, FilePosition>,
+        ) -> Self {
+            let (out_tx, out) = mpsc::channel(1024);
+            let (acks_tx, acks) = mpsc::unbounded_channel();
+            let (trigger, signal) = crate::shutdown::shutdown_pair();
+            let shared = Arc::new(Shared {
+                table: std::sync::Mutex::new(HashMap::new()),
+                saves_behind: std::sync::atomic::AtomicBool::new(false),
+            });
+            let config = FileSourceConfig {
+                include: vec![format!("{}/*.log", dir.path().display())],
+                coalesce_interval: Duration::ZERO,
+                ..config
+            };
+            let reader = Reader::new(
+                Arc::new(config),
+                "test".into(),
+                signal,
+                out_tx,
+                acks_tx,
+                shared,
+                resume,
+            )
+            .unwrap();
+            Self {
+                reader,
+                out,
+                _acks: acks,
+                _trigger: trigger,
+                dir,
+            }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        /// Reads every tracked file to its end and returns the lines sent.
+        fn read_all(&mut self) -> Vec<String> {
+            let keys: Vec<FileKey> = self.reader.files.keys().copied().collect();
+            for key in keys {
+                self.reader.read_file(key);
+            }
+            self.reader.send_pending();
+            let mut lines = Vec::new();
+            while let Ok(batch) = self.out.try_recv() {
+                lines.extend(
+                    batch
+                        .events
+                        .iter()
+                        .map(|e| String::from_utf8_lossy(&e.line).into_owned()),
+                );
+            }
+            lines
+        }
+    }
+
+    fn key_of(path: &Path) -> FileKey {
+        let meta = std::fs::metadata(path).unwrap();
+        FileKey {
+            dev: meta.dev(),
+            inode: meta.ino(),
+        }
+    }
+
+    fn append(path: &Path, text: &str) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+
+    /// What the source would remember of some other file that had this inode.
+    fn other_file(offset: u64) -> Remembered {
+        Remembered {
+            head: Head {
+                hash: 0x1234_5678,
+                len: 12,
+            },
+            born: None,
+            offset,
+            marker: Marker::default(),
+        }
+    }
+
+    #[test]
+    fn a_released_inode_now_naming_a_new_file_is_read_from_the_start() {
+        let mut f = Fixture::new(FileSourceConfig::default(), BTreeMap::new());
+        let path = f.path("app.log");
+        append(&path, "first line of the new file\nsecond line\n");
+        f.reader.released.insert(key_of(&path), (1, other_file(15)));
+        f.reader.consider(&path, false);
+        assert_eq!(
+            f.read_all(),
+            vec!["first line of the new file", "second line"]
+        );
+    }
+
+    #[test]
+    fn a_released_file_found_again_goes_on_where_it_was() {
+        let mut f = Fixture::new(FileSourceConfig::default(), BTreeMap::new());
+        let path = f.path("app.log");
+        append(&path, "one\ntwo\n");
+        f.reader.consider(&path, false);
+        assert_eq!(f.read_all(), vec!["one", "two"]);
+        // Renamed out of the globs and released (still linked, so remembered)...
+        let key = key_of(&path);
+        let away = f.path("app.old");
+        std::fs::rename(&path, &away).unwrap();
+        f.reader.release(key);
+        assert!(f.reader.released.contains_key(&key));
+        // ...then renamed back in under another name, and written to.
+        let back = f.path("again.log");
+        std::fs::rename(&away, &back).unwrap();
+        append(&back, "three\n");
+        f.reader.consider(&back, false);
+        assert_eq!(f.read_all(), vec!["three"]);
+    }
+
+    #[test]
+    fn a_deleted_file_is_not_remembered_after_release() {
+        let mut f = Fixture::new(FileSourceConfig::default(), BTreeMap::new());
+        let path = f.path("app.log");
+        append(&path, "one\n");
+        f.reader.consider(&path, false);
+        f.read_all();
+        let key = key_of(&path);
+        std::fs::remove_file(&path).unwrap();
+        f.reader.release(key);
+        assert!(!f.reader.released.contains_key(&key));
+    }
+
+    #[test]
+    fn an_ignored_inode_now_naming_a_new_file_is_judged_afresh() {
+        let config = FileSourceConfig {
+            ignore_older: Some(Duration::from_secs(3600)),
+            ..FileSourceConfig::default()
+        };
+        let mut f = Fixture::new(config, BTreeMap::new());
+        let path = f.path("app.log");
+        append(&path, "a new line\n");
+        f.reader.ignored.insert(key_of(&path), other_file(5));
+        f.reader.consider(&path, false);
+        assert_eq!(f.read_all(), vec!["a new line"]);
+    }
+
+    #[test]
+    fn an_ignored_file_that_grows_goes_on_from_its_size_then() {
+        let config = FileSourceConfig {
+            ignore_older: Some(Duration::from_secs(3600)),
+            ..FileSourceConfig::default()
+        };
+        let mut f = Fixture::new(config, BTreeMap::new());
+        let path = f.path("app.log");
+        append(&path, "old line\n");
+        let file = File::options().append(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+        f.reader.consider(&path, false);
+        assert!(f.reader.files.is_empty(), "skipped as too old");
+        append(&path, "new line\n");
+        f.reader.consider(&path, false);
+        assert_eq!(f.read_all(), vec!["new line"]);
+    }
+
+    #[test]
+    fn a_parked_file_replaced_under_its_inode_is_read_from_the_start() {
+        let config = FileSourceConfig {
+            max_open_files: 1,
+            ..FileSourceConfig::default()
+        };
+        let mut f = Fixture::new(config, BTreeMap::new());
+        let path = f.path("app.log");
+        append(&path, "old file line\n");
+        f.reader.consider(&path, false);
+        assert_eq!(f.read_all(), vec!["old file line"]);
+        let key = key_of(&path);
+        // Closed for lack of descriptors; meanwhile the file is replaced by one that (as
+        // ext4 may arrange) has the same inode: a different birth time stands for that.
+        if let Some(tracked) = f.reader.files.get_mut(&key) {
+            tracked.file = None;
+            tracked.born = Some(1);
+        }
+        f.reader.open_count -= 1;
+        append(&path, "line after\n");
+        f.reader.read_file(key);
+        assert_eq!(f.read_all(), vec!["old file line", "line after"]);
+    }
+
+    #[test]
+    fn a_saved_position_is_drained_only_from_the_file_it_was_saved_for() {
+        let dir = tempfile::tempdir().unwrap();
+        // The saved file, rotated out of the globs while the shipper was down...
+        let rotated = dir.path().join("app.log.1");
+        append(&rotated, "one\ntwo\nthree\n");
+        let rotated_file = File::open(&rotated).unwrap();
+        let meta = rotated_file.metadata().unwrap();
+        let saved = |path: &Path, key: FileKey, committed: u64, head: Head| FilePosition {
+            path: path.to_path_buf(),
+            dev: key.dev,
+            inode: key.inode,
+            born_ns: born_ns(&meta),
+            head_hash: head.hash,
+            head_len: head.len as u32,
+            read_offset: committed,
+            committed_offset: committed,
+            marker: Marker::at(&rotated_file, committed).hash,
+            marker_len: Marker::at(&rotated_file, committed).len,
+            updated_at: String::new(),
+        };
+        let rotated_key = key_of(&rotated);
+        let mut resume = BTreeMap::new();
+        resume.insert(
+            rotated_key,
+            saved(
+                &dir.path().join("app.log"),
+                rotated_key,
+                4,
+                Head::of(&rotated_file, meta.len()),
+            ),
+        );
+        // ...and an unrelated file outside the globs under the inode of another saved one.
+        let unrelated = dir.path().join("notes.txt");
+        append(&unrelated, "not a log of ours\n");
+        let unrelated_key = key_of(&unrelated);
+        resume.insert(
+            unrelated_key,
+            FilePosition {
+                head_hash: 0xdead_beef,
+                ..saved(
+                    &dir.path().join("gone.log"),
+                    unrelated_key,
+                    4,
+                    Head::empty(),
+                )
+            },
+        );
+        let mut f = Fixture::in_dir(dir, FileSourceConfig::default(), resume);
+        f.reader.adopt_unmatched();
+        assert!(f.reader.files.contains_key(&rotated_key));
+        assert!(!f.reader.files.contains_key(&unrelated_key));
+        assert_eq!(f.read_all(), vec!["two", "three"]);
+    }
+
+    #[test]
+    fn an_empty_file_with_a_saved_position_validates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.log");
+        append(&path, "");
+        let key = key_of(&path);
+        let meta = std::fs::metadata(&path).unwrap();
+        let head = Head::empty();
+        let mut resume = BTreeMap::new();
+        resume.insert(
+            key,
+            FilePosition {
+                path: path.clone(),
+                dev: key.dev,
+                inode: key.inode,
+                born_ns: born_ns(&meta),
+                head_hash: head.hash,
+                head_len: 0,
+                read_offset: 0,
+                committed_offset: 0,
+                marker: 0,
+                marker_len: 0,
+                updated_at: String::new(),
+            },
+        );
+        let mut f = Fixture::in_dir(dir, FileSourceConfig::default(), resume);
+        let file = File::open(&path).unwrap();
+        let saved = f.reader.resume.get(&key).cloned().unwrap();
+        let recognised = saved_identity(&saved).recognises(&file, &meta);
+        assert!(
+            recognised,
+            "an empty file must match its own saved position"
+        );
+        f.reader.consider(&path, true);
+        assert!(f.reader.files.contains_key(&key));
     }
 }
