@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use log_capturer_components::ack::BatchStatus;
 use log_capturer_components::catalogue::TransformConfig;
 use log_capturer_components::dead_letter::{QueueDeadLetter, SinkDlq};
 use log_capturer_components::dispatcher::{Dispatcher, DispatcherConfig};
@@ -176,6 +177,7 @@ pub fn start(
                         spec.config.tenant().map(str::to_string),
                         spec.dlq.when_full == DlqFullPolicy::Block,
                         signal.clone(),
+                        health.clone(),
                     );
                     dispatcher =
                         dispatcher.with_dead_letter(Arc::new(QueueDeadLetter(sink_dlq.clone())));
@@ -227,6 +229,8 @@ pub fn start(
                 }
                 transform.transform(&mut batch);
                 if batch.is_empty() {
+                    // Every event was filtered out on purpose: handled.
+                    batch.finalizers.settle(BatchStatus::Delivered);
                     continue;
                 }
                 attrs.processed(batch.len());

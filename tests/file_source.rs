@@ -695,3 +695,37 @@ fn logrotate_rotation_with_inode_reuse_loses_nothing() {
         "{reused} inodes reused; no line may be delivered twice"
     );
 }
+
+#[test]
+fn a_missing_include_directory_is_reported_and_followed_once_it_appears() {
+    let instance = Instance::start(&config(""));
+    let instance = &instance;
+    let metric = |value: u32| {
+        let series = format!("log_capturer_include_dirs_missing{{component=\"app\"}} {value}");
+        move || instance.get("/metrics").1.contains(&series).then_some(())
+    };
+    wait_for(
+        "the missing directory counted",
+        Duration::from_secs(30),
+        metric(1),
+    );
+    assert!(
+        instance
+            .stderr()
+            .contains("Include directory does not exist"),
+        "{}",
+        instance.stderr()
+    );
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    std::fs::write(instance.path("in/app.log"), line(1)).unwrap();
+    wait_all(
+        &instance.path("out/out.log"),
+        1..=1,
+        Duration::from_secs(30),
+    );
+    wait_for(
+        "the directory no longer missing",
+        Duration::from_secs(30),
+        metric(0),
+    );
+}

@@ -498,3 +498,249 @@ fn https_with_a_custom_ca_delivers_and_an_unknown_ca_is_refused() {
         },
     );
 }
+
+/// A directory on a small filesystem of its own (tmpfs), which a test fills and frees. Needs
+/// root (CI runs as root); elsewhere the test is skipped with a note, unless `CI` is set.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &std::path::Path, size: &str) -> Option<Self> {
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "this test mounts a tmpfs and must run as root in CI"
+            );
+            eprintln!("skipped: mounting a small filesystem needs root");
+            return None;
+        }
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount tmpfs on {}", path.display());
+        Some(Self {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Fills the filesystem until a write fails with "no space left on device".
+    fn fill(&self) -> PathBuf {
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(err) if err.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(err) => panic!("filling {}: {err}", filler.display()),
+            }
+        }
+        // Smaller writes take what is left, so that nothing at all fits.
+        while file.write(&[0u8; 512]).is_ok_and(|n| n > 0) {}
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+fn metric(instance: &Instance, series: &str) -> f64 {
+    let (_, text) = instance.get("/metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn dlq_entries(instance: &Instance) -> Option<u64> {
+    let (_, body) = instance.get("/dlq");
+    let stats: serde_json::Value = serde_json::from_str(&body).ok()?;
+    stats["sinks"]["loki"]["entries"].as_u64()
+}
+
+/// The sequence numbers of every entry in the dead-letter queue, with how often each is there.
+fn dlq_sequences(instance: &Instance) -> std::collections::HashMap<u64, usize> {
+    let data_dir = instance.path("data");
+    let inspect = common::run_cli(&[
+        "dlq",
+        "inspect",
+        "--limit",
+        "1000000",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    let mut counts = std::collections::HashMap::new();
+    for line in String::from_utf8_lossy(&inspect.stdout).lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        for entry in record["entries"].as_array().unwrap() {
+            let seq = entry["line"]
+                .as_str()
+                .and_then(|l| l.strip_prefix("seq="))
+                .and_then(|l| l.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap();
+            *counts.entry(seq).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Loki refuses every push for good (401), so every line goes to the dead-letter queue; then
+/// the disk holding the queue and the positions fills up, and frees again. While it is full,
+/// nothing may be discarded: reading waits (backpressure), the sink is unhealthy, failed writes
+/// are retried. Once it frees, the held lines are stored and committed: a restart then sends
+/// nothing again (seen before: a full disk for 8 s turned 40,000 lines into 77,000 deliveries).
+#[test]
+fn a_full_disk_holds_reading_back_and_loses_or_repeats_nothing() {
+    let refusing = Receiver::start(&["--require-tenant", "true"]);
+    let config = loki_config(refusing.port)
+        .replace("    tenant_id: team-a\n", "")
+        .replace(
+            "dlq: {reprocess_interval: 1s}",
+            "dlq: {reprocess_interval: 1h}",
+        )
+        .replace(
+            "dispatcher: {batch_timeout: 100ms,",
+            "dispatcher: {queue_size: 1000, worker_count: 1, batch_size: 500, batch_timeout: 100ms,",
+        );
+    let mut instance = Instance::prepare(&config);
+    let Some(disk) = SmallDisk::mount(&instance.path("data"), "32m") else {
+        return;
+    };
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    instance.spawn(&[], &[]);
+    let input = instance.path("in/app.log");
+    // Long lines, so that what the pipeline may hold in its bounded buffers (a few reads of
+    // 256 KiB, a queue, a batch) is far less than what is written while the disk is full.
+    let write_lines = |path: &std::path::Path, range: std::ops::RangeInclusive<u64>| {
+        let mut text = String::new();
+        for seq in range {
+            text.push_str(&format!("seq={seq} {}\n", "x".repeat(150)));
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    };
+
+    write_lines(&input, 1..=10_000);
+    wait_for("10,000 entries kept", Duration::from_secs(60), || {
+        (dlq_entries(&instance) == Some(10_000)).then_some(())
+    });
+
+    let filler = disk.fill();
+    write_lines(&input, 10_001..=40_000);
+    let failures = |n: f64| {
+        wait_for("failed dead-letter writes", Duration::from_secs(60), || {
+            (metric(
+                &instance,
+                "log_capturer_dlq_write_failures_total{sink=\"loki\"}",
+            ) >= n)
+                .then_some(())
+        });
+        metric(
+            &instance,
+            "log_capturer_lines_read_total{component=\"app\"}",
+        )
+    };
+    let read = failures(5.0);
+    let read_later = failures(7.0);
+    eprintln!("lines read while the disk was full: {read}, then {read_later}, of 40000");
+    assert!(
+        read_later == read && read < 40_000.0,
+        "reading must wait while nothing can be stored: {read}, then {read_later} of 40000 lines read"
+    );
+    let (status, health) = instance.get("/health");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert!(
+        health.contains("dead-letter queue cannot be written"),
+        "{health}"
+    );
+    let (_, metrics) = instance.get("/metrics");
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("log_capturer_dropped_total") && l.contains("loki")),
+        "nothing may be dropped because a disk is full:\n{metrics}"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    wait_for("all 40,000 entries kept", Duration::from_secs(120), || {
+        (dlq_entries(&instance) == Some(40_000)).then_some(())
+    });
+    let (status, _) = instance.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    // One cause, one line (and one when it clears): not a line per retry.
+    let stderr = instance.stderr();
+    for noisy in [
+        "Position save failed",
+        "Dead-letter queue write failed",
+        "task was cancelled",
+    ] {
+        let count = stderr.matches(noisy).count();
+        assert!(count <= 2, "{count} times {noisy:?}:\n{stderr}");
+    }
+    assert!(stderr.contains("Positions saved again"), "{stderr}");
+
+    // After a restart, one more line: everything read before it would be re-sent first.
+    instance.spawn(&[], &[]);
+    write_lines(&input, 40_001..=40_001);
+    wait_for("the new line kept", Duration::from_secs(60), || {
+        dlq_entries(&instance).filter(|&n| n >= 40_001).map(|_| ())
+    });
+    let counts = dlq_sequences(&instance);
+    let mut repeated: Vec<u64> = counts
+        .iter()
+        .filter(|&(_, &n)| n > 1)
+        .map(|(&seq, _)| seq)
+        .collect();
+    repeated.sort_unstable();
+    let missing: Vec<u64> = (1..=40_001).filter(|s| !counts.contains_key(s)).collect();
+    assert!(
+        repeated.is_empty() && missing.is_empty(),
+        "{} kept twice (first {:?}), {} missing (first {:?})\n{}",
+        repeated.len(),
+        &repeated[..repeated.len().min(10)],
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        instance.stderr()
+    );
+    assert_eq!(dlq_entries(&instance), Some(40_001));
+    drop(instance);
+    drop(disk);
+}
+
+/// Loki is down for longer than the shutdown may take: the shutdown gives up (exit 1) with
+/// batches still being retried. Those batches were never delivered; they must not count as
+/// delivered because their tasks were stopped, so the restart, with Loki back, sends them.
+#[test]
+fn a_shutdown_that_times_out_with_loki_down_loses_nothing() {
+    let port = free_port();
+    let config = loki_config(port).replace("api: {listen", "shutdown_timeout: 2s\napi: {listen");
+    let mut instance = start_shipper(&config);
+    write_lines(&instance.path("in/app.log"), 1..=1000);
+    wait_for("every line read", Duration::from_secs(30), || {
+        (metric(
+            &instance,
+            "log_capturer_lines_read_total{component=\"app\"}",
+        ) >= 1000.0)
+            .then_some(())
+    });
+    let (status, _) = instance.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "the shutdown could not drain");
+    let receiver = Receiver::start_on(port, &[]);
+    instance.spawn(&[], &[]);
+    receiver.wait_sequences(1000, Duration::from_secs(60));
+}

@@ -8,6 +8,11 @@
 //! Guarantees:
 //! - The receiver resolves exactly once, when the last reference to the notifier is dropped,
 //!   with the worst status any holder recorded ([`BatchStatus::Delivered`] if none did).
+//! - A batch's events are acknowledged only by someone saying what became of them: a
+//!   [`Finalizers`] dropped without [`Finalizers::settle`] records [`BatchStatus::Errored`].
+//!   A batch lost on the way (its task aborted at a shutdown timeout, a panic, a queue dropped
+//!   with batches in it) therefore never counts as delivered, and its source does not commit
+//!   past it.
 //! - [`OrderedFinalizer`] yields the sources' tokens in the order they were registered, so a
 //!   token is yielded only when it and every earlier token are resolved: a source that commits
 //!   the offsets it gets from it never commits past an unacknowledged line.
@@ -109,8 +114,19 @@ impl Future for BatchStatusReceiver {
 }
 
 /// The notifiers a batch owes. Usually zero (sources without acknowledgements) or one.
+///
+/// Each copy (clone) owes its own answer: settle it with [`Finalizers::settle`]; dropping it
+/// unsettled records `Errored` (see the module's guarantees).
 #[derive(Clone, Debug, Default)]
 pub struct Finalizers(Vec<BatchNotifier>);
+
+impl Drop for Finalizers {
+    fn drop(&mut self) {
+        for notifier in &self.0 {
+            notifier.update_status(BatchStatus::Errored);
+        }
+    }
+}
 
 impl Finalizers {
     pub fn new(notifier: BatchNotifier) -> Self {
@@ -121,18 +137,21 @@ impl Finalizers {
         self.0.is_empty()
     }
 
-    /// Takes on another batch's obligations (when batches are merged).
-    pub fn merge(&mut self, other: Finalizers) {
-        for notifier in other.0 {
+    /// Takes on another batch's obligations (when batches are merged): `other` is settled by
+    /// whatever settles `self`.
+    pub fn merge(&mut self, mut other: Finalizers) {
+        for notifier in std::mem::take(&mut other.0) {
             if !self.0.iter().any(|n| Arc::ptr_eq(&n.0, &notifier.0)) {
                 self.0.push(notifier);
             }
         }
     }
 
-    /// Records a status on every notifier.
-    pub fn update_status(&self, status: BatchStatus) {
-        for notifier in &self.0 {
+    /// Says what became of this copy's events and lets go of its notifiers: `Delivered`
+    /// (stored, or filtered out on purpose), `Dropped` (an explicit, counted policy) or
+    /// `Errored` (not delivered and not kept durably).
+    pub fn settle(&mut self, status: BatchStatus) {
+        for notifier in std::mem::take(&mut self.0) {
             notifier.update_status(status);
         }
     }
@@ -207,17 +226,47 @@ mod tests {
     use futures::StreamExt;
 
     #[tokio::test]
-    async fn receiver_resolves_when_last_copy_drops_with_worst_status() {
-        let (notifier, receiver) = BatchNotifier::new_with_receiver();
-        let copy = Finalizers::new(notifier.clone());
+    async fn receiver_resolves_when_last_copy_settles_with_worst_status() {
+        let (notifier, mut receiver) = BatchNotifier::new_with_receiver();
+        let mut copy = Finalizers::new(notifier.clone());
+        let mut second = copy.clone();
         drop(notifier);
-        copy.update_status(BatchStatus::Dropped);
-        let second = copy.clone();
-        drop(copy);
-        second.update_status(BatchStatus::Errored);
-        second.update_status(BatchStatus::Delivered);
-        drop(second);
+        copy.settle(BatchStatus::Dropped);
+        assert!(
+            futures::poll!(&mut receiver).is_pending(),
+            "one copy is still out"
+        );
+        second.settle(BatchStatus::Delivered);
+        assert_eq!(receiver.await, BatchStatus::Dropped);
+
+        let (notifier, receiver) = BatchNotifier::new_with_receiver();
+        let mut a = Finalizers::new(notifier);
+        let mut b = a.clone();
+        a.settle(BatchStatus::Errored);
+        b.settle(BatchStatus::Delivered);
         assert_eq!(receiver.await, BatchStatus::Errored);
+    }
+
+    #[tokio::test]
+    async fn a_copy_dropped_unsettled_is_errored_even_when_the_others_were_delivered() {
+        let (notifier, receiver) = BatchNotifier::new_with_receiver();
+        let mut delivered = Finalizers::new(notifier);
+        let lost = delivered.clone();
+        delivered.settle(BatchStatus::Delivered);
+        // A task aborted while holding its copy (shutdown timeout): nobody said it arrived.
+        drop(lost);
+        assert_eq!(receiver.await, BatchStatus::Errored);
+    }
+
+    #[tokio::test]
+    async fn merged_obligations_are_settled_by_the_batch_they_joined() {
+        let (first, first_rx) = BatchNotifier::new_with_receiver();
+        let (second, second_rx) = BatchNotifier::new_with_receiver();
+        let mut merged = Finalizers::new(first);
+        merged.merge(Finalizers::new(second));
+        merged.settle(BatchStatus::Delivered);
+        assert_eq!(first_rx.await, BatchStatus::Delivered);
+        assert_eq!(second_rx.await, BatchStatus::Delivered);
     }
 
     #[tokio::test]

@@ -6,6 +6,13 @@
 //! - With `when_full: block` a full queue makes `store` wait (re-trying once a second) until the
 //!   reprocessor has made room or shutdown begins; the batch stays unacknowledged meanwhile, so
 //!   backpressure reaches the sources. Nothing is dropped silently: `drop_newest` is counted.
+//! - A write that fails (a full disk, an I/O error) is retried with a growing delay (100 ms to
+//!   5 s) until it succeeds, counted in `dlq_write_failures_total` each time, logged at most
+//!   every 30 s, with the sink unhealthy meanwhile: the batch waits, backpressure reaches the
+//!   sources, and once the disk has room the events are stored and their sources commit past
+//!   them. Only at shutdown does `store` give up ([`DeadLetterError::Stopping`]): the events
+//!   then stay unacknowledged and are read again after a restart. Records of one store already
+//!   written are not written again by its retries.
 //! - The reprocessor replays records, oldest first, every `reprocess_interval` while the sink is
 //!   healthy (or when asked through the API), sending them through the sink itself, so the
 //!   timestamp learner applies (too-old entries are clamped or diverted again). A record is
@@ -22,11 +29,17 @@ use opentelemetry::metrics::{Counter, Gauge};
 use tokio::sync::Notify;
 
 use crate::ack::Finalizers;
-use crate::dispatcher::{DeadLetter, SendOutcome, SinkService};
+use crate::dispatcher::{DeadLetter, DeadLetterError, SendOutcome, SinkService};
 use crate::dlq::{AppendOutcome, Dlq, DlqEntry, DlqError, DlqRecord};
 use crate::event::{EventBatch, Labels, LogEvent, now_ns};
 use crate::shutdown::ShutdownSignal;
-use crate::telemetry::{HealthHandle, meter, names};
+use crate::telemetry::{HealthHandle, LogThrottle, meter, names};
+
+/// First delay before a failed dead-letter write is tried again; it doubles up to the next.
+const WRITE_RETRY_MIN: Duration = Duration::from_millis(100);
+const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
+/// At most one log line per this while writes keep failing.
+const WRITE_FAILURE_LOG_EVERY: Duration = Duration::from_secs(30);
 
 struct Instruments {
     entries: Counter<u64>,
@@ -76,6 +89,9 @@ pub struct SinkDlq {
     reprocess_now: Arc<Notify>,
     block_when_full: bool,
     shutdown: ShutdownSignal,
+    /// The sink's health: unhealthy while the queue cannot be written.
+    health: HealthHandle,
+    write_failures_log: Arc<Mutex<LogThrottle>>,
 }
 
 impl SinkDlq {
@@ -85,6 +101,7 @@ impl SinkDlq {
         tenant: Option<String>,
         block_when_full: bool,
         shutdown: ShutdownSignal,
+        health: HealthHandle,
     ) -> Self {
         let this = Self {
             sink: sink.to_string(),
@@ -94,6 +111,8 @@ impl SinkDlq {
             reprocess_now: Arc::new(Notify::new()),
             block_when_full,
             shutdown,
+            health,
+            write_failures_log: Arc::new(Mutex::new(LogThrottle::new(WRITE_FAILURE_LOG_EVERY))),
         };
         this.report_size();
         this
@@ -156,10 +175,19 @@ impl SinkDlq {
             .collect()
     }
 
-    /// Appends records durably, waiting for room when full and `block` is the policy.
-    async fn append_all(&self, records: Vec<DlqRecord>, reason: &str) -> Result<(), String> {
+    /// Appends records durably, waiting for room when full and `block` is the policy, and
+    /// retrying failed writes until they succeed or shutdown begins (see the module's
+    /// guarantees).
+    async fn append_all(
+        &self,
+        records: Vec<DlqRecord>,
+        reason: &str,
+    ) -> Result<(), DeadLetterError> {
+        let mut delay = WRITE_RETRY_MIN;
+        let mut failing = false;
         for record in records {
             let entries = record.entries.len() as u64;
+            let record = Arc::new(record);
             loop {
                 let queue = self.queue.clone();
                 let to_write = record.clone();
@@ -171,7 +199,11 @@ impl SinkDlq {
                     queue.append(&to_write)
                 })
                 .await
-                .map_err(|e| format!("dead-letter write task failed: {e}"))?;
+                .unwrap_or_else(|join| {
+                    Err(DlqError::Io(std::io::Error::other(format!(
+                        "dead-letter write task failed: {join}"
+                    ))))
+                });
                 match result {
                     Ok(AppendOutcome::Written) => {
                         instruments().entries.add(
@@ -189,21 +221,64 @@ impl SinkDlq {
                     }
                     Err(DlqError::Full { .. }) if self.block_when_full => {
                         if self.shutdown.is_triggered() {
-                            return Err("dead-letter queue full at shutdown".to_string());
+                            return Err(DeadLetterError::Stopping(
+                                "dead-letter queue full".to_string(),
+                            ));
                         }
-                        tracing::warn!(sink = %self.sink, "Dead-letter queue full; waiting for the reprocessor to make room.");
+                        if self.throttled_log().is_some() {
+                            tracing::warn!(sink = %self.sink, "Dead-letter queue full; waiting for the reprocessor to make room.");
+                        }
                         self.trigger_reprocess();
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
+                    Err(DlqError::Encode(message)) => {
+                        instruments().write_failures.add(1, &self.attrs);
+                        return Err(DeadLetterError::Refused(message));
+                    }
                     Err(err) => {
                         instruments().write_failures.add(1, &self.attrs);
-                        return Err(err.to_string());
+                        if self.shutdown.is_triggered() {
+                            return Err(DeadLetterError::Stopping(err.to_string()));
+                        }
+                        failing = true;
+                        self.health
+                            .unhealthy(format!("the dead-letter queue cannot be written: {err}"));
+                        if let Some(held_back) = self.throttled_log() {
+                            tracing::error!(
+                                sink = %self.sink,
+                                error = %err,
+                                failures_since_last_report = held_back,
+                                retry_in = ?delay,
+                                "Dead-letter queue write failed; retrying, and holding the events (reading waits) until it succeeds."
+                            );
+                        }
+                        let mut shutdown = self.shutdown.clone();
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = shutdown.wait() => {}
+                        }
+                        delay = (delay * 2).min(WRITE_RETRY_MAX);
                     }
                 }
             }
         }
+        if failing {
+            tracing::info!(sink = %self.sink, "Dead-letter queue writable again; the held events are stored.");
+            self.with_throttle(LogThrottle::reset);
+        }
         self.report_size();
         Ok(())
+    }
+
+    fn with_throttle<T>(&self, f: impl FnOnce(&mut LogThrottle) -> T) -> T {
+        match self.write_failures_log.lock() {
+            Ok(mut throttle) => f(&mut throttle),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    fn throttled_log(&self) -> Option<u64> {
+        self.with_throttle(LogThrottle::ready)
     }
 
     /// Replays up to `max_records` records through `service`. Returns how many entries were
@@ -281,7 +356,10 @@ impl SinkDlq {
         delivered
     }
 
-    /// Replays periodically while the sink is healthy, until shutdown.
+    /// Replays periodically until shutdown: the whole queue (in steps of `batch_records`)
+    /// while the sink is healthy or when asked; while it is unhealthy, one record per
+    /// `interval` as a probe, because a sink refused for good sends nothing else that could
+    /// show it works again. A replay stored marks the sink healthy.
     pub async fn run_reprocessor(
         self,
         service: Arc<dyn SinkService>,
@@ -291,16 +369,22 @@ impl SinkDlq {
     ) {
         let mut shutdown = self.shutdown.clone();
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                () = self.reprocess_now.notified() => {}
+            let asked = tokio::select! {
+                () = tokio::time::sleep(interval) => false,
+                () = self.reprocess_now.notified() => true,
                 () = shutdown.wait() => return,
-            }
-            if !health.is_healthy() || self.stats().records == 0 {
+            };
+            if self.stats().records == 0 {
                 continue;
             }
-            let delivered = self.reprocess_once(service.as_ref(), batch_records).await;
+            let limit = if asked || health.is_healthy() {
+                batch_records
+            } else {
+                1
+            };
+            let delivered = self.reprocess_once(service.as_ref(), limit).await;
             if delivered > 0 {
+                health.healthy();
                 tracing::info!(sink = %self.sink, delivered, "Replayed entries from the dead-letter queue.");
             }
         }
@@ -340,10 +424,87 @@ impl DeadLetter for QueueDeadLetter {
         events: Vec<&'a LogEvent>,
         reason: &'a str,
         detail: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), DeadLetterError>> {
         Box::pin(async move {
             let records = self.0.records(&events, reason, detail);
             self.0.append_all(records, reason).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dlq::DlqConfig;
+    use crate::shutdown::shutdown_pair;
+    use crate::telemetry::{ComponentKind, HealthRegistry};
+
+    fn event(line: &str) -> LogEvent {
+        LogEvent {
+            timestamp_ns: 1,
+            observed_ns: 1,
+            line: Bytes::from(line.to_string()),
+            labels: Labels::new([("job", "app")]),
+            metadata: Vec::new(),
+            source: "app".into(),
+            file: None,
+        }
+    }
+
+    /// Polls `check` every 10 ms for at most 10 s.
+    async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_is_retried_until_it_succeeds_with_the_sink_unhealthy_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Dlq::open(dir.path(), "loki", DlqConfig::default()).unwrap();
+        let queue_dir = queue.dir().to_path_buf();
+        let (_trigger, signal) = shutdown_pair();
+        let health = HealthRegistry::default().register("loki", ComponentKind::Sink);
+        let dlq = SinkDlq::new("loki", queue, None, true, signal, health.clone());
+        // The queue's directory vanishes: every write fails (as on a full disk) until it is back.
+        std::fs::remove_dir_all(&queue_dir).unwrap();
+        let dead_letter = QueueDeadLetter(dlq.clone());
+        let store = tokio::spawn(async move {
+            let events = [event("one"), event("two")];
+            dead_letter
+                .store(events.iter().collect(), "http_4xx", "401 no org id")
+                .await
+        });
+        eventually("the sink to turn unhealthy", || !health.is_healthy()).await;
+        assert!(!store.is_finished(), "the store waits instead of failing");
+        std::fs::create_dir_all(&queue_dir).unwrap();
+        store.await.unwrap().unwrap();
+        assert_eq!(dlq.stats().entries, 2);
+    }
+
+    #[tokio::test]
+    async fn at_shutdown_a_failing_write_gives_up_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Dlq::open(dir.path(), "loki", DlqConfig::default()).unwrap();
+        std::fs::remove_dir_all(queue.dir()).unwrap();
+        let (trigger, signal) = shutdown_pair();
+        let health = HealthRegistry::default().register("loki", ComponentKind::Sink);
+        let dlq = SinkDlq::new("loki", queue, None, true, signal, health.clone());
+        let dead_letter = QueueDeadLetter(dlq);
+        let store = tokio::spawn(async move {
+            let events = [event("one")];
+            dead_letter
+                .store(events.iter().collect(), "http_4xx", "401")
+                .await
+        });
+        eventually("the write to fail once", || !health.is_healthy()).await;
+        trigger.trigger();
+        let result = store.await.unwrap();
+        assert!(
+            matches!(result, Err(DeadLetterError::Stopping(_))),
+            "{result:?}"
+        );
     }
 }

@@ -7,9 +7,18 @@
 //!   at most `batch_max_bytes`; a partial batch is sent `batch_timeout` after its first event.
 //! - Events of one input batch keep their order; with `worker_count > 1` whole batches may
 //!   complete out of order (acknowledgements are ordered by the sources, not here).
-//! - Every batch ends in exactly one of: delivered (acknowledged `Delivered`), or a final failure
-//!   (non-retriable outcome or retries exhausted) that is logged, counted in
-//!   `errors_total{reason}` and acknowledged `Errored` so the source does not commit past it.
+//! - Every batch ends in exactly one of: delivered (acknowledged `Delivered`); a final failure
+//!   (non-retriable outcome or retries exhausted) kept in the sink's dead-letter queue
+//!   (acknowledged `Delivered`: the events are safe on disk); or, without a dead-letter queue or
+//!   when the queue cannot take them before shutdown, logged, counted in `errors_total{reason}`
+//!   and `dropped_total{reason}` and acknowledged `Errored`, so the source does not commit past
+//!   it. While the dead-letter queue cannot be written, its store waits (see
+//!   [`DeadLetter::store`]): the worker stays busy, and with every worker busy the dispatcher
+//!   stops reading its queue, so backpressure reaches the sources; nothing is discarded because
+//!   a disk is full.
+//! - A sink whose last push was refused for good (a final failure, or every entry of it
+//!   rejected) is unhealthy until a push is stored again, exactly as one whose retries are
+//!   exhausted.
 //! - When its queue closes (shutdown) the dispatcher sends what it holds, waits for its workers
 //!   and returns; it never drops a batch silently.
 //! - `worker_count`, `batch_size` and `batch_timeout` follow the live settings channel; the other
@@ -34,7 +43,7 @@ use crate::ack::{BatchStatus, Finalizers};
 use crate::config::{ConfigError, duration, join_path};
 use crate::event::{EventBatch, LogEvent};
 use crate::queue::{QueueReceiver, WhenFull};
-use crate::telemetry::{ComponentAttrs, HealthHandle, instruments};
+use crate::telemetry::{ComponentAttrs, HealthHandle, LogThrottle, instruments};
 
 /// Tuning of one sink's dispatcher. The global `dispatcher:` block sets the defaults; a sink's own
 /// `dispatcher:` block overrides any of them for that sink.
@@ -197,17 +206,33 @@ pub trait SinkService: Send + Sync + 'static {
     }
 }
 
+/// Why a dead-letter queue did not keep events.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    /// The process is stopping and the queue could not take the events (full, or failing
+    /// writes): they stay unacknowledged and are read again after a restart.
+    #[error("dead-letter queue unavailable at shutdown: {0}")]
+    Stopping(String),
+    /// The queue can never take these events (a record that cannot be encoded).
+    #[error("dead-letter queue refused the events: {0}")]
+    Refused(String),
+}
+
 /// Where events that can never be delivered go: a durable dead-letter queue.
 pub trait DeadLetter: Send + Sync + 'static {
     /// Stores `events` durably with why they failed. `Ok` means the events are safe and count
     /// as handled for their sources; `Err` means they are not (the caller acknowledges them as
     /// `Errored`, so sources keep them for a restart).
+    ///
+    /// While the queue cannot be written (a full disk, a full queue under `when_full: block`),
+    /// implementations wait and retry rather than fail: the caller's batch stays in flight,
+    /// which is the backpressure. They give up only at shutdown ([`DeadLetterError::Stopping`]).
     fn store<'a>(
         &'a self,
         events: Vec<&'a LogEvent>,
         reason: &'a str,
         detail: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<(), DeadLetterError>>;
 }
 
 /// Runs one sink.
@@ -217,7 +242,12 @@ pub struct Dispatcher {
     settings: watch::Receiver<DispatcherConfig>,
     health: HealthHandle,
     dead_letter: Option<Arc<dyn DeadLetter>>,
+    /// One line per this while batches keep going to the dead-letter queue.
+    dead_letter_log: Arc<std::sync::Mutex<LogThrottle>>,
 }
+
+/// How often "kept in the dead-letter queue" is logged while it goes on.
+const DEAD_LETTER_LOG_EVERY: Duration = Duration::from_secs(10);
 
 type InFlight = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -234,6 +264,9 @@ impl Dispatcher {
             settings,
             health,
             dead_letter: None,
+            dead_letter_log: Arc::new(std::sync::Mutex::new(LogThrottle::new(
+                DEAD_LETTER_LOG_EVERY,
+            ))),
         }
     }
 
@@ -309,18 +342,25 @@ impl Dispatcher {
         let attrs = self.attrs.clone();
         let health = self.health.clone();
         let dead_letter = self.dead_letter.clone();
+        let dead_letter_log = self.dead_letter_log.clone();
         let send_timeout = config.send_timeout;
         let config = config.clone();
         async move {
             instruments()
                 .batch_size
                 .record(batch.len() as u64, &attrs.sink);
+            let settler = Settler {
+                attrs: &attrs,
+                health: &health,
+                dead_letter: dead_letter.as_deref(),
+                log: &dead_letter_log,
+            };
             // Batches still to send; a 413 replaces one with its two halves.
             let mut work = vec![batch];
             while let Some(batch) = work.pop() {
-                let events = batch.len();
                 let mut backoff = config.backoff();
-                loop {
+                let mut batch = batch;
+                let status = loop {
                     let started = Instant::now();
                     let outcome =
                         match tokio::time::timeout(send_timeout, service.send(&batch)).await {
@@ -345,34 +385,18 @@ impl Dispatcher {
                     match outcome {
                         SendOutcome::Delivered => {
                             health.healthy();
-                            attrs.processed(events);
-                            batch.finalizers.update_status(BatchStatus::Delivered);
-                            break;
+                            attrs.processed(batch.len());
+                            break Some(BatchStatus::Delivered);
                         }
                         SendOutcome::Partial { rejected } => {
-                            health.healthy();
-                            let groups = group_rejected(&batch.events, &rejected);
-                            let failed: usize = groups.iter().map(|(_, _, list)| list.len()).sum();
-                            attrs.processed(events.saturating_sub(failed));
-                            for (reason, detail, list) in groups {
-                                settle_failed(
-                                    &attrs,
-                                    dead_letter.as_deref(),
-                                    &batch.finalizers,
-                                    list,
-                                    reason,
-                                    &detail,
-                                )
-                                .await;
-                            }
-                            break;
+                            break Some(settler.partial(&batch.events, &rejected).await);
                         }
                         SendOutcome::TooLarge { detail } => {
                             if batch.len() > 1 {
                                 let EventBatch {
                                     mut events,
                                     finalizers,
-                                } = batch;
+                                } = std::mem::take(&mut batch);
                                 let second = events.split_off(events.len() / 2);
                                 tracing::info!(
                                     sink = %attrs.key(),
@@ -381,19 +405,11 @@ impl Dispatcher {
                                 );
                                 work.push(EventBatch::new(second, finalizers.clone()));
                                 work.push(EventBatch::new(events, finalizers));
-                            } else {
-                                let list: Vec<&LogEvent> = batch.events.iter().collect();
-                                settle_failed(
-                                    &attrs,
-                                    dead_letter.as_deref(),
-                                    &batch.finalizers,
-                                    list,
-                                    "too_large",
-                                    &detail,
-                                )
-                                .await;
+                                // The halves carry the obligations now.
+                                break None;
                             }
-                            break;
+                            let list: Vec<&LogEvent> = batch.events.iter().collect();
+                            break Some(settler.failed(list, "too_large", &detail).await);
                         }
                         SendOutcome::Retry {
                             reason,
@@ -404,16 +420,9 @@ impl Dispatcher {
                             health.unhealthy(format!("{reason}: {detail}"));
                             let Some(delay) = backoff.next() else {
                                 let list: Vec<&LogEvent> = batch.events.iter().collect();
-                                settle_failed(
-                                    &attrs,
-                                    dead_letter.as_deref(),
-                                    &batch.finalizers,
-                                    list,
-                                    "retries_exhausted",
-                                    &detail,
-                                )
-                                .await;
-                                break;
+                                break Some(
+                                    settler.failed(list, "retries_exhausted", &detail).await,
+                                );
                             };
                             let delay = retry_after.map_or(delay, |after| after.max(delay));
                             instruments().retries.add(1, &attrs.sink);
@@ -422,28 +431,109 @@ impl Dispatcher {
                                 reason,
                                 error = %detail,
                                 retry_in = ?delay,
-                                events,
+                                events = batch.len(),
                                 "Send failed; retrying."
                             );
                             tokio::time::sleep(delay).await;
                         }
                         SendOutcome::Failed { reason, detail } => {
+                            // Refused for good: resending cannot help, and the sink is not
+                            // doing its job (wrong endpoint, credentials, tenant).
+                            health.unhealthy(format!("{reason}: {detail}"));
                             let list: Vec<&LogEvent> = batch.events.iter().collect();
-                            settle_failed(
-                                &attrs,
-                                dead_letter.as_deref(),
-                                &batch.finalizers,
-                                list,
-                                reason,
-                                &detail,
-                            )
-                            .await;
-                            break;
+                            break Some(settler.failed(list, reason, &detail).await);
                         }
                     }
+                };
+                if let Some(status) = status {
+                    batch.finalizers.settle(status);
                 }
             }
         }
+    }
+}
+
+/// Settles what a send did not deliver.
+struct Settler<'a> {
+    attrs: &'a ComponentAttrs,
+    health: &'a HealthHandle,
+    dead_letter: Option<&'a dyn DeadLetter>,
+    log: &'a std::sync::Mutex<LogThrottle>,
+}
+
+impl Settler<'_> {
+    /// A partial success: the rejected events go to the failure path, the rest count as
+    /// delivered. Returns the batch's status.
+    async fn partial(&self, events: &[LogEvent], rejected: &[Rejected]) -> BatchStatus {
+        let groups = group_rejected(events, rejected);
+        let failed: usize = groups.iter().map(|(_, _, list)| list.len()).sum();
+        if failed > 0 && failed == events.len() {
+            let detail = groups.first().map_or("", |(_, detail, _)| detail.as_str());
+            self.health.unhealthy(format!(
+                "every entry of the last push was refused: {detail}"
+            ));
+        } else {
+            self.health.healthy();
+        }
+        self.attrs.processed(events.len().saturating_sub(failed));
+        let mut status = BatchStatus::Delivered;
+        for (reason, detail, list) in groups {
+            status = status.max(self.failed(list, reason, &detail).await);
+        }
+        status
+    }
+
+    /// Events that will never be delivered: to the dead-letter queue when there is one (then
+    /// they count as handled), else logged at error level and counted as dropped; `Errored`
+    /// then, so sources do not commit past them.
+    async fn failed(
+        &self,
+        events: Vec<&LogEvent>,
+        reason: &'static str,
+        detail: &str,
+    ) -> BatchStatus {
+        let count = events.len();
+        self.attrs.error(reason);
+        if let Some(dead_letter) = self.dead_letter {
+            match dead_letter.store(events, reason, detail).await {
+                Ok(()) => {
+                    let held_back = match self.log.lock() {
+                        Ok(mut log) => log.ready(),
+                        Err(poisoned) => poisoned.into_inner().ready(),
+                    };
+                    if let Some(held_back) = held_back {
+                        tracing::warn!(
+                            sink = %self.attrs.key(),
+                            reason,
+                            error = %detail,
+                            events = count,
+                            batches_since_last_report = held_back,
+                            "Events not deliverable; kept in the dead-letter queue (dlq_entries_total counts them all)."
+                        );
+                    }
+                    return BatchStatus::Delivered;
+                }
+                Err(error) => {
+                    tracing::error!(
+                        sink = %self.attrs.key(),
+                        reason,
+                        %error,
+                        events = count,
+                        "Events not kept in the dead-letter queue; they stay unacknowledged and are read again after a restart."
+                    );
+                }
+            }
+        } else {
+            tracing::error!(
+                sink = %self.attrs.key(),
+                reason,
+                error = %detail,
+                events = count,
+                "Events not delivered and no dead-letter queue; they are lost to this sink."
+            );
+        }
+        self.attrs.dropped(count, reason);
+        BatchStatus::Errored
     }
 }
 
@@ -467,54 +557,6 @@ fn group_rejected<'a>(
         }
     }
     groups
-}
-
-/// Events that will never be delivered: to the dead-letter queue when there is one (then they
-/// count as handled), else logged at error level, counted as dropped and acknowledged
-/// `Errored` so sources do not commit past them.
-async fn settle_failed(
-    attrs: &ComponentAttrs,
-    dead_letter: Option<&dyn DeadLetter>,
-    finalizers: &Finalizers,
-    events: Vec<&LogEvent>,
-    reason: &'static str,
-    detail: &str,
-) {
-    let count = events.len();
-    attrs.error(reason);
-    if let Some(dead_letter) = dead_letter {
-        match dead_letter.store(events, reason, detail).await {
-            Ok(()) => {
-                tracing::warn!(
-                    sink = %attrs.key(),
-                    reason,
-                    error = %detail,
-                    events = count,
-                    "Events not deliverable; kept in the dead-letter queue."
-                );
-                return;
-            }
-            Err(error) => {
-                tracing::error!(
-                    sink = %attrs.key(),
-                    reason,
-                    %error,
-                    events = count,
-                    "Dead-letter queue write failed; the events stay unacknowledged."
-                );
-            }
-        }
-    } else {
-        tracing::error!(
-            sink = %attrs.key(),
-            reason,
-            error = %detail,
-            events = count,
-            "Events not delivered and no dead-letter queue; they are lost to this sink."
-        );
-    }
-    attrs.dropped(count, reason);
-    finalizers.update_status(BatchStatus::Errored);
 }
 
 async fn sleep_until_or_forever(deadline: Option<Instant>) {
@@ -544,8 +586,13 @@ impl Batcher {
         config: &DispatcherConfig,
         ready: &mut VecDeque<EventBatch>,
     ) {
-        let EventBatch { events, finalizers } = batch;
+        let EventBatch {
+            events,
+            mut finalizers,
+        } = batch;
         if events.is_empty() {
+            // Nothing in it to deliver.
+            finalizers.settle(BatchStatus::Delivered);
             return;
         }
         if self.events.is_empty() {
@@ -585,14 +632,18 @@ impl Batcher {
             }
         }
         if self.events.is_empty() {
-            self.finalizers = Finalizers::default();
+            // Cut exactly at the end: the copy taken for the next batch holds no events.
+            self.finalizers.settle(BatchStatus::Delivered);
             self.deadline = None;
         }
+        // Every event now travels with a copy of `finalizers`; this one has none of its own.
+        finalizers.settle(BatchStatus::Delivered);
     }
 
     /// Cuts a batch mid-input: the events still to come owe to `current` as well.
     fn flush_keeping(&mut self, ready: &mut VecDeque<EventBatch>, current: &Finalizers) {
         self.flush(ready);
+        // `flush` left an empty set behind: nothing is dropped unsettled here.
         self.finalizers = current.clone();
         self.deadline = None;
     }
@@ -850,6 +901,8 @@ mod tests {
     struct RecordingDeadLetter {
         stored: Mutex<Vec<(String, Vec<i64>)>>,
         fail: bool,
+        /// When set, a store waits for a permit: a dead-letter queue that cannot be written.
+        gate: Option<Arc<tokio::sync::Notify>>,
     }
 
     impl DeadLetter for RecordingDeadLetter {
@@ -858,17 +911,23 @@ mod tests {
             events: Vec<&'a LogEvent>,
             reason: &'a str,
             _detail: &'a str,
-        ) -> BoxFuture<'a, Result<(), String>> {
+        ) -> BoxFuture<'a, Result<(), DeadLetterError>> {
             self.stored.lock().unwrap().push((
                 reason.to_string(),
                 events.iter().map(|e| e.timestamp_ns).collect(),
             ));
             let result = if self.fail {
-                Err("disk full".to_string())
+                Err(DeadLetterError::Stopping("disk full".to_string()))
             } else {
                 Ok(())
             };
-            Box::pin(async move { result })
+            let gate = self.gate.clone();
+            Box::pin(async move {
+                if let Some(gate) = gate {
+                    gate.notified().await;
+                }
+                result
+            })
         }
     }
 
@@ -937,6 +996,129 @@ mod tests {
         let batch = EventBatch::new(events(2), Finalizers::new(notifier));
         run_with_dead_letter(sink, dead_letter, batch).await;
         assert_eq!(status.await, BatchStatus::Errored);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_dead_letter_store_holds_the_batch_and_stops_the_dispatcher_reading() {
+        let sink = Arc::new(ScriptedSink::default());
+        sink.script.lock().unwrap().push_back(SendOutcome::Failed {
+            reason: "http_4xx",
+            detail: "401 no org id".into(),
+        });
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let dead_letter = Arc::new(RecordingDeadLetter {
+            gate: Some(gate.clone()),
+            ..Default::default()
+        });
+        let config = DispatcherConfig {
+            worker_count: 1,
+            batch_size: 2,
+            ..fast_config()
+        };
+        let (_settings_tx, settings) = watch::channel(config);
+        let health = HealthRegistry::default().register("s", ComponentKind::Sink);
+        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let dispatcher = Dispatcher::new("s", sink.clone(), settings, health.clone())
+            .with_dead_letter(dead_letter.clone());
+        let task = tokio::spawn(dispatcher.run(rx));
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        tx.send(EventBatch::new(events(2), Finalizers::new(notifier)))
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            tx.send(EventBatch::new(events(2), Finalizers::default()))
+                .await
+                .unwrap();
+        }
+        // The store is waiting: the one worker is busy, so nothing else is sent, the batch is
+        // not settled, and the queue keeps what it was given.
+        while dead_letter.stored.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        tokio::pin!(status);
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(futures::poll!(status.as_mut()).is_pending());
+        assert_eq!(*sink.sent.lock().unwrap(), vec![2]);
+        assert!(
+            tx.len() >= 6,
+            "the dispatcher stopped reading its queue: {}",
+            tx.len()
+        );
+        assert!(
+            !health.is_healthy(),
+            "a final failure makes the sink unhealthy"
+        );
+        // The queue is writable again: the batch counts as handled, the rest flows.
+        gate.notify_one();
+        assert_eq!(status.await, BatchStatus::Delivered);
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(sink.sent.lock().unwrap().len(), 6);
+        assert!(health.is_healthy(), "healthy again once a push is stored");
+    }
+
+    #[tokio::test]
+    async fn a_batch_dropped_in_flight_is_errored_not_delivered() {
+        // A sink that never answers, and a dispatcher aborted as a shutdown timeout does.
+        struct Hang;
+        impl SinkService for Hang {
+            fn send<'a>(&'a self, _batch: &'a EventBatch) -> BoxFuture<'a, SendOutcome> {
+                Box::pin(futures::future::pending())
+            }
+        }
+        let (_settings_tx, settings) = watch::channel(DispatcherConfig {
+            batch_timeout: Duration::from_millis(1),
+            ..fast_config()
+        });
+        let health = HealthRegistry::default().register("s", ComponentKind::Sink);
+        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let task = tokio::spawn(Dispatcher::new("s", Arc::new(Hang), settings, health).run(rx));
+        let (sending, sending_rx) = BatchNotifier::new_with_receiver();
+        let (queued, queued_rx) = BatchNotifier::new_with_receiver();
+        tx.send(EventBatch::new(events(4), Finalizers::new(sending)))
+            .await
+            .unwrap();
+        while !tx.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        tx.send(EventBatch::new(events(4), Finalizers::new(queued)))
+            .await
+            .unwrap();
+        task.abort();
+        let _ = task.await;
+        drop(tx);
+        assert_eq!(sending_rx.await, BatchStatus::Errored);
+        assert_eq!(queued_rx.await, BatchStatus::Errored);
+    }
+
+    #[tokio::test]
+    async fn every_entry_rejected_makes_the_sink_unhealthy() {
+        let sink = Arc::new(ScriptedSink::default());
+        let all = (0..2)
+            .map(|index| Rejected {
+                index,
+                reason: "line_too_long",
+                detail: "max entry size '10' bytes exceeded".into(),
+            })
+            .collect();
+        sink.script
+            .lock()
+            .unwrap()
+            .push_back(SendOutcome::Partial { rejected: all });
+        let (_settings_tx, settings) = watch::channel(fast_config());
+        let health = HealthRegistry::default().register("s", ComponentKind::Sink);
+        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let dispatcher = Dispatcher::new("s", sink, settings, health.clone())
+            .with_dead_letter(Arc::new(RecordingDeadLetter::default()));
+        let task = tokio::spawn(dispatcher.run(rx));
+        tx.send(EventBatch::new(events(2), Finalizers::default()))
+            .await
+            .unwrap();
+        drop(tx);
+        task.await.unwrap();
+        assert!(!health.is_healthy());
     }
 
     #[tokio::test]

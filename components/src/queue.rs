@@ -104,8 +104,10 @@ pub fn queue(
 
 impl QueueSender {
     /// Enqueues a batch, waiting for room or dropping it as `when_full` says.
-    pub async fn send(&self, batch: EventBatch) -> Result<(), SendError> {
+    pub async fn send(&self, mut batch: EventBatch) -> Result<(), SendError> {
         if batch.is_empty() {
+            // Nothing in it to deliver.
+            batch.finalizers.settle(BatchStatus::Delivered);
             return Ok(());
         }
         // u32 cannot overflow: capacity was clamped to u32 above.
@@ -125,7 +127,7 @@ impl QueueSender {
                         if let Some(attrs) = &self.shared.attrs {
                             attrs.dropped(batch.len(), "queue_full");
                         }
-                        batch.finalizers.update_status(BatchStatus::Dropped);
+                        batch.finalizers.settle(BatchStatus::Dropped);
                         return Ok(());
                     }
                     Err(tokio::sync::TryAcquireError::Closed) => return Err(SendError::Closed),

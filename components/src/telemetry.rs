@@ -33,6 +33,7 @@ pub mod names {
 
     // The file source.
     pub const FILES_WATCHED: &str = "files_watched";
+    pub const INCLUDE_DIRS_MISSING: &str = "include_dirs_missing";
     pub const FILES_OPENED: &str = "files_opened";
     pub const FILES_ROTATED: &str = "files_rotated";
     pub const FILES_TRUNCATED: &str = "files_truncated";
@@ -90,6 +91,7 @@ pub mod names {
         BUILD_INFO,
         CONFIG_RELOADS,
         FILES_WATCHED,
+        INCLUDE_DIRS_MISSING,
         FILES_OPENED,
         FILES_ROTATED,
         FILES_TRUNCATED,
@@ -372,4 +374,63 @@ impl HealthRegistry {
 /// Seconds as `f64` for duration histograms.
 pub fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
+}
+
+/// Rate-limits a repeated log message: the first occurrence is logged at once, later ones at
+/// most once per `every`, each saying how many were held back since. Hot or failing loops
+/// (a save retried ten times a second) use it so one cause makes one line, not a flood.
+#[derive(Debug)]
+pub struct LogThrottle {
+    every: Duration,
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl LogThrottle {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(held back since the last logged one)` when this occurrence should be logged.
+    pub fn ready(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        match self.last {
+            Some(last) if now.duration_since(last) < self.every => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+
+    /// Forgets the past: the next occurrence is logged at once (after the condition cleared).
+    pub fn reset(&mut self) {
+        self.last = None;
+        self.suppressed = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_logs_the_first_and_counts_what_it_holds_back() {
+        let mut throttle = LogThrottle::new(Duration::from_secs(3600));
+        assert_eq!(throttle.ready(), Some(0));
+        assert_eq!(throttle.ready(), None);
+        assert_eq!(throttle.ready(), None);
+        throttle.reset();
+        assert_eq!(throttle.ready(), Some(0));
+        let mut every_time = LogThrottle::new(Duration::ZERO);
+        assert_eq!(every_time.ready(), Some(0));
+        assert_eq!(every_time.ready(), Some(0));
+    }
 }

@@ -11,6 +11,7 @@ use crate::telemetry::{meter, names};
 /// The instruments, created once per process.
 pub struct FileInstruments {
     pub files_watched: Gauge<i64>,
+    pub include_dirs_missing: Gauge<i64>,
     pub files_opened: Counter<u64>,
     pub files_rotated: Counter<u64>,
     pub files_truncated: Counter<u64>,
@@ -44,6 +45,12 @@ pub fn instruments() -> &'static FileInstruments {
             files_watched: m
                 .i64_gauge(names::FILES_WATCHED)
                 .with_description("Files the file source currently follows (open or parked).")
+                .build(),
+            include_dirs_missing: m
+                .i64_gauge(names::INCLUDE_DIRS_MISSING)
+                .with_description(
+                    "Directories of include patterns that do not exist (nothing can be found there).",
+                )
                 .build(),
             files_opened: counter(names::FILES_OPENED, "Files opened for reading."),
             files_rotated: counter(

@@ -10,9 +10,14 @@
 //!
 //! Guarantees:
 //! - A file's committed offset moves only to the end of a batch that every sink acknowledged as
-//!   handled, and only when every earlier batch of the source was too. A batch that failed for
-//!   good (`Errored`) freezes that file's committed offset for the rest of the run, so a restart
-//!   reads it again: lines are duplicated, never lost.
+//!   handled, and only when every earlier batch of the source was too. A batch that was not
+//!   delivered nor kept durably (`Errored`: no dead-letter queue, or one that could not take it
+//!   before shutdown, or a batch lost when a shutdown timed out) freezes that file's committed
+//!   offset for the rest of the run, so a restart reads it again: lines are duplicated, never
+//!   lost. A dead-letter queue that cannot be written for a while does not freeze anything:
+//!   its writes are retried until they succeed (with backpressure), then the offset moves on.
+//! - A failing save or checkpoint is logged once, then at most every 30 s while it keeps
+//!   failing (with the count of failures in between), and once more when saves succeed again.
 //! - Positions are saved atomically (see [`positions`]) at most `flush_interval` after an offset
 //!   was committed, and always at shutdown; checkpoints of them every `checkpoint_interval`.
 //!   After `kill -9`, a restart resumes from the last saved committed offsets: what was
@@ -42,6 +47,7 @@ use self::positions::{FileKey, FilePosition, LoadOutcome, PositionStore};
 use crate::ack::{BatchStatus, BatchStatusReceiver, OrderedFinalizer};
 use crate::config::{ConfigError, duration, duration_opt, join_path};
 use crate::shutdown::ShutdownSignal;
+use crate::telemetry::LogThrottle;
 use crate::{BuildError, EventStream, SourceContext};
 
 /// Where to start in a file that has no saved position and exists when the source starts.
@@ -368,6 +374,10 @@ async fn run_committer(
     let mut ticker = tokio::time::interval(flush_interval.min(Duration::from_millis(250)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutting_down = false;
+    let mut failures = SaveFailures {
+        log: LogThrottle::new(SAVE_FAILURE_LOG_EVERY),
+        failing: false,
+    };
     instruments.position_backpressure.record(0, &attrs);
 
     loop {
@@ -392,7 +402,7 @@ async fn run_committer(
         let finished = !registering && finalizer.is_empty();
         let due = unsaved_since.is_some() && last_save.elapsed() >= flush_interval;
         if due || (shutting_down && unsaved_since.is_some()) || finished {
-            let (returned, saved) = save(store, &shared, &source, &attrs).await;
+            let (returned, saved) = save(store, &shared, &source, &attrs, &mut failures).await;
             let Some(kept) = keep_store(returned, &data_dir, &source, &shared, &attrs) else {
                 return;
             };
@@ -421,7 +431,7 @@ async fn run_committer(
             instruments.position_save_lag.record(0.0, &attrs);
         }
         if last_checkpoint.elapsed() >= checkpoint_interval || finished {
-            let (returned, ok) = checkpoint(store, &source, &attrs).await;
+            let (returned, ok) = checkpoint(store, &source, &attrs, &mut failures).await;
             let Some(kept) = keep_store(returned, &data_dir, &source, &shared, &attrs) else {
                 return;
             };
@@ -467,11 +477,42 @@ fn commit(shared: &Shared, source: &str, token: AckToken, status: BatchStatus) {
     });
 }
 
+/// How often a positions write that keeps failing is logged.
+const SAVE_FAILURE_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Failed positions writes, for logging them without a flood.
+struct SaveFailures {
+    log: LogThrottle,
+    failing: bool,
+}
+
+impl SaveFailures {
+    fn failed(&mut self, source: &str, what: &'static str, error: &dyn std::fmt::Display) {
+        self.failing = true;
+        if let Some(held_back) = self.log.ready() {
+            tracing::warn!(
+                source = %source,
+                error = %error,
+                failures_since_last_report = held_back,
+                "{what} failed; retrying (acknowledged offsets are kept in memory meanwhile)."
+            );
+        }
+    }
+
+    fn succeeded(&mut self, source: &str) {
+        if std::mem::take(&mut self.failing) {
+            tracing::info!(source = %source, "Positions saved again.");
+            self.log.reset();
+        }
+    }
+}
+
 async fn save(
     mut store: PositionStore,
     shared: &Shared,
     source: &str,
     attrs: &[KeyValue; 1],
+    failures: &mut SaveFailures,
 ) -> (Option<PositionStore>, bool) {
     let files: Vec<FilePosition> = shared.with_table(|table| {
         // A released file leaves the table once all it read is committed. A frozen one stays,
@@ -496,16 +537,23 @@ async fn save(
             instruments
                 .position_save_duration
                 .record(started.elapsed().as_secs_f64(), attrs);
+            failures.succeeded(source);
             (Some(store), true)
         }
         Ok((store, Err(err))) => {
             instruments.position_save_failures.add(1, attrs);
-            tracing::warn!(source = %source, error = %err, "Position save failed.");
+            failures.failed(source, "Position save", &err);
             (Some(store), false)
+        }
+        Err(join) if join.is_cancelled() => {
+            // The runtime is going away (the end of a shutdown): the last save already ran or
+            // was never due.
+            tracing::debug!(source = %source, "Position save cancelled at exit.");
+            (None, false)
         }
         Err(join) => {
             instruments.position_save_failures.add(1, attrs);
-            tracing::error!(source = %source, error = %join, "Position save task failed.");
+            tracing::error!(source = %source, error = %join, "Position save task panicked.");
             (None, false)
         }
     }
@@ -515,6 +563,7 @@ async fn checkpoint(
     mut store: PositionStore,
     source: &str,
     attrs: &[KeyValue; 1],
+    failures: &mut SaveFailures,
 ) -> (Option<PositionStore>, bool) {
     let result = tokio::task::spawn_blocking(move || {
         let result = store.checkpoint();
@@ -527,13 +576,17 @@ async fn checkpoint(
             // No positions file yet (nothing committed) is not a failure.
             if err.kind() != std::io::ErrorKind::NotFound {
                 metrics::instruments().position_save_failures.add(1, attrs);
-                tracing::warn!(source = %source, error = %err, "Checkpoint failed.");
+                failures.failed(source, "Positions checkpoint", &err);
             }
             (Some(store), false)
         }
+        Err(join) if join.is_cancelled() => {
+            tracing::debug!(source = %source, "Positions checkpoint cancelled at exit.");
+            (None, false)
+        }
         Err(join) => {
             metrics::instruments().position_save_failures.add(1, attrs);
-            tracing::error!(source = %source, error = %join, "Checkpoint task failed.");
+            tracing::error!(source = %source, error = %join, "Positions checkpoint task panicked.");
             (None, false)
         }
     }

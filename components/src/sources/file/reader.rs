@@ -111,6 +111,8 @@ pub(super) struct Reader {
     events: std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
     watcher: Option<notify::RecommendedWatcher>,
     watched: HashSet<PathBuf>,
+    /// Include directories found missing at the last scan.
+    missing_dirs: HashSet<PathBuf>,
     open_count: usize,
     next_epoch: u64,
     resume: BTreeMap<FileKey, FilePosition>,
@@ -169,6 +171,7 @@ impl Reader {
             events,
             watcher,
             watched: HashSet::new(),
+            missing_dirs: HashSet::new(),
             open_count: 0,
             next_epoch: 1,
             resume,
@@ -255,8 +258,27 @@ impl Reader {
                 .any(|p| p.matches_path_with(path, options))
     }
 
-    /// Watches the fixed directory part of each include pattern (recursively under `**`).
+    /// Watches the fixed directory part of each include pattern (recursively under `**`), and
+    /// says which of them do not exist (yet): a warning when one goes missing, a note when it
+    /// appears, and the `include_dirs_missing` gauge.
     fn watch_dirs(&mut self) {
+        let mut missing = HashSet::new();
+        for pattern in &self.config.include {
+            let (dir, _) = static_prefix(pattern);
+            if !dir.is_dir() {
+                missing.insert(dir);
+            }
+        }
+        for dir in missing.difference(&self.missing_dirs) {
+            tracing::warn!(source = %self.source, dir = %dir.display(), "Include directory does not exist; looking for it again every scan_interval.");
+        }
+        for dir in self.missing_dirs.difference(&missing) {
+            tracing::info!(source = %self.source, dir = %dir.display(), "Include directory appeared; following its files.");
+        }
+        metrics::instruments()
+            .include_dirs_missing
+            .record(missing.len() as i64, &self.attrs);
+        self.missing_dirs = missing;
         let Some(watcher) = self.watcher.as_mut() else {
             return;
         };
