@@ -178,14 +178,16 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// A receiver configured like Loki but without the per-tenant rate limit, which would measure
-/// the limit instead of the shipper.
+/// A receiver configured like Loki but without the per-tenant and per-stream rate limits, which
+/// would measure the limits instead of the shipper.
 fn receiver_config(latency: Duration) -> ReceiverConfig {
     ReceiverConfig {
         latency,
         require_tenant: false,
         ingestion_rate_mb: 1_000_000.0,
         ingestion_burst_size_mb: 1_000_000.0,
+        per_stream_rate_limit: 1 << 40,
+        per_stream_rate_limit_burst: 1 << 40,
         ..ReceiverConfig::default()
     }
 }
@@ -531,7 +533,7 @@ async fn measure(
     };
 
     let mut samples = Vec::new();
-    let mut last = (start, cpu_at_start, receiver.stats().accepted_entries);
+    let mut last = (start, cpu_at_start, receiver.stats().stored_entries);
     let mut drain_deadline: Option<Instant> = None;
     let mut next_sample = start + Duration::from_secs(1);
     let complete = loop {
@@ -549,13 +551,13 @@ async fn measure(
             let dt = now.duration_since(last.0).as_secs_f64().max(1e-9);
             samples.push(Sample {
                 t: now.duration_since(start).as_secs_f64(),
-                lines_per_second: stats.accepted_entries.saturating_sub(last.2) as f64 / dt,
+                lines_per_second: stats.stored_entries.saturating_sub(last.2) as f64 / dt,
                 cpu_percent: (cpu - last.1) / dt * 100.0,
                 rss_mib: memory.rss as f64 / MIB,
                 queue_fill: shipper.queue_fill().await.unwrap_or(0.0),
                 latency_ms: LatencyMs::default(),
             });
-            last = (now, cpu, stats.accepted_entries);
+            last = (now, cpu, stats.stored_entries);
             next_sample += Duration::from_secs(1);
         }
         if loaded {

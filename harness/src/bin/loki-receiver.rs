@@ -50,6 +50,7 @@ async fn run(config: ReceiverConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let window = config.shutdown_empty_ring;
     let receiver = match serve(config, listener).await {
         Ok(receiver) => receiver,
         Err(err) => {
@@ -61,12 +62,18 @@ async fn run(config: ReceiverConfig) -> ExitCode {
         _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down."),
         _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down."),
     }
-    let stats = receiver.stats();
-    receiver.shutdown().await;
+    if !window.is_zero() {
+        tracing::info!(
+            window = %humantime::format_duration(window),
+            "Answering pushes 500 empty ring until the shutdown window ends."
+        );
+    }
+    let stats = receiver.shutdown().await;
     tracing::info!(
         pushes = stats.pushes,
-        accepted_entries = stats.accepted_entries,
+        stored_entries = stats.stored_entries,
         duplicates = stats.duplicates,
+        rejected_entries = stats.rejected_entries,
         "Loki receiver stopped."
     );
     ExitCode::SUCCESS

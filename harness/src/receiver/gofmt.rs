@@ -1,11 +1,15 @@
 //! Formatting that reproduces what Loki's Go code prints, so that response bodies match Loki's
-//! byte for byte: `time.Time.Format(time.RFC3339)`, `time.Time.String()` and `strconv.Quote`.
+//! byte for byte: `time.Time.Format(time.RFC3339)`, `time.Time.String()`, `strconv.Quote`,
+//! `time.Duration.String()`, Loki's `flagext.ByteSize.String()` (c2h5oh/datasize) and
+//! go-humanize's `Bytes`.
 //!
 //! Guarantees:
 //! - Times are printed in UTC, which is what Loki prints when it runs with `TZ` unset (its
 //!   container images): `2024-05-01T10:00:00Z` and `2024-05-01 10:00:00.5 +0000 UTC`.
 //! - Every `i64` nanosecond value formats without panicking (years before 1 or after 9999 are
 //!   printed with as many digits as they need, which Go would not produce but never reaches).
+//! - [`GO_ZERO_TIME_NS`], what Go's `time.Time{}.UnixNano()` gives (a JSON entry without a
+//!   timestamp), prints as Go prints the zero time: `0001-01-01T00:00:00Z`.
 
 /// A broken-down UTC time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,8 +58,15 @@ fn date_and_time(c: &Civil, separator: char) -> String {
     )
 }
 
+/// `time.Time{}.UnixNano()` in Go: the zero time (year 1) overflows an `int64` of nanoseconds
+/// and wraps to this value. Loki gives it to a JSON entry whose timestamp is missing.
+pub const GO_ZERO_TIME_NS: i64 = -6_795_364_578_871_345_152;
+
 /// Go's `t.UTC().Format(time.RFC3339)`: whole seconds, `Z` suffix.
 pub fn rfc3339(ns: i64) -> String {
+    if ns == GO_ZERO_TIME_NS {
+        return "0001-01-01T00:00:00Z".to_string();
+    }
     let c = civil(ns);
     let mut out = date_and_time(&c, 'T');
     out.push('Z');
@@ -65,6 +76,9 @@ pub fn rfc3339(ns: i64) -> String {
 /// Go's `t.UTC().String()`: `2006-01-02 15:04:05.999999999 +0000 UTC`, the fraction without
 /// trailing zeros and left out when zero.
 pub fn go_time_string(ns: i64) -> String {
+    if ns == GO_ZERO_TIME_NS {
+        return "0001-01-01 00:00:00 +0000 UTC".to_string();
+    }
     let c = civil(ns);
     let mut out = date_and_time(&c, ' ');
     if c.nanos != 0 {
@@ -74,6 +88,86 @@ pub fn go_time_string(ns: i64) -> String {
     }
     out.push_str(" +0000 UTC");
     out
+}
+
+/// The digits of `frac` (out of `10^digits`) without trailing zeros, with a leading `.`; empty
+/// when `frac` is 0. Go's `fmtFrac`.
+fn fraction(frac: u64, digits: usize) -> String {
+    if frac == 0 {
+        return String::new();
+    }
+    let text = format!("{frac:0digits$}");
+    format!(".{}", text.trim_end_matches('0'))
+}
+
+/// Go's `time.Duration.String()`: `0s`, `500ms`, `1.5s`, `2m0s`, `1h0m0s`, `1µs`.
+pub fn go_duration(d: std::time::Duration) -> String {
+    let u = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    const MICRO: u64 = 1_000;
+    const MILLI: u64 = 1_000_000;
+    const SECOND: u64 = 1_000_000_000;
+    if u == 0 {
+        return "0s".to_string();
+    }
+    if u < MICRO {
+        return format!("{u}ns");
+    }
+    if u < MILLI {
+        return format!("{}{}µs", u / MICRO, fraction(u % MICRO, 3));
+    }
+    if u < SECOND {
+        return format!("{}{}ms", u / MILLI, fraction(u % MILLI, 6));
+    }
+    let seconds = u / SECOND;
+    let frac = fraction(u % SECOND, 9);
+    let (hours, minutes, secs) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if hours > 0 {
+        format!("{hours}h{minutes}m{secs}{frac}s")
+    } else if minutes > 0 {
+        format!("{minutes}m{secs}{frac}s")
+    } else {
+        format!("{secs}{frac}s")
+    }
+}
+
+/// Loki's `flagext.ByteSize.String()` (c2h5oh/datasize): the largest power-of-1024 unit that
+/// divides the size exactly, else bytes: `3MB`, `1536KB`, `621B`, `0B`.
+pub fn datasize(bytes: u64) -> String {
+    const UNITS: [(&str, u32); 6] = [
+        ("EB", 60),
+        ("PB", 50),
+        ("TB", 40),
+        ("GB", 30),
+        ("MB", 20),
+        ("KB", 10),
+    ];
+    if bytes == 0 {
+        return "0B".to_string();
+    }
+    for (unit, shift) in UNITS {
+        let size = 1u64 << shift;
+        if bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// go-humanize's `Bytes`: powers of 1000 with one decimal below 10, `17 MB`, `9.5 kB`, `42 B`.
+pub fn humanize_bytes(bytes: u64) -> String {
+    const SIZES: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    if bytes < 10 {
+        return format!("{bytes} B");
+    }
+    let value = bytes as f64;
+    let exponent = (value.ln() / 1000f64.ln()).floor();
+    let suffix = SIZES[(exponent as usize).min(SIZES.len() - 1)];
+    let rounded = (value / 1000f64.powf(exponent) * 10.0 + 0.5).floor() / 10.0;
+    if rounded < 10.0 {
+        format!("{rounded:.1} {suffix}")
+    } else {
+        format!("{rounded:.0} {suffix}")
+    }
 }
 
 /// Whether Go's `unicode.IsPrint` holds, closely enough for label values: letters, marks,
@@ -171,6 +265,44 @@ mod tests {
         // Extremes do not panic.
         let _ = rfc3339(i64::MIN);
         let _ = go_time_string(i64::MAX);
+    }
+
+    #[test]
+    fn zero_time_prints_like_go() {
+        assert_eq!(rfc3339(GO_ZERO_TIME_NS), "0001-01-01T00:00:00Z");
+        assert_eq!(
+            go_time_string(GO_ZERO_TIME_NS),
+            "0001-01-01 00:00:00 +0000 UTC"
+        );
+    }
+
+    #[test]
+    fn durations_print_like_go() {
+        use std::time::Duration;
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+        assert_eq!(go_duration(Duration::from_secs(15)), "15s");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_secs(120)), "2m0s");
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
+        assert_eq!(go_duration(Duration::from_secs(3723)), "1h2m3s");
+        assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(go_duration(Duration::from_micros(1500)), "1.5ms");
+        assert_eq!(go_duration(Duration::from_micros(1)), "1µs");
+        assert_eq!(go_duration(Duration::from_nanos(7)), "7ns");
+    }
+
+    #[test]
+    fn byte_sizes_print_like_loki() {
+        assert_eq!(datasize(3 << 20), "3MB");
+        assert_eq!(datasize(15 << 20), "15MB");
+        assert_eq!(datasize(1536 << 10), "1536KB");
+        assert_eq!(datasize(2048), "2KB");
+        assert_eq!(datasize(621), "621B");
+        assert_eq!(datasize(0), "0B");
+        assert_eq!(humanize_bytes(1 << 24), "17 MB");
+        assert_eq!(humanize_bytes(9_500), "9.5 kB");
+        assert_eq!(humanize_bytes(42), "42 B");
+        assert_eq!(humanize_bytes(7), "7 B");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The HTTP side: routing, tenants, fault injection, answers, the record file.
+//! The HTTP side: routing, tenants, fault injection, the lifecycle windows, answers, the record
+//! file.
 
 use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
@@ -21,13 +22,15 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::config::ReceiverConfig;
-use super::decode::{self, DecodeError, too_large_message};
+use super::decode::{self, DecodeError, SizeLimits};
 use super::labels;
 use super::latency::SecondSample;
+use super::lifecycle::Lifecycle;
+use super::messages;
 use super::stats::StatsSnapshot;
-use super::store::{Injection, Limits, ParsedStream, Store, StoredEntry};
+use super::store::{Conditions, Injection, Limits, ParsedStream, Store, StoredEntry};
 
-type Body = Full<Bytes>;
+type ResponseBody = Full<Bytes>;
 
 /// How long shutdown waits for open connections to finish their current request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -37,22 +40,27 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 struct Rng(u64);
 
 impl Rng {
-    fn next_f64(&mut self) -> f64 {
+    fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        z ^ (z >> 31)
+    }
+
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
-/// The fault draws of one push.
+/// The random draws of one push.
 #[derive(Clone, Copy, Debug)]
 struct Draws {
     fail: bool,
     status_429: bool,
     status_260: bool,
+    /// The order of grouped validation messages.
+    order_seed: u64,
 }
 
 #[derive(Serialize)]
@@ -67,7 +75,7 @@ struct RecordLine<'a> {
 
 pub(super) struct Shared {
     config: ReceiverConfig,
-    started: Instant,
+    lifecycle: Lifecycle,
     store: Mutex<Store>,
     /// Labels for service-name discovery (empty names removed).
     discover: Vec<String>,
@@ -100,7 +108,7 @@ impl Shared {
             discover: limits.discover_service_name.clone(),
             store: Mutex::new(Store::new(limits)),
             rng: Mutex::new(Rng(seed)),
-            started: Instant::now(),
+            lifecycle: Lifecycle::new(&config, Instant::now()),
             record,
             config,
         })
@@ -121,9 +129,16 @@ impl Shared {
         before
     }
 
-    fn in_outage(&self) -> bool {
-        let elapsed = self.started.elapsed();
-        self.config.outages.iter().any(|o| o.covers(elapsed))
+    fn size_limits(&self) -> SizeLimits {
+        SizeLimits {
+            max_body: self.config.max_body_bytes,
+            max_decompressed: self.config.max_decompressed_bytes,
+        }
+    }
+
+    /// Begins the shutdown window; returns when it ends.
+    pub(super) fn begin_stopping(&self) -> Instant {
+        self.lifecycle.begin_stopping(Instant::now())
     }
 
     fn draws(&self) -> Draws {
@@ -133,6 +148,7 @@ impl Shared {
             fail: a < self.config.fail_rate,
             status_429: b < self.config.status_429_rate,
             status_260: c < self.config.status_260_rate,
+            order_seed: rng.next_u64(),
         }
     }
 
@@ -185,22 +201,12 @@ struct Reply {
     close: bool,
 }
 
-impl Reply {
-    fn text(status: u16, body: impl Into<String>) -> Self {
-        Self {
-            status,
-            body: body.into(),
-            close: false,
-        }
-    }
-}
-
 fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// A plain-text answer the way Go's `http.Error` writes it.
-fn text_response(status: u16, body: &str) -> Response<Body> {
+fn text_response(status: u16, body: &str) -> Response<ResponseBody> {
     if body.is_empty() {
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = status_code(status);
@@ -220,7 +226,7 @@ fn text_response(status: u16, body: &str) -> Response<Body> {
     response
 }
 
-fn json_response(value: &StatsSnapshot) -> Response<Body> {
+fn json_response(value: &StatsSnapshot) -> Response<ResponseBody> {
     let body = serde_json::to_vec_pretty(value).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(
@@ -254,32 +260,42 @@ fn validate_tenant(tenant: &str) -> Result<(), String> {
     Ok(())
 }
 
-enum BodyError {
-    TooLarge(u64),
-    Read(String),
+/// The push body as far as it was read.
+enum PushBody {
+    /// Refused before reading (unsupported encoding or media type, or too large by its
+    /// `Content-Length`).
+    Refused(DecodeError),
+    /// Read up to the size limit plus one byte; `complete` when that was all of it.
+    Read { bytes: Bytes, complete: bool },
+    /// The connection failed while reading.
+    Failed(String),
 }
 
-async fn read_body(
-    mut body: Incoming,
-    content_length: Option<u64>,
-    max: u64,
-) -> Result<Bytes, BodyError> {
-    if let Some(length) = content_length
-        && length > max
-    {
-        return Err(BodyError::TooLarge(length));
-    }
-    let mut buffer = BytesMut::with_capacity(content_length.unwrap_or(0) as usize);
+/// Reads at most `limit` bytes of `body`, as Loki's `LimitReader` does.
+async fn read_body(mut body: Incoming, content_length: Option<u64>, limit: u64) -> PushBody {
+    let capacity = content_length.unwrap_or(0).min(limit).min(64 << 20) as usize;
+    let mut buffer = BytesMut::with_capacity(capacity);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(err) => return PushBody::Failed(err.to_string()),
+        };
         if let Ok(data) = frame.into_data() {
-            if (buffer.len() + data.len()) as u64 > max {
-                return Err(BodyError::TooLarge(max.saturating_add(1)));
+            let room = limit.saturating_sub(buffer.len() as u64) as usize;
+            if data.len() > room {
+                buffer.extend_from_slice(&data[..room]);
+                return PushBody::Read {
+                    bytes: buffer.freeze(),
+                    complete: false,
+                };
             }
             buffer.extend_from_slice(&data);
         }
     }
-    Ok(buffer.freeze())
+    PushBody::Read {
+        bytes: buffer.freeze(),
+        complete: true,
+    }
 }
 
 fn header_text<'a>(parts: &'a Parts, name: &str) -> &'a str {
@@ -290,19 +306,29 @@ fn header_text<'a>(parts: &'a Parts, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
+fn content_length(parts: &Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// Everything about a push after its body is read, in Loki's order.
-fn answer_push(
-    shared: &Shared,
-    parts: &Parts,
-    body: Result<Bytes, BodyError>,
-    draws: Draws,
-) -> Reply {
+fn answer_push(shared: &Shared, parts: &Parts, body: PushBody, draws: Draws) -> Reply {
     let config = &shared.config;
-    if shared.in_outage() {
-        return Reply::text(503, "loki-receiver: injected outage (--outage)");
+    // The body was not read to its end: the connection cannot be reused.
+    let close = !matches!(body, PushBody::Read { complete: true, .. });
+    let reply = |status: u16, text: String| Reply {
+        status,
+        body: text,
+        close,
+    };
+    if shared.lifecycle.in_outage(Instant::now()) {
+        return reply(503, "loki-receiver: injected outage (--outage)".into());
     }
     if draws.fail {
-        return Reply::text(500, "loki-receiver: injected failure (--fail-rate)");
+        return reply(500, "loki-receiver: injected failure (--fail-rate)".into());
     }
     let tenant = parts
         .headers
@@ -310,47 +336,39 @@ fn answer_push(
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     let tenant = match tenant {
         Some(tenant) if !tenant.is_empty() => tenant,
-        _ if config.require_tenant => return Reply::text(401, "no org id"),
+        _ if config.require_tenant => return reply(401, messages::NO_ORG_ID.into()),
         _ => "fake".to_string(),
     };
     if let Err(message) = validate_tenant(&tenant) {
-        return Reply::text(400, message);
+        return reply(400, message);
     }
-    let body = match body {
-        Ok(body) => body,
-        Err(BodyError::TooLarge(size)) => {
-            return Reply {
-                status: 413,
-                body: too_large_message(size, config.max_body_bytes),
-                close: true,
-            };
+    let bytes = match body {
+        PushBody::Read { bytes, .. } => bytes,
+        PushBody::Refused(DecodeError::TooLarge(message)) => return reply(413, message),
+        PushBody::Refused(DecodeError::Invalid(message)) | PushBody::Failed(message) => {
+            return reply(400, message);
         }
-        Err(BodyError::Read(message)) => return Reply::text(400, message),
     };
     let streams = match decode::decode(
         header_text(parts, "content-type"),
         header_text(parts, "content-encoding"),
-        body,
-        config.max_body_bytes,
+        bytes,
+        content_length(parts),
+        shared.size_limits(),
     ) {
         Ok(streams) => streams,
-        Err(DecodeError::TooLarge(message)) => return Reply::text(413, message),
-        Err(DecodeError::Invalid(message)) => return Reply::text(400, message),
+        Err(DecodeError::TooLarge(message)) => return reply(413, message),
+        Err(DecodeError::Invalid(message)) => return reply(400, message),
     };
     let mut parsed = Vec::with_capacity(streams.len());
     for stream in streams {
         match labels::parse(&stream.labels) {
             Ok(set) => parsed.push(ParsedStream::new(set, &shared.discover, stream.entries)),
-            Err(message) => {
-                return Reply::text(400, format!("couldn't parse labels: {message}"));
-            }
+            Err(message) => return reply(400, messages::unparsable_labels(&message)),
         }
     }
     if parsed.is_empty() {
-        return Reply::text(
-            422,
-            "error at least one valid stream is required for ingestion",
-        );
+        return reply(422, messages::MISSING_STREAMS.into());
     }
     let injection = if draws.status_260 {
         Injection::Blocked
@@ -359,15 +377,15 @@ fn answer_push(
     } else {
         Injection::None
     };
-    let mut store = lock(&shared.store);
-    let outcome = store.push(
-        &tenant,
-        parsed,
-        now_ns(),
-        Instant::now(),
+    let now = Instant::now();
+    let conditions = Conditions {
         injection,
-        shared.record.is_some(),
-    );
+        ring_empty: shared.lifecycle.ring_empty(now),
+        keep_stored: shared.record.is_some(),
+        order_seed: draws.order_seed,
+    };
+    let mut store = lock(&shared.store);
+    let outcome = store.push(&tenant, parsed, now_ns(), now, &conditions);
     drop(store);
     shared.write_record(&tenant, &outcome.stored);
     tracing::debug!(
@@ -376,18 +394,23 @@ fn answer_push(
         stored = outcome.stored.len(),
         "Push answered."
     );
-    Reply::text(outcome.status, outcome.body)
+    reply(outcome.status, outcome.body)
 }
 
-async fn push(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+async fn push(shared: &Shared, req: Request<Incoming>) -> Response<ResponseBody> {
     lock(&shared.store).count_push();
     let (parts, body) = req.into_parts();
-    let content_length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let body = read_body(body, content_length, shared.config.max_body_bytes).await;
+    let length = content_length(&parts);
+    let limits = shared.size_limits();
+    let body = match decode::before_reading(
+        header_text(&parts, "content-type"),
+        header_text(&parts, "content-encoding"),
+        length,
+        limits,
+    ) {
+        Err(refusal) => PushBody::Refused(refusal),
+        Ok(_) => read_body(body, length, limits.max_body.saturating_add(1)).await,
+    };
     let draws = shared.draws();
     if !shared.config.latency.is_zero() {
         tokio::time::sleep(shared.config.latency).await;
@@ -413,16 +436,13 @@ async fn push(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     response
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<ResponseBody> {
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/loki/api/v1/push") => push(shared, req).await,
-        (&Method::GET, "/ready") => {
-            if shared.in_outage() {
-                text_response(503, "not ready: injected outage (--outage)")
-            } else {
-                text_response(200, "ready")
-            }
-        }
+        (&Method::GET, "/ready") => match shared.lifecycle.readiness(Instant::now()) {
+            Ok(()) => text_response(200, "ready"),
+            Err(message) => text_response(503, &message),
+        },
         (&Method::GET, "/stats") => json_response(&shared.stats()),
         (&Method::POST, "/stats/reset") => json_response(&shared.reset()),
         (_, "/loki/api/v1/push" | "/ready" | "/stats" | "/stats/reset") => {
@@ -548,13 +568,25 @@ impl ReceiverHandle {
         self.shared.reset()
     }
 
-    /// Stops accepting, lets open connections finish their request (up to 5 s), flushes the
-    /// record file.
-    pub async fn shutdown(self) {
+    /// Begins shutting down without waiting: from now on pushes that pass validation are
+    /// answered `500 empty ring` and `/ready` `503 Application is stopping`, as while Loki stops.
+    /// [`ReceiverHandle::shutdown`] then stops at the end of the `shutdown_empty_ring` window.
+    pub fn begin_shutdown(&self) {
+        self.shared.begin_stopping();
+    }
+
+    /// Begins shutting down if not begun, keeps serving (pushes `500 empty ring`) until the
+    /// `shutdown_empty_ring` window from that moment ends, then stops accepting, lets open
+    /// connections finish their request (up to 5 s) and flushes the record file. Returns the
+    /// counters as they were at the end.
+    pub async fn shutdown(self) -> StatsSnapshot {
+        let deadline = self.shared.begin_stopping();
+        tokio::time::sleep_until(deadline.into()).await;
         let _ = self.shutdown.send(true);
         if let Err(err) = self.task.await {
             tracing::error!(error = %err, "The receiver task failed.");
         }
+        self.shared.stats()
     }
 }
 
