@@ -89,6 +89,7 @@ impl App {
 
     fn reload_inner(&self) -> Result<ReloadReport, ConfigErrors> {
         let next = config::load(&self.source)?;
+        log_warnings(&next);
         let running = self.config();
         let plan = config::plan_reload(&running.raw, &next.raw);
         if !plan.applied.is_empty() {
@@ -147,6 +148,7 @@ pub async fn run(source: ConfigSource) -> ExitCode {
         }
     };
     init_logging(&config.root.log);
+    log_warnings(&config);
     let telemetry = match Telemetry::install() {
         Ok(t) => Arc::new(t),
         Err(err) => {
@@ -155,25 +157,18 @@ pub async fn run(source: ConfigSource) -> ExitCode {
         }
     };
     let data_dir = config.root.data_dir.clone();
-    if let Err(err) = std::fs::create_dir_all(&data_dir) {
-        eprintln!(
-            "data_dir: cannot create {}: {err} (hint: set data_dir to a writable directory)",
-            data_dir.display()
-        );
-        return ExitCode::FAILURE;
-    }
-    // One process per data directory: positions and the DLQ assume a single writer.
+    // One process per data directory: positions and the DLQ assume a single writer. Acquiring
+    // creates the directory; its errors tell a running holder from a directory that cannot be
+    // written.
     let _data_dir_lock = match log_capturer_components::lock::DataDirLock::acquire(&data_dir) {
         Ok(lock) => lock,
         Err(err) => {
-            eprintln!(
-                "data_dir: {err} (hint: stop the other instance or give this one another data_dir)"
-            );
+            eprintln!("data_dir: {err} (hint: {})", err.hint());
             return ExitCode::FAILURE;
         }
     };
     let listener = if config.root.api.enabled {
-        match bind(config.root.api.listen).await {
+        match bind(config.root.api.listen) {
             Ok(listener) => Some(listener),
             Err(message) => {
                 eprintln!("{message}");
@@ -248,8 +243,30 @@ pub async fn run(source: ConfigSource) -> ExitCode {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).await.map_err(|err| {
+/// Logs the configuration's warnings (problems that do not stop the start).
+fn log_warnings(config: &Config) {
+    for warning in &config.warnings {
+        tracing::warn!(key = %warning.path, warning = %warning, "Configuration warning.");
+    }
+}
+
+/// Connections the kernel may hold for the API before it accepts them. They cost no descriptor
+/// of ours; a longer queue absorbs bursts that the default of 128 would turn into dropped SYNs
+/// (and one-second client retries).
+const LISTEN_BACKLOG: u32 = 1024;
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|err: std::io::Error| {
         format!(
             "api.listen: cannot listen on {addr}: {err} (hint: choose another port with --set api.listen=127.0.0.1:PORT, or --set api.enabled=false)"
         )

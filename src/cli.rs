@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, ConfigSource, redact};
+use crate::config::{self, ConfigSource};
 
 /// A log shipper: files and containers to Grafana Loki, at-least-once.
 #[derive(Debug, Parser)]
@@ -27,7 +27,8 @@ pub enum Command {
     Run,
     /// Check the configuration; exit 0 when valid, 1 with every error otherwise.
     Validate {
-        /// Print the resolved configuration (secrets redacted).
+        /// Print the resolved, typed configuration: every setting with its default, secrets
+        /// redacted.
         #[arg(long)]
         print: bool,
     },
@@ -154,10 +155,13 @@ fn validate(source: &ConfigSource, print: bool) -> ExitCode {
     match config::load(source) {
         Ok(config) => {
             if print {
-                match serde_json::to_string_pretty(&redact(&config.raw)) {
+                match serde_json::to_string_pretty(&config.shown()) {
                     Ok(text) => println!("{text}"),
                     Err(err) => eprintln!("cannot print the configuration: {err}"),
                 }
+            }
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
             }
             eprintln!(
                 "Configuration valid: {} source(s), {} transform(s), {} sink(s).",

@@ -1,4 +1,4 @@
-//! Configuration: layering, validation, redaction and reload diffs.
+//! Configuration: layering, validation, display and reload diffs.
 //!
 //! Layers, each overriding the one before:
 //! 1. the built-in defaults of every setting (the `Default` impls of the config structs);
@@ -6,27 +6,38 @@
 //!    the embedded default configuration (configs/default.yaml, compiled in). The file *replaces*
 //!    the embedded pipeline, it is not merged with it;
 //! 3. environment variables `LOG_CAPTURER_<KEY>`, with `__` between nested keys
-//!    (`LOG_CAPTURER_DISPATCHER__BATCH_SIZE=200`);
+//!    (`LOG_CAPTURER_DISPATCHER__BATCH_SIZE=200`); the variables Kubernetes sets for a Service
+//!    named `log-capturer...` are ignored (see [`layers`]);
 //! 4. `--set key.path=value` arguments (the value is read as YAML: `10`, `true`, `[a, b]`).
 //!
-//! Validation reports every problem it finds at once, each with its key path and, where it can,
-//! a hint: unknown keys (with a did-you-mean), unknown types, bad values, unknown or cyclic
-//! inputs, components nothing reads from, sinks without inputs.
+//! Validation reports every problem it finds at once, each with its key path, where the value
+//! came from when that was an environment variable or a `--set` argument, and, where it can, a
+//! hint: unknown keys (with a did-you-mean), keys given twice in a YAML file, unknown types, bad
+//! values, unknown or cyclic inputs, components nothing reads from, sinks without inputs, Loki
+//! sinks whose streams would have no labels, secrets that cannot be read.
+//!
+//! Display: [`Config::shown`] is the typed configuration (every setting with its default) as
+//! JSON; secrets are [`Secret`]s, which serialize redacted, so nothing printed through it holds
+//! one. [`Config::raw`], the layered tree before typing, holds secrets in clear: it is kept for
+//! reload diffs only and never printed.
+
+mod layers;
+mod show;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml, Yaml};
 use log_capturer_components::catalogue::{SinkConfig, SourceConfig, TransformConfig};
 use log_capturer_components::config::{
-    ConfigError, did_you_mean, duration, join_path, parse, parse_validated, struct_fields,
+    ConfigError, ConfigWarning, did_you_mean, duration, join_path, parse, parse_validated,
+    struct_fields,
 };
 use log_capturer_components::dispatcher::DispatcherConfig;
 use log_capturer_components::dlq::DlqConfig;
+use log_capturer_components::secret::{Secret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -80,11 +91,22 @@ impl From<Vec<ConfigError>> for ConfigErrors {
 pub struct ApiConfig {
     /// Serve the API at all.
     pub enabled: bool,
-    /// Address and port. Loopback by default; any other address requires `token`.
+    /// IP address and port. Loopback by default; any other address requires `token`. A host
+    /// name (`localhost:8401`) is refused: it is not resolved.
+    #[serde(with = "listen_address")]
     pub listen: SocketAddr,
-    /// Bearer token required by mutating endpoints (`POST`). Required when `listen` is not a
-    /// loopback address. Redacted wherever the configuration is shown.
-    pub token: Option<String>,
+    /// Bearer token (a [`Secret`]) required by every endpoint but `/health`, `/ready` and
+    /// `/metrics`. Required when `listen` is not a loopback address.
+    pub token: Option<Secret>,
+    /// Most connections open at once. When all are open, a new connection closes the oldest
+    /// one waiting for a request; if every one is busy with a request, the new one is closed.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and how long a kept-alive
+    /// connection may stay idle; then the connection is closed.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Largest request body accepted (by its `Content-Length`); larger ones get 413 unread.
+    pub max_body_bytes: u64,
 }
 
 impl Default for ApiConfig {
@@ -93,7 +115,41 @@ impl Default for ApiConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8401)),
             token: None,
+            max_connections: 128,
+            header_read_timeout: Duration::from_secs(10),
+            max_body_bytes: 64 * 1024,
         }
+    }
+}
+
+/// Serde adapter for `api.listen`: an IP address and port, with an error that says what to
+/// write instead of a host name.
+mod listen_address {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(addr: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(addr)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(d)?;
+        text.trim().parse().map_err(|_| {
+            let port = text
+                .rsplit_once(':')
+                .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                .map(|(_, port)| port);
+            de::Error::custom(match port {
+                Some(port) => format!(
+                    "{text:?} names a host, not an IP address (host names are not resolved): \
+                     write 127.0.0.1:{port} (this machine only) or 0.0.0.0:{port} (every interface)"
+                ),
+                None => format!(
+                    "{text:?} is not an IP address and port: write e.g. 127.0.0.1:8401 or [::1]:8401"
+                ),
+            })
+        })
     }
 }
 
@@ -110,8 +166,8 @@ pub enum LogFormat {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LogConfig {
-    /// A `tracing` filter: `info`, `debug`, or per module, `info,log_capturer=debug`.
-    /// `RUST_LOG` overrides it.
+    /// Comma-separated level names (`off`, `error`, `warn`, `info`, `debug`, `trace`) and
+    /// `target=level` directives: `info`, `warn,log_capturer=debug`. `RUST_LOG` overrides it.
     pub level: String,
     /// `text` or `json`.
     pub format: LogFormat,
@@ -126,8 +182,9 @@ impl Default for LogConfig {
     }
 }
 
-/// The top level of the configuration, as written.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// The top level of the configuration, as written. Its `Debug` names the components without
+/// their raw settings (which may hold secrets).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RootConfig {
     /// Where state is kept (positions, dead-letter queue). Created at start-up.
@@ -162,6 +219,21 @@ impl Default for RootConfig {
     }
 }
 
+impl fmt::Debug for RootConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RootConfig")
+            .field("data_dir", &self.data_dir)
+            .field("api", &self.api)
+            .field("log", &self.log)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("dispatcher", &self.dispatcher)
+            .field("sources", &self.sources.keys().collect::<Vec<_>>())
+            .field("transforms", &self.transforms.keys().collect::<Vec<_>>())
+            .field("sinks", &self.sinks.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// A validated source.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SourceSpec {
@@ -185,110 +257,234 @@ pub struct SinkSpec {
     pub config: SinkConfig,
 }
 
-/// A complete, valid configuration.
-#[derive(Clone, Debug)]
+/// A complete, valid configuration. Its `Debug` leaves out `raw`.
+#[derive(Clone)]
 pub struct Config {
     pub root: RootConfig,
     pub sources: BTreeMap<String, SourceSpec>,
     pub transforms: BTreeMap<String, TransformSpec>,
     pub sinks: BTreeMap<String, SinkSpec>,
-    /// The layered configuration as a JSON tree, before typing (what `GET /config` shows, redacted).
+    /// `api.token`, read (from its environment variable or file) when the configuration was.
+    pub api_token: Option<SecretString>,
+    /// Problems that do not stop the start: `validate` prints them, `run` logs them.
+    pub warnings: Vec<ConfigWarning>,
+    /// The layered configuration as a JSON tree, before typing, secrets in clear: for reload
+    /// diffs only. Never print it; [`Config::shown`] is what may be shown.
     pub raw: Value,
 }
 
-/// Reads every layer and validates the result.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("root", &self.root)
+            .field("sources", &self.sources)
+            .field("transforms", &self.transforms)
+            .field("sinks", &self.sinks)
+            .field("api_token", &self.api_token)
+            .field("warnings", &self.warnings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads every layer and validates the result. An error on a key set by an environment
+/// variable or a `--set` argument names it.
 pub fn load(source: &ConfigSource) -> Result<Config, ConfigErrors> {
-    let raw = layered(source)?;
-    validate(raw)
+    let layered = layers::read(source)?;
+    validate(layered.tree.clone()).map_err(|errors| layered.annotate(errors))
 }
 
-/// Reads and merges the layers into one JSON tree.
+/// Reads and merges the layers into one JSON tree (secrets in clear: never print it).
 pub fn layered(source: &ConfigSource) -> Result<Value, ConfigErrors> {
-    let mut figment = Figment::from(Serialized::defaults(RootConfig::default()));
-    figment = match &source.file {
-        Some(path) => merge_file(figment, path)?,
-        None => figment.merge(Yaml::string(DEFAULT_CONFIG_YAML)),
-    };
-    if source.use_env {
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
-    }
-    for set in &source.sets {
-        let (key, value) = parse_set(set)?;
-        figment = figment.merge(Serialized::global(&key, value));
-    }
-    let origin = source.file.as_ref().map_or_else(
-        || "embedded default".to_string(),
-        |p| p.display().to_string(),
-    );
-    figment.extract::<Value>().map_err(|err| {
-        ConfigErrors(
-            err.into_iter()
-                .map(|e| {
-                    let path = e.path.join(".");
-                    let mut message = e.kind.to_string();
-                    if let Some(meta) = &e.metadata {
-                        message = format!("{message} (from {})", meta.name);
-                    }
-                    if path.is_empty() {
-                        ConfigError::new("", format!("cannot read {origin}: {message}"))
-                    } else {
-                        ConfigError::new(path, message)
-                    }
-                })
-                .collect(),
-        )
-    })
+    layers::read(source).map(|layered| layered.tree)
 }
 
-fn merge_file(figment: Figment, path: &Path) -> Result<Figment, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
-        ConfigErrors(vec![ConfigError::new(
-            "",
-            format!("cannot read configuration file {}: {err}", path.display()),
-        )])
-    })?;
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match extension.as_str() {
-        "yaml" | "yml" => Ok(figment.merge(Yaml::string(&text))),
-        "toml" => Ok(figment.merge(Toml::string(&text))),
-        _ => Err(ConfigErrors(vec![
+/// Level names `log.level` accepts.
+const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// `log.level` must be level names and `target=level` directives: `EnvFilter` would take a
+/// word it does not know (`warning`) as a target and then log nothing at all.
+fn check_log_level(level: &str) -> Option<ConfigError> {
+    let error = |message: String, hint: String| {
+        Some(ConfigError::new("log.level", message).with_hint(hint))
+    };
+    let directives: Vec<&str> = level
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return error(
+            "is empty".to_string(),
+            "use error, warn, info, debug or trace".to_string(),
+        );
+    }
+    let is_level = |word: &str| LOG_LEVELS.contains(&word.to_ascii_lowercase().as_str());
+    for directive in directives {
+        let (target, word) = match directive.split_once('=') {
+            Some((target, word)) => (Some(target.trim()), word.trim()),
+            None => (None, directive),
+        };
+        if let Some(target) = target
+            && (target.is_empty()
+                || !target
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '-'))
+        {
+            return error(
+                format!("`{directive}`: `{target}` is not a module path"),
+                "write target=level, e.g. log_capturer=debug".to_string(),
+            );
+        }
+        if !is_level(word) {
+            let hint = match did_you_mean(&word.to_ascii_lowercase(), LOG_LEVELS) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!(
+                    "levels are {}; per module write target=level, e.g. info,log_capturer=debug",
+                    LOG_LEVELS.join(", ")
+                ),
+            };
+            return error(format!("`{word}` is not a log level"), hint);
+        }
+    }
+    if let Err(err) = tracing_subscriber::EnvFilter::try_new(level) {
+        return error(
+            format!("invalid filter: {err}"),
+            "use error, warn, info, debug or trace".to_string(),
+        );
+    }
+    None
+}
+
+/// Checks of the top-level sections beyond their types.
+fn check_root(root: &RootConfig, errors: &mut Vec<ConfigError>) -> Option<SecretString> {
+    if root.data_dir.as_os_str().is_empty() {
+        errors.push(
+            ConfigError::new("data_dir", "is empty")
+                .with_hint("give the directory for positions and the dead-letter queue, e.g. /var/lib/log-capturer"),
+        );
+    }
+    let api = &root.api;
+    if api.max_connections == 0 {
+        errors.push(ConfigError::new(
+            "api.max_connections",
+            "must be at least 1",
+        ));
+    }
+    if api.header_read_timeout.is_zero() {
+        errors.push(ConfigError::new(
+            "api.header_read_timeout",
+            "must be longer than 0s",
+        ));
+    }
+    let token = match &api.token {
+        None => None,
+        Some(secret) => match secret.resolve() {
+            Ok(token) => Some(token),
+            Err(err) => {
+                errors.push(ConfigError::new("api.token", err.to_string()).with_hint(err.hint()));
+                None
+            }
+        },
+    };
+    if api.enabled && !api.listen.ip().is_loopback() && api.token.is_none() {
+        errors.push(
             ConfigError::new(
-                "",
+                "api.token",
                 format!(
-                    "cannot tell the format of {}: unknown extension",
-                    path.display()
+                    "required because api.listen ({}) is not a loopback address",
+                    api.listen
                 ),
             )
-            .with_hint("name the file .yaml, .yml or .toml"),
-        ])),
+            .with_hint(
+                "set a token (LOG_CAPTURER_API__TOKEN, or {file: PATH}) or listen on 127.0.0.1",
+            ),
+        );
     }
+    errors.extend(check_log_level(&root.log.level));
+    token
 }
 
-fn parse_set(set: &str) -> Result<(String, figment::value::Value), ConfigErrors> {
-    let Some((key, value)) = set.split_once('=') else {
-        return Err(ConfigErrors(vec![
-            ConfigError::new("", format!("--set {set:?} has no `=`"))
-                .with_hint("write --set key.path=value, e.g. --set dispatcher.batch_size=200"),
-        ]));
-    };
-    let key = key.trim();
-    if key.is_empty() || key.split('.').any(str::is_empty) {
-        return Err(ConfigErrors(vec![ConfigError::new(
-            "",
-            format!("--set {set:?}: `{key}` is not a key path"),
-        )]));
+/// Loki refuses a push with a stream without labels, so a Loki sink must give every stream one:
+/// for every source it reads (through transforms), the source's static labels, what the
+/// transforms add and the sink's `labels` must leave at least one label that is never empty.
+fn check_loki_labels(
+    sources: &BTreeMap<String, SourceSpec>,
+    transforms: &BTreeMap<String, TransformSpec>,
+    sinks: &BTreeMap<String, SinkSpec>,
+    errors: &mut Vec<ConfigError>,
+) {
+    /// Every source upstream of `inputs`, with the labels the transforms on the way add.
+    fn upstream(
+        inputs: &[String],
+        added: &BTreeMap<String, String>,
+        sources: &BTreeMap<String, SourceSpec>,
+        transforms: &BTreeMap<String, TransformSpec>,
+        visiting: &mut BTreeSet<String>,
+        out: &mut Vec<(String, BTreeMap<String, String>)>,
+    ) {
+        for input in inputs {
+            if let Some(source) = sources.get(input) {
+                let mut labels = source.config.static_labels();
+                labels.extend(added.clone());
+                out.push((input.clone(), labels));
+            } else if let Some(transform) = transforms.get(input)
+                && visiting.insert(input.clone())
+            {
+                let mut added = added.clone();
+                // Labels set nearer the sink win: they are applied later.
+                for (name, value) in transform.config.added_labels() {
+                    added.entry(name).or_insert(value);
+                }
+                upstream(
+                    &transform.inputs,
+                    &added,
+                    sources,
+                    transforms,
+                    visiting,
+                    out,
+                );
+                visiting.remove(input);
+            }
+        }
     }
-    let parsed: figment::value::Value = Yaml::from_str(value).map_err(|err| {
-        ConfigErrors(vec![ConfigError::new(
-            key,
-            format!("--set value {value:?} is not valid YAML: {err}"),
-        )])
-    })?;
-    Ok((key.to_string(), parsed))
+    for (name, sink) in sinks {
+        let SinkConfig::Loki(loki) = &sink.config else {
+            continue;
+        };
+        let mut reached = Vec::new();
+        upstream(
+            &sink.inputs,
+            &BTreeMap::new(),
+            sources,
+            transforms,
+            &mut BTreeSet::new(),
+            &mut reached,
+        );
+        let mut bare: Vec<String> = reached
+            .into_iter()
+            .filter(|(source, labels)| {
+                let has_file = sources.get(source).is_some_and(|s| s.config.sets_file());
+                !loki.streams_have_labels(labels, has_file)
+            })
+            .map(|(source, _)| source)
+            .collect();
+        bare.sort();
+        bare.dedup();
+        if !bare.is_empty() {
+            errors.push(
+                ConfigError::new(
+                    format!("sinks.{name}.labels"),
+                    format!(
+                        "streams from {} would have no labels, and Loki refuses every push holding such a stream",
+                        bare.iter().map(|s| format!("source `{s}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+                .with_hint(format!(
+                    "give the sink a label that is never empty, e.g. `labels: {{job: {name}}}`, or give the source `labels`"
+                )),
+            );
+        }
+    }
 }
 
 /// Types and checks a layered configuration tree.
@@ -296,25 +492,7 @@ pub fn validate(raw: Value) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let root = parse_root(&raw, &mut errors);
     errors.extend(root.dispatcher.validate("dispatcher"));
-    if !root.api.listen.ip().is_loopback() && root.api.token.as_deref().is_none_or(str::is_empty) {
-        errors.push(
-            ConfigError::new(
-                "api.token",
-                format!(
-                    "required because api.listen ({}) is not a loopback address",
-                    root.api.listen
-                ),
-            )
-            .with_hint("set a token (LOG_CAPTURER_API__TOKEN) or listen on 127.0.0.1"),
-        );
-    }
-    if let Err(err) = tracing_subscriber::EnvFilter::try_new(&root.log.level) {
-        errors.push(
-            ConfigError::new("log.level", format!("invalid filter: {err}"))
-                .with_hint("use error, warn, info, debug or trace"),
-        );
-    }
-
+    let api_token = check_root(&root, &mut errors);
     let names: BTreeSet<&str> = root
         .sources
         .keys()
@@ -416,13 +594,20 @@ pub fn validate(raw: Value) -> Result<Config, ConfigErrors> {
 
     check_cycles(&root, &mut errors);
     check_consumers(&root, &mut errors);
+    check_loki_labels(&sources, &transforms, &sinks, &mut errors);
 
     if errors.is_empty() {
+        let warnings = sources
+            .iter()
+            .flat_map(|(name, spec)| spec.config.warnings(&format!("sources.{name}")))
+            .collect();
         Ok(Config {
             root,
             sources,
             transforms,
             sinks,
+            api_token,
+            warnings,
             raw,
         })
     } else {
@@ -737,42 +922,6 @@ fn check_consumers(root: &RootConfig, errors: &mut Vec<ConfigError>) {
     }
 }
 
-/// Key names whose values are secrets.
-fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    [
-        "password",
-        "token",
-        "secret",
-        "api_key",
-        "apikey",
-        "credential",
-        "authorization",
-    ]
-    .iter()
-    .any(|s| key.contains(s))
-}
-
-/// A copy with every secret value replaced by `"<redacted>"`.
-pub fn redact(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let v = if is_secret_key(k) && !v.is_null() && !v.is_object() {
-                        Value::String("<redacted>".to_string())
-                    } else {
-                        redact(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
-        other => other.clone(),
-    }
-}
-
 /// Leaf values by dotted path; arrays are leaves.
 fn flatten(value: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
     match value {
@@ -1081,14 +1230,162 @@ sinks:
         assert!(!config.sources.is_empty());
     }
 
+    fn load_yaml(yaml: &str) -> Result<Config, ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        load(&ConfigSource {
+            file: Some(path),
+            ..ConfigSource::default()
+        })
+    }
+
     #[test]
-    fn redacts_secrets() {
-        let value = json!({"api": {"token": "abc", "listen": "x"}, "sinks": {"l": {"password": "p", "basic_auth": {"user": "u"}}}});
-        let redacted = redact(&value);
-        assert_eq!(redacted["api"]["token"], "<redacted>");
-        assert_eq!(redacted["api"]["listen"], "x");
-        assert_eq!(redacted["sinks"]["l"]["password"], "<redacted>");
-        assert_eq!(redacted["sinks"]["l"]["basic_auth"]["user"], "u");
+    fn shown_config_is_typed_and_redacts_secrets_by_type() {
+        let config = load_yaml(
+            "
+api: {token: tok-hunter2}
+sources:
+  gen: {type: generator, labels: {api_key_hint: visible, job: x}}
+sinks:
+  l:
+    type: loki
+    inputs: [gen]
+    endpoint: http://127.0.0.1:3100
+    auth: {user: u, password: {value: pw-hunter2}}
+",
+        )
+        .unwrap();
+        let shown = config.shown();
+        let text = shown.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(shown["api"]["token"], "<redacted>");
+        assert_eq!(shown["sinks"]["l"]["auth"]["password"], "<redacted>");
+        assert_eq!(shown["sinks"]["l"]["auth"]["user"], "u");
+        // A label is shown whatever its name.
+        assert_eq!(shown["sources"]["gen"]["labels"]["api_key_hint"], "visible");
+        // Types, inputs, resolved dispatcher and dlq, defaults.
+        assert_eq!(shown["sources"]["gen"]["type"], "generator");
+        assert_eq!(shown["sources"]["gen"]["rate"], 10);
+        assert_eq!(shown["sinks"]["l"]["type"], "loki");
+        assert_eq!(shown["sinks"]["l"]["inputs"], json!(["gen"]));
+        assert_eq!(shown["sinks"]["l"]["dispatcher"]["batch_size"], 1000);
+        assert_eq!(shown["sinks"]["l"]["dlq"]["enabled"], true);
+        assert_eq!(shown["sinks"]["l"]["path"], "/loki/api/v1/push");
+        assert_eq!(shown["api"]["max_connections"], 128);
+        assert_eq!(shown["shutdown_timeout"], "30s");
+        // Neither the typed config nor its Debug holds the secrets.
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(config.api_token.as_ref().unwrap().expose(), "tok-hunter2");
+    }
+
+    #[test]
+    fn log_level_takes_levels_and_directives_only() {
+        for good in [
+            "info",
+            "WARN",
+            "warn,log_capturer=debug",
+            "off",
+            "log_capturer::api=trace",
+        ] {
+            assert!(check_log_level(good).is_none(), "{good}");
+        }
+        let error = check_log_level("warning").unwrap();
+        assert_eq!(
+            error.to_string(),
+            "log.level: `warning` is not a log level (hint: did you mean `warn`?)"
+        );
+        assert!(check_log_level("info,log_capturer=loud").is_some());
+        assert!(check_log_level("").is_some());
+        assert!(check_log_level("x[span]=info").is_some());
+    }
+
+    #[test]
+    fn root_checks_name_their_keys() {
+        let errors = errors_of(&format!(
+            "{GOOD}data_dir: ''\napi: {{listen: 'localhost:8401'}}\nlog: {{level: warning}}\n"
+        ));
+        let joined = errors.join("\n");
+        for expected in [
+            "data_dir: is empty",
+            "api.listen: \"localhost:8401\" names a host, not an IP address",
+            "127.0.0.1:8401",
+            "log.level: `warning` is not a log level (hint: did you mean `warn`?)",
+        ] {
+            assert!(
+                joined.contains(expected),
+                "missing {expected:?} in:\n{joined}"
+            );
+        }
+    }
+
+    #[test]
+    fn unresolvable_api_token_names_the_variable() {
+        let errors = errors_of(&format!(
+            "{GOOD}api: {{token: {{env: LOG_CAPTURER_TEST_UNSET_TOKEN_VAR}}}}\n"
+        ));
+        assert!(
+            errors.iter().any(|e| e.starts_with(
+                "api.token: environment variable LOG_CAPTURER_TEST_UNSET_TOKEN_VAR is not set"
+            )),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn loki_sink_without_labels_names_the_sources() {
+        let config = "
+sources:
+  bare: {type: generator}
+  labelled: {type: generator, labels: {job: x}}
+transforms:
+  f: {type: filter, inputs: [bare], pattern: x}
+sinks:
+  l: {type: loki, inputs: [f, labelled], endpoint: 'http://127.0.0.1:3100'}
+";
+        let errors = errors_of(config);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .starts_with("sinks.l.labels: streams from source `bare` would have no labels"),
+            "{errors:?}"
+        );
+        assert!(errors[0].contains("labels: {job: l}"), "{errors:?}");
+        let fixed = config.replace("endpoint:", "labels: {job: app}, endpoint:");
+        assert!(errors_of(&fixed).is_empty());
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_their_line() {
+        let errors = errors_of(
+            "
+sources:
+  gen: {type: generator}
+  gen: {type: generator, count: 5}
+sinks:
+  out: {type: blackhole, inputs: [gen]}
+",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("sources.gen: in ") && errors[0].contains("line 4"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn missing_include_directory_is_a_warning() {
+        let config = load_yaml(
+            "
+sources:
+  app: {type: file, include: ['/nonexistent-lc-dir/*.log']}
+sinks:
+  out: {type: blackhole, inputs: [app]}
+",
+        )
+        .unwrap();
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert_eq!(config.warnings[0].path, "sources.app.include");
     }
 
     #[test]

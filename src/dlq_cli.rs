@@ -21,7 +21,10 @@ pub async fn run(
     let loaded = config::load(source);
     if let DlqAction::Reprocess { url, token } = action {
         let url = format!("{}/dlq/reprocess", api_base(url, loaded.as_ref().ok()));
-        let token = token.or_else(|| loaded.as_ref().ok().and_then(|c| c.root.api.token.clone()));
+        let token = token.or_else(|| {
+            let config = loaded.as_ref().ok()?;
+            config.api_token.as_ref().map(|t| t.expose().to_string())
+        });
         return print_api_answer(
             http::Method::POST,
             &url,

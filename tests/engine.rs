@@ -418,5 +418,10 @@ fn token_guards_reload() {
     )
     .unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(running_config(&instance)["api"]["token"], "<redacted>");
+    let (status, _) = instance.get("/config");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = instance.request_with_token(Method::GET, "/config", "s3cret");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let config: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(config["api"]["token"], "<redacted>");
 }

@@ -3,9 +3,12 @@
 //! Adding a component means: a config struct with doc comments and defaults, a variant here, and
 //! a line in docs/configuration.md (a test checks that every type here is documented).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::{ConfigError, parse_validated};
+use serde::Serialize;
+
+use crate::config::{ConfigError, ConfigWarning, parse_validated};
 use crate::dispatcher::SinkService;
 use crate::sinks::blackhole::{Blackhole, BlackholeConfig};
 use crate::sinks::console::ConsoleConfig;
@@ -94,6 +97,55 @@ impl SourceConfig {
             Self::File(config) => config.build(cx),
         }
     }
+
+    /// The `type` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Generator(_) => "generator",
+            Self::File(_) => "file",
+        }
+    }
+
+    /// Every setting, defaults included, as it would be written (secrets redacted).
+    pub fn settings(&self) -> serde_json::Value {
+        match self {
+            Self::Generator(config) => settings(config),
+            Self::File(config) => settings(config),
+        }
+    }
+
+    /// The labels every event of this source carries, whatever it reads (labels with empty
+    /// values are left out: Loki drops them). Labels a source sets per event only sometimes
+    /// are not listed.
+    pub fn static_labels(&self) -> BTreeMap<String, String> {
+        let labels = match self {
+            Self::Generator(config) => &config.labels,
+            Self::File(config) => &config.labels,
+        };
+        labels
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()
+    }
+
+    /// Whether every event of this source names the file it came from (`{{ file }}`).
+    pub fn sets_file(&self) -> bool {
+        matches!(self, Self::File(_))
+    }
+
+    /// Problems that do not stop the start (printed by `validate`, logged by `run`).
+    pub fn warnings(&self, prefix: &str) -> Vec<ConfigWarning> {
+        match self {
+            Self::Generator(_) => Vec::new(),
+            Self::File(config) => config.warnings(prefix),
+        }
+    }
+}
+
+/// A config struct as a JSON value; `Null` if it cannot be (it always can: plain data).
+fn settings<T: Serialize>(config: &T) -> serde_json::Value {
+    serde_json::to_value(config).unwrap_or(serde_json::Value::Null)
 }
 
 impl TransformConfig {
@@ -130,6 +182,30 @@ impl TransformConfig {
                 }),
             Self::Passthrough(_) => Ok(Box::new(Passthrough)),
         }
+    }
+
+    /// The `type` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Filter(_) => "filter",
+            Self::Dedup(_) => "dedup",
+            Self::Passthrough(_) => "passthrough",
+        }
+    }
+
+    /// Every setting, defaults included, as it would be written.
+    pub fn settings(&self) -> serde_json::Value {
+        match self {
+            Self::Filter(config) => settings(config),
+            Self::Dedup(config) => settings(config),
+            Self::Passthrough(config) => settings(config),
+        }
+    }
+
+    /// Labels this transform sets on every event it passes on (none of today's transforms
+    /// changes labels).
+    pub fn added_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
     }
 }
 
@@ -185,6 +261,26 @@ impl SinkConfig {
             Self::Blackhole(_) => Ok(Arc::new(Blackhole)),
         }
     }
+
+    /// The `type` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Loki(_) => "loki",
+            Self::File(_) => "file",
+            Self::Console(_) => "console",
+            Self::Blackhole(_) => "blackhole",
+        }
+    }
+
+    /// Every setting, defaults included, as it would be written (secrets redacted).
+    pub fn settings(&self) -> serde_json::Value {
+        match self {
+            Self::Loki(config) => settings(config),
+            Self::File(config) => settings(config),
+            Self::Console(config) => settings(config),
+            Self::Blackhole(config) => settings(config),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -197,6 +293,28 @@ mod tests {
         let errors = SinkConfig::parse("sinks.out", "fiel", json!({})).unwrap_err();
         assert_eq!(errors[0].path, "sinks.out.type");
         assert!(errors[0].to_string().contains("`file`"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn sources_report_their_static_labels_and_settings() {
+        let source = SourceConfig::parse(
+            "sources.gen",
+            "generator",
+            json!({"labels": {"job": "x", "empty": ""}}),
+        )
+        .unwrap();
+        assert_eq!(source.type_name(), "generator");
+        assert_eq!(
+            source.static_labels(),
+            BTreeMap::from([("job".to_string(), "x".to_string())])
+        );
+        assert!(!source.sets_file());
+        // Every setting, defaults included.
+        assert_eq!(source.settings()["rate"], 10);
+        let files =
+            SourceConfig::parse("sources.f", "file", json!({"include": ["/var/log/*.log"]}))
+                .unwrap();
+        assert!(files.sets_file() && files.static_labels().is_empty());
     }
 
     #[test]

@@ -51,6 +51,47 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A configuration problem that does not stop the start (a directory that does not exist yet).
+/// Same shape as an error; `validate` prints them, `run` logs them.
+pub type ConfigWarning = ConfigError;
+
+/// Loki's rule for label names (and Prometheus'): `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An error for every name in a `labels` map (at `prefix.labels`) that Loki would refuse.
+pub fn label_name_errors<'a>(
+    prefix: &str,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Vec<ConfigError> {
+    names
+        .into_iter()
+        .filter(|name| !valid_label_name(name))
+        .map(|name| {
+            ConfigError::new(
+                join_path(prefix, &format!("labels.{name}")),
+                "invalid label name: Loki accepts [a-zA-Z_][a-zA-Z0-9_]*",
+            )
+            .with_hint(format!("e.g. `{}`", label_name_suggestion(name)))
+        })
+        .collect()
+}
+
+/// `name` made valid: every other character becomes `_`, and a leading digit gets one before it.
+fn label_name_suggestion(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
 /// Joins a prefix and a key into a dotted path.
 pub fn join_path(prefix: &str, key: &str) -> String {
     match (prefix.is_empty(), key.is_empty()) {
@@ -301,6 +342,19 @@ mod tests {
         assert!(errors[0].message.contains("invalid duration \"soon\""));
         let ok: Outer = parse("x", json!({"wait": "1m 30s"}), &[]).unwrap();
         assert_eq!(ok.wait, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn label_names_follow_lokis_rule_with_a_suggestion() {
+        assert!(valid_label_name("job") && valid_label_name("_x1"));
+        assert!(!valid_label_name("1x") && !valid_label_name("a-b") && !valid_label_name(""));
+        let names = ["job".to_string(), "app-name".to_string()];
+        let errors = label_name_errors("sources.app", &names);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            "sources.app.labels.app-name: invalid label name: Loki accepts [a-zA-Z_][a-zA-Z0-9_]* (hint: e.g. `app_name`)"
+        );
     }
 
     #[test]

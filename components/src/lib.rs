@@ -7,6 +7,7 @@
 //! - [`sources`], [`transforms`], [`sinks`]: the components; [`catalogue`] maps a configuration
 //!   `type` to its typed configuration and builder.
 //! - [`config`]: typed-configuration helpers (durations, key-path errors, did-you-mean).
+//! - [`secret`]: [`secret::Secret`], a configuration value that never prints in clear.
 //! - [`telemetry`]: every metric the components emit, and component health.
 //!
 //! Components take typed configuration structs and never read configuration files; the engine
@@ -22,6 +23,7 @@ pub mod durable;
 pub mod event;
 pub mod lock;
 pub mod queue;
+pub mod secret;
 pub mod shutdown;
 pub mod sinks;
 pub mod sources;

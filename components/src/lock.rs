@@ -127,15 +127,59 @@ pub enum LockError {
     },
 }
 
+impl LockError {
+    /// The data directory the lock is in.
+    fn dir(&self) -> &Path {
+        let (Self::Held { path, .. } | Self::Io { path, .. }) = self;
+        path.parent().unwrap_or(path)
+    }
+
+    /// How to fix it; each cause has its own.
+    pub fn hint(&self) -> String {
+        let dir = self.dir().display();
+        match self {
+            Self::Held { pid: Some(pid), .. } => {
+                format!("stop the other instance (pid {pid}), or give this one another data_dir")
+            }
+            Self::Held { pid: None, .. } => {
+                "stop the other instance, or give this one another data_dir".to_string()
+            }
+            Self::Io { error, .. } => match error.kind() {
+                io::ErrorKind::PermissionDenied => format!(
+                    "let the user running log-capturer create and write files in {dir} \
+                     (chown or chmod it), or set data_dir to a directory it may write"
+                ),
+                io::ErrorKind::ReadOnlyFilesystem => format!(
+                    "{dir} is on a read-only file system: mount a writable volume there \
+                     (in Kubernetes an emptyDir or a persistent volume), or set data_dir elsewhere"
+                ),
+                io::ErrorKind::NotFound => format!(
+                    "a directory on the way to {dir} is missing and cannot be created there: \
+                     create it, or set data_dir to a path on a writable file system"
+                ),
+                io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists => format!(
+                    "something on the way to {dir} is a file, not a directory: \
+                     set data_dir to a directory"
+                ),
+                io::ErrorKind::StorageFull => {
+                    format!(
+                        "the file system of {dir} is full: free space, or set data_dir elsewhere"
+                    )
+                }
+                _ => format!("check {dir} and its file system, or set data_dir elsewhere"),
+            },
+        }
+    }
+}
+
 impl fmt::Display for LockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dir = self.dir().display();
         match self {
             Self::Held { path, pid } => {
-                let dir = path.parent().unwrap_or(path);
                 write!(
                     f,
-                    "data directory {} is in use by another log-capturer process (",
-                    dir.display()
+                    "data directory {dir} is in use by another log-capturer process ("
                 )?;
                 match pid {
                     Some(pid) => write!(f, "pid {pid}")?,
@@ -143,7 +187,23 @@ impl fmt::Display for LockError {
                 }
                 write!(f, "; lock {})", path.display())
             }
-            Self::Io { path, error } => write!(f, "cannot lock {}: {error}", path.display()),
+            Self::Io { path, error } => {
+                let cause = match error.kind() {
+                    io::ErrorKind::PermissionDenied => "permission denied",
+                    io::ErrorKind::ReadOnlyFilesystem => "read-only file system",
+                    io::ErrorKind::NotFound => "directory missing",
+                    io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists => {
+                        "not a directory"
+                    }
+                    io::ErrorKind::StorageFull => "no space left",
+                    _ => "I/O error",
+                };
+                write!(
+                    f,
+                    "cannot create or lock data directory {dir} ({cause}; lock {}): {error}",
+                    path.display()
+                )
+            }
         }
     }
 }
@@ -213,6 +273,44 @@ mod tests {
             pid: None,
         };
         assert!(error.to_string().contains("(pid unknown; lock /x/lock)"));
+    }
+
+    #[test]
+    fn each_cause_has_its_own_message_and_hint() {
+        let io = |kind: io::ErrorKind| LockError::Io {
+            path: PathBuf::from("/x/lock"),
+            error: io::Error::from(kind),
+        };
+        let held = LockError::Held {
+            path: PathBuf::from("/x/lock"),
+            pid: Some(42),
+        };
+        assert!(held.hint().contains("stop the other instance (pid 42)"));
+        for (kind, cause, hint) in [
+            (
+                io::ErrorKind::PermissionDenied,
+                "permission denied",
+                "chown or chmod",
+            ),
+            (
+                io::ErrorKind::ReadOnlyFilesystem,
+                "read-only file system",
+                "mount a writable volume",
+            ),
+            (io::ErrorKind::NotFound, "directory missing", "is missing"),
+            (io::ErrorKind::NotADirectory, "not a directory", "is a file"),
+        ] {
+            let error = io(kind);
+            let text = error.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "cannot create or lock data directory /x ({cause}; lock /x/lock)"
+                )),
+                "{text}"
+            );
+            assert!(error.hint().contains(hint), "{kind:?}: {}", error.hint());
+            assert!(!error.hint().contains("other instance"), "{}", error.hint());
+        }
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod names {
     pub const COMPONENT_HEALTH: &str = "component_health";
     pub const BUILD_INFO: &str = "build_info";
     pub const CONFIG_RELOADS: &str = "config_reloads";
+    pub const API_CONNECTIONS_CLOSED: &str = "api_connections_closed";
 
     // The file source.
     pub const FILES_WATCHED: &str = "files_watched";
@@ -90,6 +91,7 @@ pub mod names {
         COMPONENT_HEALTH,
         BUILD_INFO,
         CONFIG_RELOADS,
+        API_CONNECTIONS_CLOSED,
         FILES_WATCHED,
         INCLUDE_DIRS_MISSING,
         FILES_OPENED,

@@ -161,6 +161,30 @@ impl Instance {
         http(Method::POST, &self.url(path), None).unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
 
+    /// A request with `Authorization: Bearer <token>`.
+    pub fn request_with_token(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+    ) -> (StatusCode, String) {
+        http(method.clone(), &self.url(path), Some(token))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Descriptors the process has open now (`/proc/PID/fd`).
+    pub fn open_fds(&self) -> usize {
+        let pid = self.pid().expect("running child");
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    }
+
     fn wait_ready(&mut self) {
         let url = self.url("/ready");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -240,9 +264,36 @@ pub fn line_count(path: &Path) -> usize {
 
 /// Runs the binary to completion with arguments.
 pub fn run_cli(args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run log-capturer")
+    run_cli_with_env(args, &[])
+}
+
+/// Runs the binary to completion with arguments and extra environment variables.
+pub fn run_cli_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(binary());
+    command.args(args).env_remove("RUST_LOG");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run log-capturer")
+}
+
+/// `log-capturer validate --config FILE [args]` on `config` (YAML; `{dir}` is replaced by a
+/// temporary directory that lives until the call returns): (success, stdout, stderr).
+pub fn validate(config: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        config.replace("{dir}", &dir.path().display().to_string()),
+    )
+    .expect("write config");
+    let path = path.display().to_string();
+    let mut all = vec!["validate", "--config", path.as_str()];
+    all.extend_from_slice(args);
+    let output = run_cli_with_env(&all, env);
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }

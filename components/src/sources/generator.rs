@@ -62,6 +62,7 @@ impl GeneratorConfig {
                 "must be at most 16 MiB",
             ));
         }
+        errors.extend(crate::config::label_name_errors(prefix, self.labels.keys()));
         errors
     }
 

@@ -40,9 +40,10 @@ use serde::{Deserialize, Serialize};
 use self::proto::Timestamp;
 use self::response::{RejectReason, Rejection, parse_rejections, parse_retry_after};
 use self::timestamps::{Learner, TimestampConfig, Verdict};
-use crate::config::{ConfigError, join_path};
+use crate::config::{ConfigError, join_path, label_name_errors, valid_label_name};
 use crate::dispatcher::{Rejected, SendOutcome, SinkService};
 use crate::event::{EventBatch, LogEvent, now_ns};
+pub use crate::secret::Secret;
 use crate::telemetry::{meter, names};
 
 /// How the push body is encoded.
@@ -65,47 +66,16 @@ pub enum JsonCompression {
     Gzip,
 }
 
-/// A secret given inline, from an environment variable, or from a file.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Secret {
-    /// The value itself (shown redacted).
-    pub value: Option<String>,
-    /// Read from this environment variable at start.
-    pub env: Option<String>,
-    /// Read from this file at start (trailing newline removed).
-    pub file: Option<std::path::PathBuf>,
-}
-
-impl Secret {
-    fn resolve(&self, what: &str) -> Result<Option<String>, String> {
-        if let Some(value) = &self.value {
-            return Ok(Some(value.clone()));
-        }
-        if let Some(var) = &self.env {
-            return std::env::var(var)
-                .map(Some)
-                .map_err(|_| format!("{what}: environment variable {var} is not set"));
-        }
-        if let Some(path) = &self.file {
-            return std::fs::read_to_string(path)
-                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
-                .map_err(|err| format!("{what}: cannot read {}: {err}", path.display()));
-        }
-        Ok(None)
-    }
-}
-
 /// Authentication towards Loki (or the proxy in front of it).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LokiAuth {
     /// Basic auth user name.
     pub user: Option<String>,
-    /// Basic auth password.
-    pub password: Secret,
-    /// Bearer token (instead of basic auth).
-    pub bearer_token: Secret,
+    /// Basic auth password (a [`Secret`]); needs `user`.
+    pub password: Option<Secret>,
+    /// Bearer token (a [`Secret`]), instead of basic auth.
+    pub bearer_token: Option<Secret>,
 }
 
 /// TLS towards Loki (`https://` endpoints).
@@ -170,74 +140,206 @@ impl Default for LokiSinkConfig {
     }
 }
 
-/// Loki's label name rule.
-fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// The push path Loki serves; an `endpoint` that ends with it has the path twice.
+const PUSH_PATH: &str = "/loki/api/v1/push";
+
+/// Loki's rule for tenant IDs (`X-Scope-OrgID`): 1 to 150 of `A-Za-z0-9!-_.*'()`, and not `.`
+/// or `..` (the ID names directories in Loki's storage).
+pub fn valid_tenant(tenant: &str) -> bool {
+    (1..=150).contains(&tenant.len())
+        && tenant != "."
+        && tenant != ".."
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!-_.*'()".contains(c))
 }
 
 impl LokiSinkConfig {
     pub fn validate(&self, prefix: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        match self.endpoint.parse::<http::Uri>() {
-            Ok(uri)
-                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
-            _ => errors.push(
-                ConfigError::new(
-                    join_path(prefix, "endpoint"),
-                    format!("{:?} is not an http:// or https:// URL", self.endpoint),
-                )
-                .with_hint("e.g. endpoint: \"http://127.0.0.1:3100\""),
-            ),
-        }
+        errors.extend(self.endpoint_errors(prefix));
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             errors.push(ConfigError::new(
                 join_path(prefix, "tls"),
                 "cert_file and key_file go together",
             ));
         }
+        if let Some(tenant) = &self.tenant_id
+            && !valid_tenant(tenant)
+        {
+            errors.push(
+                ConfigError::new(
+                    join_path(prefix, "tenant_id"),
+                    format!("{tenant:?} is not a tenant ID Loki accepts"),
+                )
+                .with_hint(
+                    "use 1 to 150 of the characters A-Z a-z 0-9 ! - _ . * ' ( ), not `.` or `..`; \
+                     remove tenant_id for a single-tenant Loki",
+                ),
+            );
+        }
+        if let Some(label) = &self.tenant_label
+            && !valid_label_name(label)
+        {
+            errors.push(ConfigError::new(
+                join_path(prefix, "tenant_label"),
+                "invalid label name: Loki accepts [a-zA-Z_][a-zA-Z0-9_]*",
+            ));
+        }
+        errors.extend(label_name_errors(prefix, self.labels.keys()));
         for (name, value) in &self.labels {
-            let path = join_path(prefix, &format!("labels.{name}"));
-            if !valid_label_name(name) {
+            if let Err(err) = LabelTemplate::parse(value) {
                 errors.push(ConfigError::new(
-                    &path,
-                    "invalid label name: Loki accepts [a-zA-Z_][a-zA-Z0-9_]*",
+                    join_path(prefix, &format!("labels.{name}")),
+                    err,
                 ));
             }
-            if let Err(err) = LabelTemplate::parse(value) {
-                errors.push(ConfigError::new(&path, err));
-            }
         }
-        if self.auth.user.is_some() && self.auth.bearer_token != Secret::default() {
+        let auth = join_path(prefix, "auth");
+        if self.auth.user.is_some() && self.auth.bearer_token.is_some() {
             errors.push(ConfigError::new(
-                join_path(prefix, "auth"),
+                &auth,
                 "use either user/password or bearer_token, not both",
             ));
+        }
+        if self.auth.password.is_some() && self.auth.user.is_none() {
+            errors.push(
+                ConfigError::new(join_path(&auth, "password"), "given without `user`")
+                    .with_hint("basic authentication needs auth.user too"),
+            );
+        }
+        for (key, secret) in [
+            ("password", &self.auth.password),
+            ("bearer_token", &self.auth.bearer_token),
+        ] {
+            if let Some(Err(err)) = secret.as_ref().map(Secret::resolve) {
+                errors.push(
+                    ConfigError::new(join_path(&auth, key), err.to_string()).with_hint(err.hint()),
+                );
+            }
         }
         errors
     }
 
+    /// `endpoint` must be an http(s) base URL without credentials and without the push path.
+    fn endpoint_errors(&self, prefix: &str) -> Vec<ConfigError> {
+        let path = join_path(prefix, "endpoint");
+        // URLs are logged: credentials in one would end up in the logs, so it is never echoed.
+        let shown = if self.endpoint.contains('@') {
+            "the endpoint".to_string()
+        } else {
+            format!("{:?}", self.endpoint)
+        };
+        let uri = match self.endpoint.parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
+            {
+                uri
+            }
+            _ => {
+                return vec![
+                    ConfigError::new(path, format!("{shown} is not an http:// or https:// URL"))
+                        .with_hint("e.g. endpoint: \"http://127.0.0.1:3100\""),
+                ];
+            }
+        };
+        let mut errors = Vec::new();
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            errors.push(
+                ConfigError::new(&path, "contains credentials (user:password@host)")
+                    .with_hint(
+                        "put them in auth.user and auth.password (a secret), and give the URL without them; \
+                         URLs are logged, secrets are not",
+                    ),
+            );
+            return errors;
+        }
+        let endpoint_path = uri.path().trim_end_matches('/');
+        let push_path = self.path.trim_end_matches('/');
+        for suffix in [PUSH_PATH, push_path] {
+            if !suffix.is_empty() && endpoint_path.ends_with(suffix) {
+                let base = format!(
+                    "{}://{}{}",
+                    uri.scheme_str().unwrap_or("http"),
+                    uri.authority().map_or("", |a| a.as_str()),
+                    &endpoint_path[..endpoint_path.len() - suffix.len()]
+                );
+                errors.push(
+                    ConfigError::new(
+                        &path,
+                        format!(
+                            "{shown} includes the push path {suffix}; the sink adds `path` to it"
+                        ),
+                    )
+                    .with_hint(format!("give Loki's base URL: endpoint: \"{base}\"")),
+                );
+                break;
+            }
+        }
+        errors
+    }
+
+    /// Whether every stream this sink makes from a source's events has at least one label (Loki
+    /// refuses a stream without labels, and with it the whole push). `source_labels` are the
+    /// labels every event of the source carries (non-empty values); `has_file` says whether
+    /// every event names its file (so `{{ file }}` renders).
+    pub fn streams_have_labels(
+        &self,
+        source_labels: &BTreeMap<String, String>,
+        has_file: bool,
+    ) -> bool {
+        let tenant_label = self.tenant_label.as_deref();
+        let mut present: std::collections::BTreeSet<&str> = source_labels
+            .iter()
+            .filter(|(name, value)| !value.is_empty() && Some(name.as_str()) != tenant_label)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        for (name, value) in &self.labels {
+            // A value that may render empty removes the label of that name.
+            match LabelTemplate::parse(value) {
+                Ok(template) if template.always_renders(source_labels, has_file) => {
+                    present.insert(name)
+                }
+                _ => present.remove(name.as_str()),
+            };
+        }
+        !present.is_empty()
+    }
+
     /// Builds the sink: resolves secrets, creates the pooled client.
     pub fn build(&self, key: &str) -> Result<LokiSink, String> {
-        let authorization =
-            if let Some(token) = self.auth.bearer_token.resolve("auth.bearer_token")? {
-                Some(format!("Bearer {token}"))
-            } else if let Some(user) = &self.auth.user {
-                let password = self
-                    .auth
-                    .password
-                    .resolve("auth.password")?
-                    .unwrap_or_default();
-                Some(format!("Basic {}", base64(&format!("{user}:{password}"))))
-            } else {
-                None
+        let resolve = |key: &str, secret: &Secret| {
+            secret.resolve().map_err(|err| format!("auth.{key}: {err}"))
+        };
+        let authorization = if let Some(token) = &self.auth.bearer_token {
+            Some(format!(
+                "Bearer {}",
+                resolve("bearer_token", token)?.expose()
+            ))
+        } else if let Some(user) = &self.auth.user {
+            let password = match &self.auth.password {
+                Some(password) => resolve("password", password)?,
+                None => crate::secret::SecretString::default(),
             };
+            Some(format!(
+                "Basic {}",
+                base64(&format!("{user}:{}", password.expose()))
+            ))
+        } else {
+            None
+        };
         let authorization = authorization
             .map(|v| {
-                HeaderValue::from_str(&v).map_err(|_| {
-                    "auth: the credentials contain characters not allowed in a header".to_string()
-                })
+                HeaderValue::from_str(&v)
+                    .map(|mut value| {
+                        // Keeps the value out of Debug output (and out of HTTP/2 header tables).
+                        value.set_sensitive(true);
+                        value
+                    })
+                    .map_err(|_| {
+                        "auth: the credentials contain characters not allowed in a header"
+                            .to_string()
+                    })
             })
             .transpose()?;
         let tenant = self
@@ -403,6 +505,18 @@ impl LabelTemplate {
         Ok(Self(parts))
     }
 
+    /// Whether the value is non-empty for every event that carries `labels` (and, with
+    /// `has_file`, names its file).
+    pub fn always_renders(&self, labels: &BTreeMap<String, String>, has_file: bool) -> bool {
+        self.0.iter().any(|part| match part {
+            TemplatePart::Text(text) => !text.is_empty(),
+            // Component names are never empty.
+            TemplatePart::Source => true,
+            TemplatePart::File => has_file,
+            TemplatePart::Label(name) => labels.get(name).is_some_and(|v| !v.is_empty()),
+        })
+    }
+
     /// The value for one event (empty when every placeholder is missing and there is no text).
     pub fn render(&self, event: &LogEvent) -> String {
         let mut out = String::new();
@@ -415,6 +529,55 @@ impl LabelTemplate {
             }
         }
         out
+    }
+}
+
+/// What Loki's answer to `GET /ready` means for the pushes that follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadyVerdict {
+    /// 2xx.
+    Ready,
+    /// 429, 5xx (Loki starting, overloaded) or another answer pushes are retried on.
+    NotYet(StatusCode),
+    /// A 4xx other than 429: pushes answered alike fail for good (dead-letter queue).
+    Refused {
+        status: StatusCode,
+        /// What it most likely means.
+        cause: &'static str,
+    },
+}
+
+impl ReadyVerdict {
+    pub fn of(status: StatusCode) -> Self {
+        match status.as_u16() {
+            200..=299 => Self::Ready,
+            404 => Self::Refused {
+                status,
+                cause: "the endpoint is wrong: no Loki at this URL, or a wrong path prefix \
+                        (or a proxy in front of Loki that does not serve /ready)",
+            },
+            401 | 403 => Self::Refused {
+                status,
+                cause: "the credentials were refused: check auth (and tenant_id) for this endpoint",
+            },
+            429 => Self::NotYet(status),
+            400..=499 => Self::Refused {
+                status,
+                cause: "Loki refused the request: check endpoint, auth and tenant_id",
+            },
+            _ => Self::NotYet(status),
+        }
+    }
+
+    /// The log message for a refused check; empty for the others.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Refused { status, cause } => format!(
+                "Loki's readiness check answered {status}: {cause}. Pushes answered the same way \
+                 will fail and go to the dead-letter queue; they are not retried."
+            ),
+            _ => String::new(),
+        }
     }
 }
 
@@ -447,7 +610,8 @@ impl LokiSink {
         self.config.tenant_id.as_deref()
     }
 
-    /// `GET /ready`; logs the answer.
+    /// `GET /ready` (with the sink's tenant and credentials); logs what the answer means for
+    /// the pushes to come.
     pub async fn healthcheck(&self) {
         let result = async {
             let uri: http::Uri = self.ready_url.parse().map_err(|e| format!("{e}"))?;
@@ -457,6 +621,10 @@ impl LokiSink {
             if let Some(tenant) = &self.tenant {
                 req.headers_mut().insert("X-Scope-OrgID", tenant.clone());
             }
+            if let Some(auth) = &self.authorization {
+                req.headers_mut()
+                    .insert(header::AUTHORIZATION, auth.clone());
+            }
             let response = tokio::time::timeout(Duration::from_secs(5), self.client.request(req))
                 .await
                 .map_err(|_| "no answer within 5s".to_string())?
@@ -464,12 +632,15 @@ impl LokiSink {
             Ok::<_, String>(response.status())
         }
         .await;
-        match result {
-            Ok(status) if status.is_success() => {
+        match result.map(ReadyVerdict::of) {
+            Ok(ReadyVerdict::Ready) => {
                 tracing::info!(sink = %self.key, url = %self.ready_url, "Loki is ready.")
             }
-            Ok(status) => {
+            Ok(ReadyVerdict::NotYet(status)) => {
                 tracing::warn!(sink = %self.key, url = %self.ready_url, %status, "Loki is not ready yet; pushes will be retried.")
+            }
+            Ok(verdict @ ReadyVerdict::Refused { status, .. }) => {
+                tracing::error!(sink = %self.key, url = %self.ready_url, %status, "{}", verdict.message())
             }
             Err(error) => {
                 tracing::warn!(sink = %self.key, url = %self.ready_url, %error, "Loki is not reachable yet; pushes will be retried.")
@@ -992,8 +1163,8 @@ impl LokiSink {
         for (index, event) in events.iter().enumerate() {
             let tenant = match event.labels.get(label) {
                 Some(value) => match HeaderValue::from_str(value) {
-                    Ok(header) => Some(header),
-                    Err(_) => {
+                    Ok(header) if valid_tenant(value) => Some(header),
+                    _ => {
                         invalid.push(index);
                         continue;
                     }
@@ -1028,7 +1199,9 @@ impl SinkService for LokiSink {
                 .map(|index| Rejected {
                     index,
                     reason: "invalid_tenant",
-                    detail: format!("the {label} label is not a valid X-Scope-OrgID value"),
+                    detail: format!(
+                        "the {label} label is not a tenant ID Loki accepts (1 to 150 of A-Za-z0-9!-_.*'(), not . or ..)"
+                    ),
                 })
                 .collect();
             let mut retry = None;
@@ -1110,7 +1283,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn credentials_come_from_value_env_or_file() {
+    async fn credentials_come_from_value_env_or_file_and_stay_out_of_debug() {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, "s3cret\n").unwrap();
@@ -1122,23 +1295,20 @@ mod tests {
         let basic = LokiSinkConfig {
             auth: LokiAuth {
                 user: Some("user".into()),
-                password: Secret {
-                    value: Some("pass".into()),
-                    ..Secret::default()
-                },
+                password: Some(Secret::value("pass")),
                 ..LokiAuth::default()
             },
             ..base.clone()
         }
         .build("l")
         .unwrap();
-        assert_eq!(basic.authorization.unwrap(), "Basic dXNlcjpwYXNz");
+        let header = basic.authorization.unwrap();
+        assert_eq!(header, "Basic dXNlcjpwYXNz");
+        assert!(header.is_sensitive());
+        assert!(!format!("{header:?}").contains("dXNlcjpwYXNz"));
         let bearer = LokiSinkConfig {
             auth: LokiAuth {
-                bearer_token: Secret {
-                    file: Some(token_file),
-                    ..Secret::default()
-                },
+                bearer_token: Some(Secret::file(token_file)),
                 ..LokiAuth::default()
             },
             ..base.clone()
@@ -1148,21 +1318,123 @@ mod tests {
         assert_eq!(bearer.authorization.unwrap(), "Bearer s3cret");
         let missing = LokiSinkConfig {
             auth: LokiAuth {
-                bearer_token: Secret {
-                    env: Some("LOG_CAPTURER_TEST_SURELY_UNSET".into()),
-                    ..Secret::default()
-                },
+                bearer_token: Some(Secret::env("LOG_CAPTURER_TEST_SURELY_UNSET")),
                 ..LokiAuth::default()
             },
             ..base
-        }
-        .build("l");
+        };
         assert!(
             missing
+                .build("l")
                 .err()
                 .unwrap()
                 .contains("LOG_CAPTURER_TEST_SURELY_UNSET is not set")
         );
+        // validate says so before anything starts.
+        let errors = missing.validate("sinks.loki");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "sinks.loki.auth.bearer_token");
+        assert!(
+            errors[0]
+                .message
+                .contains("environment variable LOG_CAPTURER_TEST_SURELY_UNSET is not set"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn endpoint_with_credentials_or_push_path_is_refused_without_echoing_it() {
+        let config = |endpoint: &str| LokiSinkConfig {
+            endpoint: endpoint.into(),
+            ..LokiSinkConfig::default()
+        };
+        let errors = config("http://admin:hunter2@loki:3100").validate("sinks.loki");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let text = errors[0].to_string();
+        assert!(
+            text.starts_with("sinks.loki.endpoint: contains credentials"),
+            "{text}"
+        );
+        assert!(text.contains("auth.user and auth.password"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+
+        let errors = config("http://loki:3100/loki/api/v1/push").validate("sinks.loki");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let text = errors[0].to_string();
+        assert!(
+            text.contains("includes the push path /loki/api/v1/push"),
+            "{text}"
+        );
+        assert!(text.contains("endpoint: \"http://loki:3100\""), "{text}");
+        // A path prefix in front of Loki (a proxy) is kept.
+        assert!(config("http://gw:80/tenant-a").validate("x").is_empty());
+        assert!(
+            config("http://gw:80/tenant-a/loki/api/v1/push/").validate("x")[0]
+                .to_string()
+                .contains("endpoint: \"http://gw:80/tenant-a\"")
+        );
+    }
+
+    #[test]
+    fn tenant_ids_follow_lokis_rule() {
+        for good in ["team-a", "A_b.c*!'()", &"x".repeat(150)] {
+            assert!(valid_tenant(good), "{good}");
+        }
+        for bad in ["team/a", "", ".", "..", "a b", "é", &"x".repeat(151)] {
+            assert!(!valid_tenant(bad), "{bad}");
+        }
+        let errors = LokiSinkConfig {
+            endpoint: "http://loki:3100".into(),
+            tenant_id: Some("team/a".into()),
+            ..LokiSinkConfig::default()
+        }
+        .validate("sinks.loki");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "sinks.loki.tenant_id");
+        assert!(errors[0].hint.as_deref().unwrap_or("").contains("150"));
+    }
+
+    #[test]
+    fn streams_have_labels_only_when_some_label_always_renders() {
+        let sink = |labels: &[(&str, &str)], tenant_label: Option<&str>| LokiSinkConfig {
+            endpoint: "http://loki:3100".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            tenant_label: tenant_label.map(str::to_string),
+            ..LokiSinkConfig::default()
+        };
+        let none = BTreeMap::new();
+        let job = BTreeMap::from([("job".to_string(), "app".to_string())]);
+        assert!(!sink(&[], None).streams_have_labels(&none, true));
+        assert!(sink(&[], None).streams_have_labels(&job, false));
+        // The tenant label is taken out of the stream's labels.
+        assert!(!sink(&[], Some("job")).streams_have_labels(&job, false));
+        assert!(sink(&[("src", "{{ source }}")], None).streams_have_labels(&none, false));
+        assert!(sink(&[("f", "{{ file }}")], None).streams_have_labels(&none, true));
+        assert!(!sink(&[("f", "{{ file }}")], None).streams_have_labels(&none, false));
+        assert!(!sink(&[("a", "{{ label.app }}")], None).streams_have_labels(&none, true));
+        // A sink label that may render empty removes the source's label of that name.
+        assert!(!sink(&[("job", "{{ label.app }}")], None).streams_have_labels(&job, false));
+    }
+
+    #[test]
+    fn ready_check_says_what_a_refusal_means() {
+        assert_eq!(
+            ReadyVerdict::of(StatusCode::NO_CONTENT),
+            ReadyVerdict::Ready
+        );
+        assert!(matches!(
+            ReadyVerdict::of(StatusCode::SERVICE_UNAVAILABLE),
+            ReadyVerdict::NotYet(_)
+        ));
+        let not_found = ReadyVerdict::of(StatusCode::NOT_FOUND).message();
+        assert!(not_found.contains("the endpoint is wrong"), "{not_found}");
+        assert!(not_found.contains("not retried"), "{not_found}");
+        let denied = ReadyVerdict::of(StatusCode::UNAUTHORIZED).message();
+        assert!(denied.contains("credentials were refused"), "{denied}");
     }
 
     #[test]

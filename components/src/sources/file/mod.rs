@@ -45,7 +45,9 @@ use tokio::sync::mpsc;
 use self::lines::{InvalidUtf8, Oversize};
 use self::positions::{FileKey, FilePosition, LoadOutcome, PositionStore};
 use crate::ack::{BatchStatus, BatchStatusReceiver, OrderedFinalizer};
-use crate::config::{ConfigError, duration, duration_opt, join_path};
+use crate::config::{
+    ConfigError, ConfigWarning, duration, duration_opt, join_path, label_name_errors,
+};
 use crate::shutdown::ShutdownSignal;
 use crate::telemetry::LogThrottle;
 use crate::{BuildError, EventStream, SourceContext};
@@ -203,9 +205,61 @@ impl FileSourceConfig {
                 ));
             }
         }
+        errors.extend(label_name_errors(prefix, self.labels.keys()));
         errors
     }
 
+    /// Problems that do not stop the start: an `include` pattern whose fixed directory (the part
+    /// before the first `*`, `?` or `[`) does not exist, so nothing can match it until it does.
+    pub fn warnings(&self, prefix: &str) -> Vec<ConfigWarning> {
+        let mut warnings = Vec::new();
+        for pattern in &self.include {
+            let Some(dir) = fixed_directory(pattern) else {
+                continue;
+            };
+            if !dir.is_dir() {
+                let what = if dir.exists() {
+                    "is not a directory"
+                } else {
+                    "does not exist"
+                };
+                warnings.push(
+                    ConfigWarning::new(
+                        join_path(prefix, "include"),
+                        format!(
+                            "{} {what}: nothing matches {pattern:?} until it does",
+                            dir.display()
+                        ),
+                    )
+                    .with_hint("check the path; files are picked up once it exists"),
+                );
+            }
+        }
+        warnings
+    }
+}
+
+/// The directory of an absolute glob before its first component with a wildcard; `None` for a
+/// relative pattern (an error of its own).
+fn fixed_directory(pattern: &str) -> Option<std::path::PathBuf> {
+    let path = Path::new(pattern);
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut dir = std::path::PathBuf::new();
+    let mut components = path.components().peekable();
+    while let Some(component) = components.next() {
+        let text = component.as_os_str().to_string_lossy();
+        // The last component names files, not a directory.
+        if text.contains(['*', '?', '[']) || components.peek().is_none() {
+            break;
+        }
+        dir.push(component);
+    }
+    Some(dir)
+}
+
+impl FileSourceConfig {
     /// Loads the source's positions, starts the reader thread and the committer task.
     /// Must be called inside a tokio runtime.
     pub fn build(&self, cx: SourceContext) -> Result<EventStream, BuildError> {
@@ -616,4 +670,46 @@ fn keep_store(
             .record(1, attrs);
     }
     store
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(include: &[&str]) -> FileSourceConfig {
+        FileSourceConfig {
+            include: include.iter().map(|p| p.to_string()).collect(),
+            ..FileSourceConfig::default()
+        }
+    }
+
+    #[test]
+    fn missing_include_directory_is_a_warning_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let present = format!("{}/*.log", dir.path().display());
+        let absent = format!("{}/nope/**/*.log", dir.path().display());
+        let source = config(&[&present, &absent]);
+        assert!(source.validate("sources.app").is_empty());
+        let warnings = source.warnings("sources.app");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].path, "sources.app.include");
+        assert!(
+            warnings[0]
+                .message
+                .starts_with(&format!("{}/nope does not exist", dir.path().display())),
+            "{}",
+            warnings[0]
+        );
+        assert_eq!(fixed_directory("/var/log/app.log"), Some("/var/log".into()));
+        assert_eq!(fixed_directory("/var/*/x/*.log"), Some("/var".into()));
+    }
+
+    #[test]
+    fn label_names_follow_lokis_rule() {
+        let mut source = config(&["/var/log/*.log"]);
+        source.labels = BTreeMap::from([("app-name".to_string(), "x".to_string())]);
+        let errors = source.validate("sources.app");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "sources.app.labels.app-name");
+    }
 }
