@@ -618,7 +618,9 @@ fn inode(path: &Path) -> u64 {
 fn logrotate_rotation_with_inode_reuse_loses_nothing() {
     const GENERATIONS: u64 = 40;
     const LINES: u64 = 50;
-    let config = config("rotate_wait: 200ms").replace("{dir}/in/*.log", "{dir}/in/app.log*");
+    let config = config("")
+        .replace("rotate_wait: 1s", "rotate_wait: 200ms")
+        .replace("{dir}/in/*.log", "{dir}/in/app.log*");
     let mut instance = Instance::prepare(&config);
     let input = instance.path("in");
     std::fs::create_dir_all(&input).unwrap();

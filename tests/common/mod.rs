@@ -125,11 +125,6 @@ impl Instance {
         }
     }
 
-    /// The process id while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         self.child

@@ -6,10 +6,13 @@
 //!   killed); with `fsync: true`, once it is on disk (it survives a power loss).
 //! - A failed write (full disk, file removed from under us, permissions) is retried with the
 //!   dispatcher's backoff; the file is reopened, and recreated if it is gone, before each retry.
-//!   A batch may then be written twice, never lost.
+//!   What a failed write left of a batch (a full disk takes part of a write) is cut off again
+//!   before anything else is written, so the file never holds a torn line; a batch is never
+//!   lost, and written twice only when a write succeeded but could not be confirmed (fsync).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -55,6 +58,7 @@ impl FileSinkConfig {
             encoding: self.encoding,
             fsync: self.fsync,
             file: Arc::new(Mutex::new(Some(file))),
+            cut_to: Arc::new(Mutex::new(None)),
         })
     }
 }
@@ -74,6 +78,9 @@ pub struct FileSink {
     fsync: bool,
     /// `None` after a failed write: the next attempt reopens the file.
     file: Arc<Mutex<Option<File>>>,
+    /// The file (device, inode) and length to cut it back to before the next write: a write
+    /// failed part-way and the cut failed too.
+    cut_to: Arc<Mutex<Option<(u64, u64, u64)>>>,
 }
 
 impl SinkService for FileSink {
@@ -84,10 +91,12 @@ impl SinkService for FileSink {
         }
         let path = self.path.clone();
         let file = self.file.clone();
+        let cut_to = self.cut_to.clone();
         let fsync = self.fsync;
         Box::pin(async move {
             let written =
-                tokio::task::spawn_blocking(move || write(&path, &file, &out, fsync)).await;
+                tokio::task::spawn_blocking(move || write(&path, &file, &cut_to, &out, fsync))
+                    .await;
             match written {
                 Ok(Ok(())) => SendOutcome::Delivered,
                 Ok(Err(err)) => SendOutcome::Retry {
@@ -119,8 +128,17 @@ impl SinkService for FileSink {
     }
 }
 
-fn write(path: &Path, file: &Mutex<Option<File>>, data: &[u8], fsync: bool) -> Result<(), String> {
+fn write(
+    path: &Path,
+    file: &Mutex<Option<File>>,
+    cut_to: &Mutex<Option<(u64, u64, u64)>>,
+    data: &[u8],
+    fsync: bool,
+) -> Result<(), String> {
     let mut guard = file
+        .lock()
+        .map_err(|_| "file sink lock poisoned".to_string())?;
+    let mut cut = cut_to
         .lock()
         .map_err(|_| "file sink lock poisoned".to_string())?;
     if guard.is_none() || !path.exists() {
@@ -129,13 +147,35 @@ fn write(path: &Path, file: &Mutex<Option<File>>, data: &[u8], fsync: bool) -> R
     let Some(handle) = guard.as_mut() else {
         return Err(format!("{} is not open", path.display()));
     };
+    let meta = handle
+        .metadata()
+        .map_err(|err| format!("cannot stat {}: {err}", path.display()))?;
+    if let Some((dev, inode, length)) = *cut {
+        // Only the file the torn write went to; one created since (rotated) is left alone.
+        if (meta.dev(), meta.ino()) == (dev, inode) {
+            handle
+                .set_len(length)
+                .map_err(|err| format!("cannot cut a torn write off {}: {err}", path.display()))?;
+        }
+        *cut = None;
+    }
+    let before = handle
+        .metadata()
+        .map_err(|err| format!("cannot stat {}: {err}", path.display()))?
+        .len();
     let result = handle
         .write_all(data)
         .and_then(|()| if fsync { handle.sync_data() } else { Ok(()) });
-    result.map_err(|err| {
+    if let Err(err) = result {
+        // Part of the batch may be in the file: take it out again, now or before the next
+        // write, so that the retry does not leave a torn line behind.
+        if handle.set_len(before).is_err() {
+            *cut = Some((meta.dev(), meta.ino(), before));
+        }
         *guard = None;
-        format!("cannot write {}: {err}", path.display())
-    })
+        return Err(format!("cannot write {}: {err}", path.display()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -180,6 +220,61 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(sink.send(&batch(&["c"])).await, SendOutcome::Delivered);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "c\n");
+    }
+
+    /// A full disk takes part of a write: the retry must not leave a torn line behind. Needs a
+    /// small filesystem of its own (tmpfs, so root); skipped elsewhere unless `CI` is set.
+    #[tokio::test]
+    async fn a_write_cut_short_by_a_full_disk_leaves_no_torn_line() {
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(std::env::var_os("CI").is_none(), "must run as root in CI");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("small");
+        std::fs::create_dir(&mount).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(&mount)
+            .status()
+            .unwrap();
+        assert!(mounted.success());
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(&self.0)
+                    .status();
+            }
+        }
+        let _unmount = Unmount(mount.clone());
+        let path = mount.join("out.log");
+        let sink = FileSinkConfig {
+            path: path.clone(),
+            encoding: Encoding::Text,
+            fsync: false,
+        }
+        .build()
+        .unwrap();
+        let line = "x".repeat(99);
+        let lines: Vec<&str> = (0..1000).map(|_| line.as_str()).collect();
+        // 100 KB into 64 KB: part of it is written, then the disk is full.
+        assert!(matches!(
+            sink.send(&batch(&lines)).await,
+            SendOutcome::Retry { .. }
+        ));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            0,
+            "torn write cut off"
+        );
+        let fitting: Vec<&str> = lines[..300].to_vec();
+        assert_eq!(sink.send(&batch(&fitting)).await, SendOutcome::Delivered);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 300);
+        assert!(text.lines().all(|l| l == line));
     }
 
     #[tokio::test]
