@@ -59,7 +59,7 @@ impl App {
     }
 
     /// The running sinks' dead-letter queues.
-    pub fn dlqs(&self) -> &BTreeMap<String, log_capturer_components::dead_letter::SinkDlq> {
+    pub fn dlqs(&self) -> &BTreeMap<String, log_capturer_components::dlq::SinkDlq> {
         &self.controls.dlqs
     }
 

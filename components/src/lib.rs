@@ -16,7 +16,6 @@
 pub mod ack;
 pub mod catalogue;
 pub mod config;
-pub mod dead_letter;
 pub mod dispatcher;
 pub mod dlq;
 pub mod durable;

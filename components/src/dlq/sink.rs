@@ -28,9 +28,9 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge};
 use tokio::sync::Notify;
 
+use super::{AppendOutcome, Dlq, DlqEntry, DlqError, DlqRecord};
 use crate::ack::Finalizers;
 use crate::dispatcher::{DeadLetter, DeadLetterError, SendOutcome, SinkService};
-use crate::dlq::{AppendOutcome, Dlq, DlqEntry, DlqError, DlqRecord};
 use crate::event::{EventBatch, Labels, LogEvent, now_ns};
 use crate::shutdown::ShutdownSignal;
 use crate::telemetry::{HealthHandle, LogThrottle, meter, names};

@@ -1,253 +1,22 @@
-//! The dead-letter queue (DLQ) of a sink: batches the sink could not deliver for good (Loki 4xx,
-//! rejected entries, exhausted retries) are kept on disk until a reprocessor replays them. A
-//! record written here counts as acknowledged for the sources, so it is on disk before
-//! [`Dlq::append`] returns `Ok`.
-//!
-//! # On-disk format
-//!
-//! Everything of one sink lives in `<data_dir>/dlq/<sink>/`:
-//!
-//! ```text
-//! segment-00000000000000000000.dlq   oldest live segment
-//! segment-00000000000000000001.dlq
-//! segment-00000000000000000002.dlq   newest segment: the one appended to
-//! cursor                             replay progress, replaced on every ack
-//! cursor.tmp                         a cursor write in progress; never read, removed by open
-//! archive/segment-<sequence>.dlq     replayed segments (`archive: true`)
-//! ```
-//!
-//! - The sequence is 20 decimal digits, so names sort like numbers. It only grows: a new segment
-//!   takes one above every live or archived segment and above the cursor's.
-//! - A segment is a run of records, each framed as
-//!   `[u32 LE payload length][u32 LE CRC-32 (IEEE) of the payload][payload]`, where the payload is
-//!   the compact JSON of one [`DlqRecord`] (never empty, always starting with `{`, never
-//!   containing a raw NUL):
-//!
-//!   ```json
-//!   {"sink":"loki","tenant":null,"labels":[["job","app"]],"reason":"http_400",
-//!    "detail":"entry too far behind","written_at":"2026-05-01T10:00:00.123Z",
-//!    "entries":[{"timestamp_ns":1777629600000000000,"line":"GET /","metadata":[]}]}
-//!   ```
-//!
-//! - A new segment is started when the next record would take the newest one past
-//!   `segment_max_bytes`; a record larger than that gets a segment of its own.
-//! - A record is named by a [`RecordId`]: its segment's sequence and the byte offset of its frame.
-//! - `cursor` is one pretty-printed JSON document:
-//!
-//!   ```json
-//!   {
-//!     "version": 1,
-//!     "sink": "loki",
-//!     "segment": 2,
-//!     "offset": 4096,
-//!     "handled": [{ "segment": 2, "offset": 8192 }],
-//!     "updated_at": "2026-05-01T10:00:00.123Z"
-//!   }
-//!   ```
-//!
-//!   Every record before `(segment, offset)` is handled, and so is every record listed in
-//!   `handled` (acknowledged out of order; empty while the reprocessor acknowledges in order,
-//!   which keeps the file small). A missing or invalid cursor means nothing is handled.
-//!
-//! # Guarantees
-//!
-//! - Durable append: the frame is written with one `write` and fsynced (`fdatasync`) before
-//!   [`Dlq::append`] returns `Ok`; creating a segment fsyncs the directory. A failed write is cut
-//!   back off the segment; if even that fails, the next append starts a new segment.
-//! - Torn writes: [`Dlq::open`] truncates the newest segment after its last frame whose CRC
-//!   matches (a crash mid-append, zero-filled blocks), counts the cut bytes in
-//!   [`DlqStats::recovered_torn_bytes`] and logs a warning. Frames that fail their CRC but are
-//!   followed by valid ones (in any segment), and unreadable bytes at the end of an older segment,
-//!   are skipped, counted in [`DlqStats::corrupt_records`] and logged; never a panic. A record
-//!   that goes bad after open is skipped the same way when [`Dlq::peek`] meets it.
-//! - Bounds: an append is accepted only if afterwards the live segments' bytes on disk stay within
-//!   `max_bytes` and the unhandled entries within `max_entries` (a single record over either limit
-//!   can never fit). Otherwise `when_full` applies: `block` returns [`DlqError::Full`] and changes
-//!   nothing (the caller keeps its batch unacknowledged: backpressure), `drop_newest` drops the
-//!   record, counts it and returns [`AppendOutcome::Dropped`]. Before refusing, a newest segment
-//!   whose records are all handled is archived or deleted to make room. The archive is not bounded.
-//! - Replay is at-least-once: [`Dlq::peek`] never removes anything; [`Dlq::ack`] writes the cursor
-//!   atomically (`cursor.tmp`, fsync, rename, directory fsync) before returning `Ok`. After a
-//!   crash, every record acknowledged by a successful `ack` stays handled; records peeked but not
-//!   yet acknowledged (at most the last `peek` batch) are replayed again. A failed `ack` changes
-//!   nothing.
-//! - A segment leaves the queue (moved to `archive/`, or deleted with `archive: false`) only once
-//!   every record in it is handled and the cursor saying so is on disk, and never while it is the
-//!   newest one being appended to (except to make room, see Bounds).
-//! - Memory: an index of 16 bytes per record in live segments; record contents stay on disk.
-//! - One process per data directory (see [`crate::lock`]); changes take `&mut self`.
-//!   [`Dlq::inspect`] and [`Dlq::list_sinks`] only read, and create nothing.
+//! The on-disk queue of one sink: segments, bounds, replay progress (see the module above for
+//! the format and the guarantees).
 
-use crate::durable::{check_name_component, context, remove_if_exists, sync_dir, write_atomic};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, join_path};
-use crate::event::LogEvent;
-
-/// Directory under the data directory that holds every sink's queue.
-pub const DLQ_DIR: &str = "dlq";
-
-/// Directory inside a sink's queue that receives replayed segments.
-pub const ARCHIVE_DIR: &str = "archive";
-
-/// Name of the replay-progress file inside a sink's queue.
-pub const CURSOR_FILE: &str = "cursor";
-
-/// The cursor format version this code reads and writes.
-pub const CURSOR_VERSION: u32 = 1;
-
-/// Length of a frame header: payload length and CRC-32, both `u32` little-endian.
-const HEADER_LEN: u64 = 8;
-
-/// The shortest payload a frame can carry (`{}`); rejects zero-filled blocks, whose CRC matches.
-const MIN_PAYLOAD: u64 = 2;
-
-const SEGMENT_PREFIX: &str = "segment-";
-const SEGMENT_SUFFIX: &str = ".dlq";
-const CURSOR_TMP: &str = "cursor.tmp";
-
-/// One log line of a dead-lettered batch.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DlqEntry {
-    /// The line's own time, nanoseconds since the Unix epoch.
-    pub timestamp_ns: i64,
-    /// The line; bytes that are not UTF-8 are replaced with U+FFFD.
-    pub line: String,
-    /// Loki structured metadata.
-    #[serde(default)]
-    pub metadata: Vec<(String, String)>,
-}
-
-impl DlqEntry {
-    /// The entry for an event (its line stored lossily).
-    pub fn from_event(event: &LogEvent) -> Self {
-        Self {
-            timestamp_ns: event.timestamp_ns,
-            line: String::from_utf8_lossy(&event.line).into_owned(),
-            metadata: event
-                .metadata
-                .iter()
-                .map(|(name, value)| (name.to_string(), value.to_string()))
-                .collect(),
-        }
-    }
-}
-
-/// One undeliverable batch of one stream, as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DlqRecord {
-    pub sink: String,
-    pub tenant: Option<String>,
-    /// The stream labels.
-    pub labels: Vec<(String, String)>,
-    /// Why it was dead-lettered, e.g. `timestamp_too_old`, `http_400`, `retries_exhausted`.
-    pub reason: String,
-    /// The destination's message.
-    pub detail: String,
-    /// When the record was written (RFC 3339), see [`now_rfc3339`].
-    pub written_at: String,
-    pub entries: Vec<DlqEntry>,
-}
-
-/// What [`Dlq::append`] does when a record does not fit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DlqFullPolicy {
-    /// Refuse with [`DlqError::Full`]; the caller keeps the batch unacknowledged (backpressure).
-    #[default]
-    Block,
-    /// Drop the record, count it, return [`AppendOutcome::Dropped`].
-    DropNewest,
-}
-
-/// Configuration of a sink's dead-letter queue.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DlqConfig {
-    pub enabled: bool,
-    /// Bytes on disk over all live segments (handled records included until their segment goes).
-    pub max_bytes: u64,
-    /// Entries over all unhandled records.
-    pub max_entries: u64,
-    /// Size at which the newest segment is closed and a new one started.
-    pub segment_max_bytes: u64,
-    pub when_full: DlqFullPolicy,
-    /// `true`: replayed segments move to `archive/`; `false`: they are deleted.
-    pub archive: bool,
-    /// How often the caller replays the queue.
-    #[serde(with = "crate::config::duration")]
-    pub reprocess_interval: Duration,
-    /// How many records the caller peeks per replay step.
-    pub reprocess_batch_records: usize,
-}
-
-impl Default for DlqConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            max_bytes: 1 << 30,
-            max_entries: 1_000_000,
-            segment_max_bytes: 64 << 20,
-            when_full: DlqFullPolicy::Block,
-            archive: true,
-            reprocess_interval: Duration::from_secs(30),
-            reprocess_batch_records: 100,
-        }
-    }
-}
-
-impl DlqConfig {
-    /// Every problem with the values, each named by its key under `prefix`.
-    pub fn validate(&self, prefix: &str) -> Vec<ConfigError> {
-        let mut errors = Vec::new();
-        let counts = [
-            ("max_bytes", self.max_bytes),
-            ("max_entries", self.max_entries),
-            ("segment_max_bytes", self.segment_max_bytes),
-            (
-                "reprocess_batch_records",
-                u64::try_from(self.reprocess_batch_records).unwrap_or(u64::MAX),
-            ),
-        ];
-        for (key, value) in counts {
-            if value == 0 {
-                errors.push(ConfigError::new(
-                    join_path(prefix, key),
-                    "must be greater than 0",
-                ));
-            }
-        }
-        if self.reprocess_interval.is_zero() {
-            errors.push(
-                ConfigError::new(
-                    join_path(prefix, "reprocess_interval"),
-                    "must be greater than 0",
-                )
-                .with_hint("for example 30s"),
-            );
-        }
-        if self.max_bytes > 0 && self.segment_max_bytes > self.max_bytes {
-            errors.push(
-                ConfigError::new(
-                    join_path(prefix, "segment_max_bytes"),
-                    format!("must not exceed max_bytes ({})", self.max_bytes),
-                )
-                .with_hint(
-                    "a segment is the unit that replay frees; keep several within max_bytes",
-                ),
-            );
-        }
-        errors
-    }
-}
+use super::cursor::{CURSOR_TMP, Cursor, CursorDocument, read_cursor};
+use super::frame::*;
+use super::record::{DlqRecord, RecordSummary, WrittenAt};
+use super::{
+    ARCHIVE_DIR, CURSOR_FILE, CURSOR_VERSION, DLQ_DIR, DlqConfig, DlqFullPolicy, now_rfc3339,
+};
+use crate::durable::{check_name_component, context, remove_if_exists, sync_dir, write_atomic};
 
 /// What [`Dlq::append`] did with a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -332,9 +101,6 @@ impl fmt::Display for RecordId {
         write!(f, "{}:{}", self.segment, self.offset)
     }
 }
-
-/// The current time as RFC 3339 with milliseconds, for [`DlqRecord::written_at`].
-pub use crate::durable::now_rfc3339;
 
 /// The dead-letter queue of one sink.
 #[derive(Debug)]
@@ -436,44 +202,6 @@ impl Segment {
             self.first_pending = self.first_pending.min(index);
         }
     }
-}
-
-/// The `cursor` file.
-#[derive(Debug, Serialize, Deserialize)]
-struct CursorDocument {
-    version: u32,
-    sink: String,
-    segment: u64,
-    offset: u64,
-    #[serde(default)]
-    handled: Vec<RecordId>,
-    #[serde(default)]
-    updated_at: String,
-}
-
-/// Which records a cursor file marks handled.
-#[derive(Debug, Default)]
-struct Cursor {
-    before: Option<RecordId>,
-    handled: BTreeSet<RecordId>,
-}
-
-impl Cursor {
-    fn covers(&self, id: RecordId) -> bool {
-        self.before.is_some_and(|before| id < before) || self.handled.contains(&id)
-    }
-}
-
-/// Just enough of a payload to rebuild the totals, without keeping the lines.
-#[derive(Deserialize)]
-struct RecordSummary {
-    #[serde(deserialize_with = "count_seq")]
-    entries: u64,
-}
-
-#[derive(Deserialize)]
-struct WrittenAt {
-    written_at: String,
 }
 
 impl Dlq {
@@ -1126,240 +854,22 @@ impl Dlq {
     }
 }
 
-fn no_record(id: RecordId) -> DlqError {
+pub(super) fn no_record(id: RecordId) -> DlqError {
     DlqError::Io(io::Error::new(
         io::ErrorKind::InvalidInput,
         format!("no dead-letter record at {id}"),
     ))
 }
 
-/// What a scan of one segment found besides its records.
-struct ScanReport {
-    file_len: u64,
-    /// Runs of bad bytes followed by a valid frame: `(start, end)`.
-    skipped: Vec<(u64, u64)>,
-    /// Start of bad bytes that run to the end of the file.
-    tail: Option<u64>,
-}
-
-/// Calls `on_frame(offset, payload)` for every frame whose CRC matches, in order, skipping bad
-/// bytes by searching for the next valid frame. Errors are I/O errors only.
-fn scan_segment(
-    path: &Path,
-    mut on_frame: impl FnMut(u64, &[u8]) -> ControlFlow<()>,
-) -> io::Result<ScanReport> {
-    let file = File::open(path).map_err(context("open", path))?;
-    let file_len = file.metadata().map_err(context("stat", path))?.len();
-    let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut report = ScanReport {
-        file_len,
-        skipped: Vec::new(),
-        tail: None,
-    };
-    let mut payload = Vec::new();
-    let mut pos = 0;
-    while pos < file_len {
-        if read_frame(&mut reader, file_len - pos, &mut payload).map_err(context("read", path))? {
-            if on_frame(pos, &payload).is_break() {
-                break;
-            }
-            pos += HEADER_LEN + payload.len() as u64;
-            continue;
-        }
-        match resync(reader.get_mut(), pos + 1, file_len).map_err(context("read", path))? {
-            Some(next) => {
-                report.skipped.push((pos, next));
-                reader
-                    .seek(SeekFrom::Start(next))
-                    .map_err(context("seek", path))?;
-                pos = next;
-            }
-            None => {
-                report.tail = Some(pos);
-                break;
-            }
-        }
-    }
-    Ok(report)
-}
-
-/// Reads the frame at the reader's position into `payload`; `false` when it is not a valid frame.
-fn read_frame(reader: &mut impl Read, remaining: u64, payload: &mut Vec<u8>) -> io::Result<bool> {
-    if remaining < HEADER_LEN {
-        return Ok(false);
-    }
-    let mut header = [0u8; HEADER_LEN as usize];
-    reader.read_exact(&mut header)?;
-    let (len, crc) = parse_header(&header);
-    if len < MIN_PAYLOAD || len > remaining - HEADER_LEN {
-        return Ok(false);
-    }
-    payload.clear();
-    payload.resize(len as usize, 0);
-    reader.read_exact(payload)?;
-    Ok(valid_payload(payload, crc))
-}
-
-fn parse_header(header: &[u8; HEADER_LEN as usize]) -> (u64, u32) {
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    (u64::from(len), crc)
-}
-
-fn valid_payload(payload: &[u8], crc: u32) -> bool {
-    payload.first() == Some(&b'{') && crc32fast::hash(payload) == crc
-}
-
-/// The offset of the first valid frame at or after `from`, if any. Reads the rest of the file:
-/// only corruption leads here.
-fn resync(file: &mut File, from: u64, file_len: u64) -> io::Result<Option<u64>> {
-    if from >= file_len {
-        return Ok(None);
-    }
-    file.seek(SeekFrom::Start(from))?;
-    let mut rest = Vec::new();
-    Read::take(&mut *file, file_len - from).read_to_end(&mut rest)?;
-    let header = HEADER_LEN as usize;
-    let mut start = 0;
-    while start + header + MIN_PAYLOAD as usize <= rest.len() {
-        // Every payload starts with `{`: look only where one could begin.
-        let Some(brace) = rest[start + header..].iter().position(|&b| b == b'{') else {
-            break;
-        };
-        let candidate = start + brace;
-        let mut head = [0u8; HEADER_LEN as usize];
-        head.copy_from_slice(&rest[candidate..candidate + header]);
-        let (len, crc) = parse_header(&head);
-        let body = candidate + header;
-        if len >= MIN_PAYLOAD
-            && len <= (rest.len() - body) as u64
-            && valid_payload(&rest[body..body + len as usize], crc)
-        {
-            return Ok(Some(from + candidate as u64));
-        }
-        start = candidate + 1;
-    }
-    Ok(None)
-}
-
-/// The payload of the frame at `offset`, or why it is not a valid frame.
-fn read_payload_at(
-    file: &mut File,
-    offset: u64,
-    segment_len: u64,
-) -> io::Result<Result<Vec<u8>, String>> {
-    file.seek(SeekFrom::Start(offset))?;
-    let mut payload = Vec::new();
-    let remaining = segment_len.saturating_sub(offset);
-    if read_frame(file, remaining, &mut payload)? {
-        Ok(Ok(payload))
-    } else {
-        Ok(Err("frame fails its CRC or length check".to_owned()))
-    }
-}
-
-/// The cursor of the queue in `dir`; an invalid one is logged and means nothing is handled.
-fn read_cursor(dir: &Path, sink: &str) -> Cursor {
-    let path = dir.join(CURSOR_FILE);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Cursor::default(),
-        Err(error) => {
-            tracing::warn!(sink, path = %path.display(), error = %error, "Cannot read the dead-letter cursor; replaying from the oldest record.");
-            return Cursor::default();
-        }
-    };
-    let reason = match serde_json::from_slice::<CursorDocument>(&bytes) {
-        Ok(document) if document.version != CURSOR_VERSION => {
-            format!("unsupported version {}", document.version)
-        }
-        Ok(document) if document.sink != sink => {
-            format!("belongs to sink {:?}", document.sink)
-        }
-        Ok(document) => {
-            return Cursor {
-                before: Some(RecordId {
-                    segment: document.segment,
-                    offset: document.offset,
-                }),
-                handled: document.handled.into_iter().collect(),
-            };
-        }
-        Err(error) => format!("not a cursor document: {error}"),
-    };
-    tracing::warn!(
-        sink,
-        path = %path.display(),
-        reason = %reason,
-        "Invalid dead-letter cursor ignored; replaying from the oldest record."
-    );
-    Cursor::default()
-}
-
-fn segment_name(sequence: u64) -> String {
-    format!("{SEGMENT_PREFIX}{sequence:020}{SEGMENT_SUFFIX}")
-}
-
-fn segment_path(dir: &Path, sequence: u64) -> PathBuf {
-    dir.join(segment_name(sequence))
-}
-
-fn sequence_of(name: &str) -> Option<u64> {
-    let digits = name
-        .strip_prefix(SEGMENT_PREFIX)?
-        .strip_suffix(SEGMENT_SUFFIX)?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-/// Sequences of the segment files in `dir`, ascending; a missing directory has none.
-fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(context("list", dir)(error)),
-    };
-    let mut sequences = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(context("list", dir))?;
-        if entry.file_type().is_ok_and(|kind| kind.is_file())
-            && let Some(sequence) = entry.file_name().to_str().and_then(sequence_of)
-        {
-            sequences.push(sequence);
-        }
-    }
-    sequences.sort_unstable();
-    Ok(sequences)
-}
-
-fn check_sink_name(sink: &str) -> io::Result<()> {
+pub(super) fn check_sink_name(sink: &str) -> io::Result<()> {
     check_name_component("sink", sink, "a dead-letter directory")
-}
-
-/// Counts the elements of a JSON array without keeping them.
-fn count_seq<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    struct Count;
-    impl<'de> serde::de::Visitor<'de> for Count {
-        type Value = u64;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an array")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
-            let mut count = 0;
-            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
-                count += 1;
-            }
-            Ok(count)
-        }
-    }
-    deserializer.deserialize_seq(Count)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dlq::DlqEntry;
+    use std::time::Duration;
 
     fn record(n: usize, entries: usize) -> DlqRecord {
         DlqRecord {
