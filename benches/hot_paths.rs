@@ -63,6 +63,7 @@ fn events(first_seq: u64, n: usize) -> Vec<LogEvent> {
             metadata: Vec::new(),
             source: source.clone(),
             file: Some(file.clone()),
+            replays: 0,
         })
         .collect()
 }
@@ -170,6 +171,7 @@ fn labels(c: &mut Criterion) {
             metadata: Vec::new(),
             source: source.clone(),
             file: Some(files[i % files.len()].clone()),
+            replays: 0,
         })
         .collect();
     // The worst case: every event with labels and a file name of its own (equal contents, other
@@ -179,6 +181,7 @@ fn labels(c: &mut Criterion) {
         .map(|e| LogEvent {
             labels: Labels::new([("host", "h1")]),
             file: e.file.as_deref().map(Arc::from),
+            replays: 0,
             ..e.clone()
         })
         .collect();

@@ -160,6 +160,7 @@ fn loki_encode(c: &mut Criterion) {
             metadata: Vec::new(),
             source: source.clone(),
             file: None,
+            replays: 0,
         })
         .collect();
     let mut group = c.benchmark_group("loki_encode");

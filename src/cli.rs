@@ -86,6 +86,10 @@ pub enum DlqAction {
         /// Most records to print.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Print the records refused for good (replayed max_replays times, kept in the
+        /// archive with Loki's last answer) instead of the queued ones.
+        #[arg(long)]
+        refused: bool,
     },
     /// Ask the running instance to replay its queues now (POST /dlq/reprocess).
     Reprocess {

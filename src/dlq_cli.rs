@@ -54,7 +54,7 @@ pub async fn run(
     }
     match action {
         DlqAction::Stats => stats(&data_dir, &sinks),
-        DlqAction::Inspect { limit } => inspect(&data_dir, &sinks, limit),
+        DlqAction::Inspect { limit, refused } => inspect(&data_dir, &sinks, limit, refused),
         DlqAction::Purge => {
             match DataDirLock::acquire(&data_dir) {
                 Ok(lock) => std::mem::forget(lock),
@@ -89,6 +89,14 @@ fn stats(data_dir: &Path, sinks: &[String]) -> ExitCode {
                 for (reason, count) in reasons {
                     println!("  {reason}: {count}");
                 }
+                if let Ok(refused) = Dlq::inspect_refused(data_dir, sink, usize::MAX) {
+                    let entries: usize = refused.iter().map(|r| r.entries.len()).sum();
+                    if entries > 0 {
+                        println!(
+                            "  refused for good (archived; `dlq inspect --refused`): {entries}"
+                        );
+                    }
+                }
             }
             Err(err) => {
                 ok = false;
@@ -99,10 +107,15 @@ fn stats(data_dir: &Path, sinks: &[String]) -> ExitCode {
     exit_code(ok)
 }
 
-fn inspect(data_dir: &Path, sinks: &[String], limit: usize) -> ExitCode {
+fn inspect(data_dir: &Path, sinks: &[String], limit: usize, refused: bool) -> ExitCode {
     let mut ok = true;
     for sink in sinks {
-        match Dlq::inspect(data_dir, sink, limit) {
+        let records = if refused {
+            Dlq::inspect_refused(data_dir, sink, limit)
+        } else {
+            Dlq::inspect(data_dir, sink, limit)
+        };
+        match records {
             Ok(records) => {
                 for record in records {
                     match serde_json::to_string(&record) {

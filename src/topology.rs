@@ -22,9 +22,11 @@ use futures::StreamExt;
 use log_capturer_components::ack::BatchStatus;
 use log_capturer_components::catalogue::TransformConfig;
 use log_capturer_components::dispatcher::{Dispatcher, DispatcherConfig};
-use log_capturer_components::dlq::{Dlq, DlqFullPolicy};
+use log_capturer_components::dlq::Dlq;
 use log_capturer_components::dlq::{QueueDeadLetter, SinkDlq};
-use log_capturer_components::queue::{Fanout, QueueReceiver, QueueSender, WhenFull, queue};
+use log_capturer_components::queue::{
+    Fanout, QueueReceiver, QueueSender, WeakQueueSender, WhenFull, queue,
+};
 use log_capturer_components::shutdown::{ShutdownTrigger, shutdown_pair};
 use log_capturer_components::telemetry::{ComponentAttrs, ComponentKind, HealthRegistry};
 use log_capturer_components::{BuildError, EventStream, FunctionTransform, SourceContext};
@@ -110,6 +112,12 @@ pub fn start(
             }
         }
     }
+    // Dead-letter replays feed their sink's queue without keeping it open.
+    let replay_inputs: BTreeMap<String, WeakQueueSender> = config
+        .sinks
+        .keys()
+        .filter_map(|name| inputs.get(name).map(|tx| (name.clone(), tx.downgrade())))
+        .collect();
     // Only fan-outs hold senders now: a queue closes when all its producers have ended.
     drop(inputs);
 
@@ -175,18 +183,19 @@ pub fn start(
                         name,
                         queue,
                         spec.config.tenant().map(str::to_string),
-                        spec.dlq.when_full == DlqFullPolicy::Block,
                         signal.clone(),
                         health.clone(),
                     );
                     dispatcher =
                         dispatcher.with_dead_letter(Arc::new(QueueDeadLetter(sink_dlq.clone())));
-                    reprocessors.push(sink_dlq.clone().run_reprocessor(
-                        service,
-                        health,
-                        spec.dlq.reprocess_interval,
-                        spec.dlq.reprocess_batch_records,
-                    ));
+                    if let Some(input) = replay_inputs.get(name) {
+                        reprocessors.push(sink_dlq.clone().run_reprocessor(
+                            input.clone(),
+                            health,
+                            spec.dlq.reprocess_interval,
+                            spec.dlq.reprocess_batch_records,
+                        ));
+                    }
                     dlqs.insert(name.clone(), sink_dlq);
                 }
                 Err(err) => errors.push(BuildError {

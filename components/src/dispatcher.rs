@@ -680,6 +680,7 @@ mod tests {
                 metadata: Vec::new(),
                 source: "t".into(),
                 file: None,
+                replays: 0,
             })
             .collect()
     }

@@ -102,6 +102,9 @@ pub struct LogEvent {
     /// The file the line was read from (file source). Not a label: the Loki sink's `labels`
     /// can use it as `{{ file }}`.
     pub file: Option<Arc<str>>,
+    /// How often the event was replayed from a dead-letter queue and refused again (0 for an
+    /// event read by a source); past the queue's `max_replays` it is archived, not queued.
+    pub replays: u8,
 }
 
 impl LogEvent {

@@ -65,6 +65,26 @@ pub struct QueueSender {
     when_full: WhenFull,
 }
 
+/// A sender that does not keep the queue open: [`WeakQueueSender::upgrade`] gives a sender
+/// while some other sender still exists, `None` once all are gone (the pipeline has drained).
+#[derive(Clone)]
+pub struct WeakQueueSender {
+    tx: mpsc::WeakUnboundedSender<(EventBatch, OwnedSemaphorePermit)>,
+    shared: Arc<Shared>,
+}
+
+impl WeakQueueSender {
+    /// A sender that waits for room whatever the queue's `when_full` (a replay is never
+    /// dropped), while the queue still has other senders.
+    pub fn upgrade(&self) -> Option<QueueSender> {
+        Some(QueueSender {
+            tx: self.tx.upgrade()?,
+            shared: self.shared.clone(),
+            when_full: WhenFull::Block,
+        })
+    }
+}
+
 /// The receiving half; also a [`Stream`] of batches.
 pub struct QueueReceiver {
     rx: mpsc::UnboundedReceiver<(EventBatch, OwnedSemaphorePermit)>,
@@ -139,6 +159,14 @@ impl QueueSender {
             .map_err(|_| SendError::Closed)?;
         self.shared.report_size();
         Ok(())
+    }
+
+    /// A handle that does not keep the queue open (see [`WeakQueueSender`]).
+    pub fn downgrade(&self) -> WeakQueueSender {
+        WeakQueueSender {
+            tx: self.tx.downgrade(),
+            shared: self.shared.clone(),
+        }
     }
 
     /// Events currently queued.
@@ -249,6 +277,7 @@ mod tests {
                 metadata: Vec::new(),
                 source: "t".into(),
                 file: None,
+                replays: 0,
             })
             .collect();
         EventBatch::new(events, Finalizers::default())

@@ -71,6 +71,10 @@ pub mod names {
     pub const DLQ_WRITE_FAILURES: &str = "dlq_write_failures";
     pub const DLQ_REPROCESSED: &str = "dlq_reprocessed";
     pub const DLQ_REPROCESS_FAILURES: &str = "dlq_reprocess_failures";
+    pub const DLQ_REPLAY_REFUSED: &str = "dlq_replay_refused";
+    pub const DLQ_REFUSED: &str = "dlq_refused";
+    pub const DLQ_ARCHIVE_BYTES: &str = "dlq_archive_bytes";
+    pub const DLQ_ARCHIVE_EVICTED: &str = "dlq_archive_evicted";
 
     // The dedup transform.
     pub const DEDUP_CHECKS: &str = "dedup_checks";
@@ -126,6 +130,10 @@ pub mod names {
         DLQ_WRITE_FAILURES,
         DLQ_REPROCESSED,
         DLQ_REPROCESS_FAILURES,
+        DLQ_REPLAY_REFUSED,
+        DLQ_REFUSED,
+        DLQ_ARCHIVE_BYTES,
+        DLQ_ARCHIVE_EVICTED,
         DEDUP_CHECKS,
         DEDUP_DUPLICATES,
         DEDUP_EVICTIONS,

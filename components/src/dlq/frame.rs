@@ -16,6 +16,21 @@ pub(super) const MIN_PAYLOAD: u64 = 2;
 pub(super) const SEGMENT_PREFIX: &str = "segment-";
 pub(super) const SEGMENT_SUFFIX: &str = ".dlq";
 
+/// A frame around `payload`: length, CRC-32, payload.
+pub(super) fn frame_bytes(payload: &[u8]) -> io::Result<Vec<u8>> {
+    let len = u32::try_from(payload.len()).map_err(|_| {
+        io::Error::other(format!(
+            "record of {} bytes exceeds the 4 GiB frame limit",
+            payload.len()
+        ))
+    })?;
+    let mut frame = Vec::with_capacity(payload.len() + HEADER_LEN as usize);
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    frame.extend_from_slice(payload);
+    Ok(frame)
+}
+
 /// What a scan of one segment found besides its records.
 pub(super) struct ScanReport {
     pub(super) file_len: u64,

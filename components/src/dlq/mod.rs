@@ -14,6 +14,7 @@
 //! cursor                             replay progress, replaced on every ack
 //! cursor.tmp                         a cursor write in progress; never read, removed by open
 //! archive/segment-<sequence>.dlq     replayed segments (`archive: true`)
+//! archive/refused-<sequence>.dlq     records refused for good (after `max_replays` replays)
 //! ```
 //!
 //! - The sequence is 20 decimal digits, so names sort like numbers. It only grows: a new segment
@@ -24,10 +25,17 @@
 //!   containing a raw NUL):
 //!
 //!   ```json
-//!   {"sink":"loki","tenant":null,"labels":[["job","app"]],"reason":"http_400",
-//!    "detail":"entry too far behind","written_at":"2026-05-01T10:00:00.123Z",
-//!    "entries":[{"timestamp_ns":1777629600000000000,"line":"GET /","metadata":[]}]}
+//!   {"sink":"loki","tenant":null,"labels":[["job","app"]],"source":"app",
+//!    "file":"/var/log/app.log","reason":"http_400","detail":"entry too far behind",
+//!    "written_at":"2026-05-01T10:00:00.123Z",
+//!    "entries":[{"timestamp_ns":1777629600000000000,"line":"GET /","metadata":[]},
+//!               {"timestamp_ns":1777629600000000001,"line_base64":"/w==","metadata":[],
+//!                "replays":2}]}
 //!   ```
+//!
+//!   A line is `line` when it is valid UTF-8 and `line_base64` otherwise (kept byte for byte);
+//!   `replays` (absent: 0) counts the replays that were refused again; `source` and `file`
+//!   (absent in records of older versions) are given back to the replayed events.
 //!
 //! - A new segment is started when the next record would take the newest one past
 //!   `segment_max_bytes`; a record larger than that gets a segment of its own.
@@ -65,7 +73,9 @@
 //!   can never fit). Otherwise `when_full` applies: `block` returns [`DlqError::Full`] and changes
 //!   nothing (the caller keeps its batch unacknowledged: backpressure), `drop_newest` drops the
 //!   record, counts it and returns [`AppendOutcome::Dropped`]. Before refusing, a newest segment
-//!   whose records are all handled is archived or deleted to make room. The archive is not bounded.
+//!   whose records are all handled is archived or deleted to make room.
+//! - The archive (see [`archive`]) stays within `archive_max_bytes`, oldest files first; the
+//!   refused entries that removes are counted ([`DlqStats::refused_evicted`]) and logged.
 //! - Replay is at-least-once: [`Dlq::peek`] never removes anything; [`Dlq::ack`] writes the cursor
 //!   atomically (`cursor.tmp`, fsync, rename, directory fsync) before returning `Ok`. After a
 //!   crash, every record acknowledged by a successful `ack` stays handled; records peeked but not
@@ -78,6 +88,7 @@
 //! - One process per data directory (see [`crate::lock`]); changes take `&mut self`.
 //!   [`Dlq::inspect`] and [`Dlq::list_sinks`] only read, and create nothing.
 
+mod archive;
 mod cursor;
 mod frame;
 mod queue;
@@ -133,6 +144,12 @@ pub struct DlqConfig {
     pub when_full: DlqFullPolicy,
     /// `true`: replayed segments move to `archive/`; `false`: they are deleted.
     pub archive: bool,
+    /// Bytes on disk of `archive/` (replayed segments and records refused for good); the
+    /// oldest files are removed beyond it (refused entries removed are counted).
+    pub archive_max_bytes: u64,
+    /// Replays of an entry that is refused again each time before it is moved to the archive
+    /// as refused for good (with Loki's last answer), instead of being queued once more.
+    pub max_replays: u8,
     /// How often the caller replays the queue.
     #[serde(with = "crate::config::duration")]
     pub reprocess_interval: Duration,
@@ -149,6 +166,8 @@ impl Default for DlqConfig {
             segment_max_bytes: 64 << 20,
             when_full: DlqFullPolicy::Block,
             archive: true,
+            archive_max_bytes: 256 << 20,
+            max_replays: 5,
             reprocess_interval: Duration::from_secs(30),
             reprocess_batch_records: 100,
         }
@@ -163,6 +182,8 @@ impl DlqConfig {
             ("max_bytes", self.max_bytes),
             ("max_entries", self.max_entries),
             ("segment_max_bytes", self.segment_max_bytes),
+            ("archive_max_bytes", self.archive_max_bytes),
+            ("max_replays", u64::from(self.max_replays)),
             (
                 "reprocess_batch_records",
                 u64::try_from(self.reprocess_batch_records).unwrap_or(u64::MAX),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::archive::{Archive, ArchiveError, Evicted};
 use super::cursor::{CURSOR_TMP, Cursor, CursorDocument, read_cursor};
 use super::frame::*;
 use super::record::{DlqRecord, RecordSummary, WrittenAt};
@@ -87,6 +88,13 @@ pub struct DlqStats {
     pub recovered_torn_bytes: u64,
     /// Unreadable records (or runs of bytes) skipped since open.
     pub corrupt_records: u64,
+    /// Bytes on disk of the archive (replayed segments and refused records).
+    pub archive_bytes: u64,
+    /// Entries of records refused for good (replayed `max_replays` times), in the archive.
+    pub refused_entries: u64,
+    /// Entries of refused records removed from the archive to keep it within
+    /// `archive_max_bytes`, since open.
+    pub refused_evicted: u64,
 }
 
 /// Where a record is: its segment's sequence and its frame's byte offset.
@@ -123,6 +131,10 @@ pub struct Dlq {
     dropped_records: u64,
     recovered_torn_bytes: u64,
     corrupt_records: u64,
+    /// `archive/`: replayed segments and refused records, bounded.
+    archive: Archive,
+    /// Refused entries the archive's bound removed since open.
+    refused_evicted: u64,
 }
 
 #[derive(Debug)]
@@ -222,10 +234,10 @@ impl Dlq {
         remove_if_exists(&dir.join(CURSOR_TMP))?;
         let cursor = read_cursor(&dir, sink);
         let sequences = list_segments(&dir)?;
-        let archived = list_segments(&dir.join(ARCHIVE_DIR)).unwrap_or_default();
+        let archive = Archive::open(dir.join(ARCHIVE_DIR), config.archive_max_bytes)?;
         let highest = [
             sequences.last().copied(),
-            archived.last().copied(),
+            archive.highest_sequence(),
             cursor.before.map(|id| id.segment),
         ]
         .into_iter()
@@ -244,6 +256,8 @@ impl Dlq {
             dropped_records: 0,
             recovered_torn_bytes: 0,
             corrupt_records: 0,
+            archive,
+            refused_evicted: 0,
         };
         let newest = sequences.last().copied();
         for sequence in sequences {
@@ -278,17 +292,27 @@ impl Dlq {
     /// Writes `record` durably (write + fsync) when it fits within the bounds; otherwise applies
     /// `when_full` (see the module's guarantees).
     pub fn append(&mut self, record: &DlqRecord) -> Result<AppendOutcome, DlqError> {
+        self.append_checked(record, true)
+    }
+
+    /// Writes `record` whatever the bounds: for entries replayed and refused again, whose
+    /// own records are acknowledged right after (so the queue does not grow), and which must
+    /// never wait for room that only their acknowledgement would make.
+    pub fn append_replacing(&mut self, record: &DlqRecord) -> Result<AppendOutcome, DlqError> {
+        self.append_checked(record, false)
+    }
+
+    fn append_checked(
+        &mut self,
+        record: &DlqRecord,
+        check_bounds: bool,
+    ) -> Result<AppendOutcome, DlqError> {
         let payload = serde_json::to_vec(record).map_err(|e| DlqError::Encode(e.to_string()))?;
-        let payload_len = u32::try_from(payload.len()).map_err(|_| {
-            DlqError::Encode(format!(
-                "record of {} bytes exceeds the 4 GiB frame limit",
-                payload.len()
-            ))
-        })?;
-        let frame_len = HEADER_LEN + u64::from(payload_len);
+        let frame = frame_bytes(&payload).map_err(|error| DlqError::Encode(error.to_string()))?;
+        let frame_len = frame.len() as u64;
         let entries = u32::try_from(record.entries.len()).unwrap_or(u32::MAX);
 
-        if !self.fits(frame_len, entries) {
+        if check_bounds && !self.fits(frame_len, entries) {
             self.reclaim_handled_newest();
             if !self.fits(frame_len, entries) {
                 let (bytes, entries) = self.totals();
@@ -334,10 +358,6 @@ impl Dlq {
             return Err(io::Error::other("segment not open").into());
         };
 
-        let mut frame = Vec::with_capacity(payload.len() + 8);
-        frame.extend_from_slice(&payload_len.to_le_bytes());
-        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        frame.extend_from_slice(&payload);
         if let Err(error) = file.write_all(&frame).and_then(|()| file.sync_data()) {
             let error = context("append to", &path)(error);
             let cut = file.set_len(old_len).and_then(|()| file.sync_data());
@@ -369,6 +389,47 @@ impl Dlq {
         Ok(AppendOutcome::Written)
     }
 
+    /// Keeps a record refused for good in the archive (see [`super::archive`]).
+    pub fn archive_refused(&mut self, record: &DlqRecord) -> Result<(), DlqError> {
+        let mut next = self.next_sequence;
+        let result = self.archive.append_refused(record, &mut next);
+        self.next_sequence = next;
+        match result {
+            Ok(evicted) => {
+                self.count_evicted(evicted);
+                Ok(())
+            }
+            Err(ArchiveError::TooLarge { bytes, max }) => Err(DlqError::Encode(format!(
+                "a refused record of {bytes} bytes is larger than archive_max_bytes ({max})"
+            ))),
+            Err(ArchiveError::Io(error)) => Err(DlqError::Io(error)),
+        }
+    }
+
+    fn count_evicted(&mut self, evicted: Evicted) {
+        if evicted.refused_entries > 0 {
+            tracing::warn!(
+                sink = %self.sink,
+                entries = evicted.refused_entries,
+                files = evicted.files,
+                "Refused dead-letter entries removed from the archive to keep it within archive_max_bytes."
+            );
+        }
+        self.refused_evicted += evicted.refused_entries;
+    }
+
+    /// The records of `sink` refused for good (archived after `max_replays`), oldest first, up
+    /// to `limit`; reads only, like [`Dlq::inspect`].
+    pub fn inspect_refused(
+        data_dir: &Path,
+        sink: &str,
+        limit: usize,
+    ) -> Result<Vec<DlqRecord>, DlqError> {
+        check_sink_name(sink)?;
+        let dir = data_dir.join(DLQ_DIR).join(sink).join(ARCHIVE_DIR);
+        Ok(Archive::refused_records(&dir, limit)?)
+    }
+
     /// What the queue holds now.
     pub fn stats(&self) -> DlqStats {
         DlqStats {
@@ -380,6 +441,9 @@ impl Dlq {
             dropped_records: self.dropped_records,
             recovered_torn_bytes: self.recovered_torn_bytes,
             corrupt_records: self.corrupt_records,
+            archive_bytes: self.archive.totals().bytes,
+            refused_entries: self.archive.totals().refused_entries,
+            refused_evicted: self.refused_evicted,
         }
     }
 
@@ -735,14 +799,8 @@ impl Dlq {
         }
         let path = segment.path.clone();
         if self.config.archive {
-            let archive = self.dir.join(ARCHIVE_DIR);
-            if !archive.is_dir() {
-                fs::create_dir_all(&archive).map_err(context("create", &archive))?;
-                sync_dir(&self.dir)?;
-            }
-            let target = archive.join(segment_name(sequence));
-            fs::rename(&path, &target).map_err(context("archive", &path))?;
-            sync_dir(&archive)?;
+            let evicted = self.archive.take_segment(&path, sequence)?;
+            self.count_evicted(evicted);
         } else {
             remove_if_exists(&path)?;
         }
@@ -876,14 +934,17 @@ mod tests {
             sink: "loki".to_owned(),
             tenant: Some("team-a".to_owned()),
             labels: vec![("job".to_owned(), "app".to_owned())],
+            source: Some("app".to_owned()),
+            file: None,
             reason: "http_400".to_owned(),
             detail: "entry too far behind".to_owned(),
             written_at: format!("2026-05-01T10:00:{:02}.000Z", n % 60),
             entries: (0..entries)
                 .map(|k| DlqEntry {
                     timestamp_ns: 1_000 + k as i64,
-                    line: format!("line {n:04}-{k}"),
+                    line: format!("line {n:04}-{k}").into(),
                     metadata: vec![("trace".to_owned(), "abc".to_owned())],
+                    replays: 0,
                 })
                 .collect(),
         }
@@ -908,7 +969,7 @@ mod tests {
     fn lines(records: &[(RecordId, DlqRecord)]) -> Vec<String> {
         records
             .iter()
-            .map(|(_, record)| record.entries[0].line.clone())
+            .map(|(_, record)| String::from_utf8_lossy(&record.entries[0].line).into_owned())
             .collect()
     }
 
@@ -1389,7 +1450,10 @@ mod tests {
         let len = fs::metadata(&segment).expect("stat").len();
 
         let all = Dlq::inspect(dir.path(), "loki", 100).expect("inspect");
-        let got: Vec<&str> = all.iter().map(|r| r.entries[0].line.as_str()).collect();
+        let got: Vec<String> = all
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.entries[0].line).into_owned())
+            .collect();
         assert_eq!(got, ["line 0001-0", "line 0002-0", "line 0003-0"]);
         assert_eq!(
             Dlq::inspect(dir.path(), "loki", 2).expect("inspect").len(),

@@ -1,10 +1,10 @@
-//! The dead-letter queue wired into a sink: the dispatcher's [`DeadLetter`] and the reprocessor.
+//! The dead-letter queue wired into a sink: the dispatcher's [`DeadLetter`] and the replay.
 //!
 //! Guarantees:
 //! - [`QueueDeadLetter::store`] returns `Ok` only after the records are durable (the queue
 //!   fsyncs); the dispatcher then acknowledges the events as handled.
 //! - With `when_full: block` a full queue makes `store` wait (re-trying once a second) until the
-//!   reprocessor has made room or shutdown begins; the batch stays unacknowledged meanwhile, so
+//!   replay has made room or shutdown begins; the batch stays unacknowledged meanwhile, so
 //!   backpressure reaches the sources. Nothing is dropped silently: `drop_newest` is counted.
 //! - A write that fails (a full disk, an I/O error) is retried with a growing delay (100 ms to
 //!   5 s) until it succeeds, counted in `dlq_write_failures_total` each time, logged at most
@@ -13,25 +13,34 @@
 //!   them. Only at shutdown does `store` give up ([`DeadLetterError::Stopping`]): the events
 //!   then stay unacknowledged and are read again after a restart. Records of one store already
 //!   written are not written again by its retries.
-//! - The reprocessor replays records, oldest first, every `reprocess_interval` while the sink is
-//!   healthy (or when asked through the API), sending them through the sink itself, so the
-//!   timestamp learner applies (too-old entries are clamped or diverted again). A record is
-//!   removed only after its entries were delivered or written back to the queue.
+//! - Records keep what makes a stream: the events' labels, their source and file, their
+//!   structured metadata, and the lines byte for byte; a replayed event is the event that was
+//!   dead-lettered (same time, line, labels, source, file), so it lands in the same stream.
+//! - Replay goes through the sink's own queue and dispatcher, like any event: batching,
+//!   `send_timeout`, retries with backoff, splits of pushes too large, the timestamp guard. A
+//!   record leaves the queue only once the batch replaying it is settled (delivered, or kept
+//!   again); a replay is never dropped by the queue's `when_full`.
+//! - An entry replayed and refused again `max_replays` times goes to the archive as refused for
+//!   good (with Loki's last answer), not back to the queue: nothing is replayed forever.
+//! - While the sink is healthy (or when asked through the API) the whole queue is replayed,
+//!   `reprocess_batch_records` records at a time; while it is unhealthy, one record per
+//!   `reprocess_interval` as a probe.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge};
 use tokio::sync::Notify;
 
-use super::{AppendOutcome, Dlq, DlqEntry, DlqError, DlqRecord};
-use crate::ack::Finalizers;
-use crate::dispatcher::{DeadLetter, DeadLetterError, SendOutcome, SinkService};
+use super::{AppendOutcome, Dlq, DlqEntry, DlqError, DlqRecord, RecordId};
+use crate::ack::{BatchNotifier, BatchStatus, BatchStatusReceiver, Finalizers};
+use crate::dispatcher::{DeadLetter, DeadLetterError};
 use crate::event::{EventBatch, Labels, LogEvent, now_ns};
+use crate::queue::WeakQueueSender;
 use crate::shutdown::ShutdownSignal;
 use crate::telemetry::{HealthHandle, LogThrottle, meter, names};
 
@@ -40,6 +49,8 @@ const WRITE_RETRY_MIN: Duration = Duration::from_millis(100);
 const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
 /// At most one log line per this while writes keep failing.
 const WRITE_FAILURE_LOG_EVERY: Duration = Duration::from_secs(30);
+/// The source name given to replayed events of records written before sources were recorded.
+const UNKNOWN_SOURCE: &str = "dlq";
 
 struct Instruments {
     entries: Counter<u64>,
@@ -47,6 +58,10 @@ struct Instruments {
     write_failures: Counter<u64>,
     reprocessed: Counter<u64>,
     reprocess_failures: Counter<u64>,
+    replay_refused: Counter<u64>,
+    refused: Counter<u64>,
+    archive_bytes: Gauge<i64>,
+    archive_evicted: Counter<u64>,
 }
 
 fn instruments() -> &'static Instruments {
@@ -64,15 +79,37 @@ fn instruments() -> &'static Instruments {
                 .build(),
             write_failures: m
                 .u64_counter(names::DLQ_WRITE_FAILURES)
-                .with_description("Dead-letter writes that failed.")
+                .with_description("Dead-letter writes that failed (each is retried).")
                 .build(),
             reprocessed: m
                 .u64_counter(names::DLQ_REPROCESSED)
-                .with_description("Entries replayed from the dead-letter queue and delivered.")
+                .with_description(
+                    "Entries replayed from the dead-letter queue whose batch the sink settled.",
+                )
                 .build(),
             reprocess_failures: m
                 .u64_counter(names::DLQ_REPROCESS_FAILURES)
-                .with_description("Dead-letter replay attempts that failed.")
+                .with_description("Replay rounds that stopped on an error.")
+                .build(),
+            replay_refused: m
+                .u64_counter(names::DLQ_REPLAY_REFUSED)
+                .with_description("Replayed entries refused again (queued again or archived).")
+                .build(),
+            refused: m
+                .u64_counter(names::DLQ_REFUSED)
+                .with_description(
+                    "Entries refused for good after max_replays, moved to the archive, by reason.",
+                )
+                .build(),
+            archive_bytes: m
+                .i64_gauge(names::DLQ_ARCHIVE_BYTES)
+                .with_description("Bytes on disk of the dead-letter archive.")
+                .build(),
+            archive_evicted: m
+                .u64_counter(names::DLQ_ARCHIVE_EVICTED)
+                .with_description(
+                    "Refused entries removed from the archive to keep it within archive_max_bytes.",
+                )
                 .build(),
         }
     })
@@ -88,10 +125,20 @@ pub struct SinkDlq {
     /// Wakes the reprocessor at once (API, CLI).
     reprocess_now: Arc<Notify>,
     block_when_full: bool,
+    max_replays: u8,
     shutdown: ShutdownSignal,
     /// The sink's health: unhealthy while the queue cannot be written.
     health: HealthHandle,
     write_failures_log: Arc<Mutex<LogThrottle>>,
+    /// Refused entries evicted from the archive, as last counted.
+    evicted_seen: Arc<AtomicU64>,
+}
+
+/// Where a store writes records.
+#[derive(Clone, Copy)]
+enum Destination {
+    Queue,
+    Archive,
 }
 
 impl SinkDlq {
@@ -99,20 +146,22 @@ impl SinkDlq {
         sink: &str,
         queue: Dlq,
         tenant: Option<String>,
-        block_when_full: bool,
         shutdown: ShutdownSignal,
         health: HealthHandle,
     ) -> Self {
+        let config = queue.config().clone();
         let this = Self {
             sink: sink.to_string(),
             queue: Arc::new(Mutex::new(queue)),
             tenant,
             attrs: Arc::new([KeyValue::new("sink", sink.to_string())]),
             reprocess_now: Arc::new(Notify::new()),
-            block_when_full,
+            block_when_full: config.when_full == super::DlqFullPolicy::Block,
+            max_replays: config.max_replays,
             shutdown,
             health,
             write_failures_log: Arc::new(Mutex::new(LogThrottle::new(WRITE_FAILURE_LOG_EVERY))),
+            evicted_seen: Arc::new(AtomicU64::new(0)),
         };
         this.report_size();
         this
@@ -123,6 +172,23 @@ impl SinkDlq {
             Ok(mut queue) => f(&mut queue),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
+    }
+
+    /// Runs `f` on the queue on a blocking thread (queue operations fsync).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Dlq) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let queue = self.queue.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut queue = match queue.lock() {
+                Ok(q) => q,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            f(&mut queue)
+        })
+        .await
+        .map_err(|join| format!("dead-letter task failed: {join}"))
     }
 
     /// The queue's statistics.
@@ -136,52 +202,107 @@ impl SinkDlq {
     }
 
     fn report_size(&self) {
-        let entries = self.stats().entries;
-        instruments()
-            .queue_size
-            .record(i64::try_from(entries).unwrap_or(i64::MAX), &self.attrs);
+        let stats = self.stats();
+        let i = instruments();
+        i.queue_size.record(
+            i64::try_from(stats.entries).unwrap_or(i64::MAX),
+            &self.attrs,
+        );
+        i.archive_bytes.record(
+            i64::try_from(stats.archive_bytes).unwrap_or(i64::MAX),
+            &self.attrs,
+        );
+        let before = self
+            .evicted_seen
+            .swap(stats.refused_evicted, Ordering::AcqRel);
+        if stats.refused_evicted > before {
+            i.archive_evicted
+                .add(stats.refused_evicted - before, &self.attrs);
+        }
     }
 
+    /// Records of `events`, one per stream (labels, source and file).
     fn records(&self, events: &[&LogEvent], reason: &str, detail: &str) -> Vec<DlqRecord> {
-        let mut by_labels: BTreeMap<Vec<(String, String)>, Vec<DlqEntry>> = BTreeMap::new();
+        type StreamKey = (Vec<(String, String)>, String, Option<String>);
+        let mut by_stream: BTreeMap<StreamKey, Vec<DlqEntry>> = BTreeMap::new();
         for event in events {
             let labels: Vec<(String, String)> = event
                 .labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            by_labels.entry(labels).or_default().push(DlqEntry {
-                timestamp_ns: event.timestamp_ns,
-                line: String::from_utf8_lossy(&event.line).into_owned(),
-                metadata: event
-                    .metadata
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            });
+            let key = (
+                labels,
+                event.source.to_string(),
+                event.file.as_deref().map(str::to_string),
+            );
+            by_stream
+                .entry(key)
+                .or_default()
+                .push(DlqEntry::from_event(event));
         }
-        let written_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        by_labels
+        let written_at = super::now_rfc3339();
+        by_stream
             .into_iter()
-            .map(|(labels, entries)| DlqRecord {
+            .map(|((labels, source, file), entries)| DlqRecord {
                 sink: self.sink.clone(),
                 tenant: self.tenant.clone(),
                 labels,
+                source: Some(source),
+                file,
                 reason: reason.to_string(),
-                detail: detail.chars().take(2000).collect(),
+                detail: detail.trim_end().chars().take(2000).collect(),
                 written_at: written_at.clone(),
                 entries,
             })
             .collect()
     }
 
-    /// Appends records durably, waiting for room when full and `block` is the policy, and
-    /// retrying failed writes until they succeed or shutdown begins (see the module's
-    /// guarantees).
-    async fn append_all(
+    /// Keeps `events` refused with `reason`: in the queue, or, for those replayed
+    /// `max_replays` times already, in the archive as refused for good.
+    async fn store_events(
+        &self,
+        events: &[&LogEvent],
+        reason: &str,
+        detail: &str,
+    ) -> Result<(), DeadLetterError> {
+        let (spent, queued): (Vec<&LogEvent>, Vec<&LogEvent>) = events
+            .iter()
+            .partition(|event| event.replays >= self.max_replays);
+        let replayed = events.iter().filter(|event| event.replays > 0).count();
+        if replayed > 0 {
+            instruments()
+                .replay_refused
+                .add(replayed as u64, &self.attrs);
+        }
+        if !queued.is_empty() {
+            let records = self.records(&queued, reason, detail);
+            self.write_all(records, reason, Destination::Queue).await?;
+        }
+        if !spent.is_empty() {
+            let records = self.records(&spent, reason, detail);
+            tracing::warn!(
+                sink = %self.sink,
+                reason,
+                error = %detail.trim_end(),
+                entries = spent.len(),
+                replays = self.max_replays,
+                "Entries refused on every replay; kept in the dead-letter archive as refused for good."
+            );
+            self.write_all(records, reason, Destination::Archive)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes records durably, waiting for room when the queue is full and `block` is the
+    /// policy, and retrying failed writes until they succeed or shutdown begins (see the
+    /// module's guarantees).
+    async fn write_all(
         &self,
         records: Vec<DlqRecord>,
         reason: &str,
+        destination: Destination,
     ) -> Result<(), DeadLetterError> {
         let mut delay = WRITE_RETRY_MIN;
         let mut failing = false;
@@ -189,30 +310,28 @@ impl SinkDlq {
             let entries = record.entries.len() as u64;
             let record = Arc::new(record);
             loop {
-                let queue = self.queue.clone();
                 let to_write = record.clone();
-                let result = tokio::task::spawn_blocking(move || {
-                    let mut queue = match queue.lock() {
-                        Ok(q) => q,
-                        Err(poisoned) => poisoned.into_inner(),
-                    };
-                    queue.append(&to_write)
-                })
-                .await
-                .unwrap_or_else(|join| {
-                    Err(DlqError::Io(std::io::Error::other(format!(
-                        "dead-letter write task failed: {join}"
-                    ))))
-                });
+                let replacing = record.entries.iter().all(|e| e.replays > 0);
+                let result = self
+                    .blocking(move |queue| match destination {
+                        Destination::Queue if replacing => queue.append_replacing(&to_write),
+                        Destination::Queue => queue.append(&to_write),
+                        Destination::Archive => queue
+                            .archive_refused(&to_write)
+                            .map(|()| AppendOutcome::Written),
+                    })
+                    .await
+                    .unwrap_or_else(|error| Err(DlqError::Io(std::io::Error::other(error))));
+                let labels = [
+                    self.attrs[0].clone(),
+                    KeyValue::new("reason", reason.to_string()),
+                ];
                 match result {
                     Ok(AppendOutcome::Written) => {
-                        instruments().entries.add(
-                            entries,
-                            &[
-                                self.attrs[0].clone(),
-                                KeyValue::new("reason", reason.to_string()),
-                            ],
-                        );
+                        match destination {
+                            Destination::Queue => instruments().entries.add(entries, &labels),
+                            Destination::Archive => instruments().refused.add(entries, &labels),
+                        }
                         break;
                     }
                     Ok(AppendOutcome::Dropped) => {
@@ -226,7 +345,7 @@ impl SinkDlq {
                             ));
                         }
                         if self.throttled_log().is_some() {
-                            tracing::warn!(sink = %self.sink, "Dead-letter queue full; waiting for the reprocessor to make room.");
+                            tracing::warn!(sink = %self.sink, "Dead-letter queue full; waiting for the replay to make room.");
                         }
                         self.trigger_reprocess();
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -281,88 +400,79 @@ impl SinkDlq {
         self.with_throttle(LogThrottle::ready)
     }
 
-    /// Replays up to `max_records` records through `service`. Returns how many entries were
-    /// delivered.
-    pub async fn reprocess_once(&self, service: &dyn SinkService, max_records: usize) -> u64 {
-        let peeked = {
-            let queue = self.queue.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut queue = match queue.lock() {
-                    Ok(q) => q,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                queue.peek(max_records)
-            })
-            .await
-        };
-        let records = match peeked {
+    /// Replays up to `max_records` records through the sink's queue (`input`) and waits until
+    /// each replay batch is settled; marks the settled ones handled. Returns how many entries
+    /// were replayed and settled, or `None` when the sink's queue is gone (shutdown).
+    pub async fn replay_once(&self, input: &WeakQueueSender, max_records: usize) -> Option<u64> {
+        let records = match self.blocking(move |queue| queue.peek(max_records)).await {
             Ok(Ok(records)) => records,
             Ok(Err(err)) => {
                 instruments().reprocess_failures.add(1, &self.attrs);
                 tracing::warn!(sink = %self.sink, error = %err, "Cannot read the dead-letter queue.");
-                return 0;
+                return Some(0);
             }
             Err(err) => {
                 instruments().reprocess_failures.add(1, &self.attrs);
-                tracing::warn!(sink = %self.sink, error = %err, "Dead-letter read task failed.");
-                return 0;
+                tracing::warn!(sink = %self.sink, error = %err, "Cannot read the dead-letter queue.");
+                return Some(0);
             }
         };
-        let mut delivered = 0u64;
-        for (id, record) in records {
-            let batch = record_to_batch(&record);
-            let outcome = service.send(&batch).await;
-            let requeue: Vec<&LogEvent> = match &outcome {
-                SendOutcome::Delivered => Vec::new(),
-                SendOutcome::Partial { rejected } => rejected
-                    .iter()
-                    .filter_map(|r| batch.events.get(r.index))
-                    .collect(),
-                SendOutcome::Retry { detail, .. }
-                | SendOutcome::Failed { detail, .. }
-                | SendOutcome::TooLarge { detail } => {
-                    instruments().reprocess_failures.add(1, &self.attrs);
-                    tracing::info!(sink = %self.sink, error = %detail, "Dead-letter replay stopped; will try again later.");
-                    break;
+        if records.is_empty() {
+            return Some(0);
+        }
+        let mut pending: Vec<(RecordId, u64, BatchStatusReceiver)> = Vec::new();
+        {
+            let sender = input.upgrade()?;
+            for (id, record) in records {
+                let (batch, receiver) = replay_batch(&record);
+                let entries = batch.len() as u64;
+                if sender.send(batch).await.is_err() {
+                    return None;
                 }
+                pending.push((id, entries, receiver));
+            }
+            // The sender is dropped here: the replay never keeps the sink's queue open.
+        }
+        let mut settled = Vec::new();
+        let mut replayed = 0;
+        let mut shutdown = self.shutdown.clone();
+        for (id, entries, receiver) in pending {
+            let status = tokio::select! {
+                status = receiver => status,
+                () = shutdown.wait() => break,
             };
-            let sent = batch.len() - requeue.len();
-            if !requeue.is_empty() {
+            if status == BatchStatus::Errored {
                 instruments().reprocess_failures.add(1, &self.attrs);
-                let records = self.records(&requeue, &record.reason, "rejected again on replay");
-                if let Err(err) = self.append_all(records, &record.reason).await {
-                    tracing::warn!(sink = %self.sink, error = %err, "Cannot write back rejected entries; the record stays queued.");
-                    break;
+                tracing::info!(sink = %self.sink, record = %id, "A replayed record was not settled; it stays queued.");
+                continue;
+            }
+            settled.push(id);
+            replayed += entries;
+        }
+        if !settled.is_empty() {
+            match self.blocking(move |queue| queue.ack(&settled)).await {
+                Ok(Ok(())) => instruments().reprocessed.add(replayed, &self.attrs),
+                Ok(Err(err)) => {
+                    instruments().reprocess_failures.add(1, &self.attrs);
+                    tracing::warn!(sink = %self.sink, error = %err, "Cannot mark replayed records handled; they may be replayed again.");
+                }
+                Err(err) => {
+                    instruments().reprocess_failures.add(1, &self.attrs);
+                    tracing::warn!(sink = %self.sink, error = %err, "Cannot mark replayed records handled; they may be replayed again.");
                 }
             }
-            let queue = self.queue.clone();
-            let acked = tokio::task::spawn_blocking(move || {
-                let mut queue = match queue.lock() {
-                    Ok(q) => q,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                queue.ack(&[id])
-            })
-            .await;
-            if !matches!(acked, Ok(Ok(()))) {
-                instruments().reprocess_failures.add(1, &self.attrs);
-                tracing::warn!(sink = %self.sink, "Cannot mark a replayed record handled; it may be replayed again.");
-                break;
-            }
-            delivered += sent as u64;
-            instruments().reprocessed.add(sent as u64, &self.attrs);
         }
         self.report_size();
-        delivered
+        Some(replayed)
     }
 
-    /// Replays periodically until shutdown: the whole queue (in steps of `batch_records`)
-    /// while the sink is healthy or when asked; while it is unhealthy, one record per
-    /// `interval` as a probe, because a sink refused for good sends nothing else that could
-    /// show it works again. A replay stored marks the sink healthy.
+    /// Replays until shutdown or until the sink's queue is gone: the whole queue (in steps of
+    /// `batch_records`) while the sink is healthy or when asked; while it is unhealthy, one
+    /// record per `interval` as a probe, because a sink refused for good sends nothing else
+    /// that could show it works again.
     pub async fn run_reprocessor(
         self,
-        service: Arc<dyn SinkService>,
+        input: WeakQueueSender,
         health: HealthHandle,
         interval: Duration,
         batch_records: usize,
@@ -374,34 +484,42 @@ impl SinkDlq {
                 () = self.reprocess_now.notified() => true,
                 () = shutdown.wait() => return,
             };
-            if self.stats().records == 0 {
-                continue;
-            }
-            let limit = if asked || health.is_healthy() {
-                batch_records
-            } else {
-                1
-            };
-            let delivered = self.reprocess_once(service.as_ref(), limit).await;
-            if delivered > 0 {
-                health.healthy();
-                tracing::info!(sink = %self.sink, delivered, "Replayed entries from the dead-letter queue.");
+            let mut probe = !(asked || health.is_healthy());
+            // Drain the queue while it makes progress and the sink stays healthy.
+            loop {
+                if self.stats().records == 0 || shutdown.is_triggered() {
+                    break;
+                }
+                let limit = if probe { 1 } else { batch_records };
+                let Some(replayed) = self.replay_once(&input, limit).await else {
+                    return;
+                };
+                if replayed > 0 {
+                    tracing::info!(sink = %self.sink, replayed, "Replayed entries from the dead-letter queue.");
+                }
+                if replayed == 0 || probe || !health.is_healthy() {
+                    break;
+                }
+                probe = false;
             }
         }
     }
 }
 
-fn record_to_batch(record: &DlqRecord) -> EventBatch {
+/// The events of a record, as they were when they were dead-lettered, with one replay more,
+/// and the receiver that tells when the sink has settled them.
+fn replay_batch(record: &DlqRecord) -> (EventBatch, BatchStatusReceiver) {
     let labels = Labels::new(record.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let now = now_ns();
-    let source: crate::ComponentKey = "dlq".into();
+    let source: crate::ComponentKey = record.source.as_deref().unwrap_or(UNKNOWN_SOURCE).into();
+    let file: Option<Arc<str>> = record.file.as_deref().map(Into::into);
     let events = record
         .entries
         .iter()
         .map(|e| LogEvent {
             timestamp_ns: e.timestamp_ns,
             observed_ns: now,
-            line: Bytes::from(e.line.clone()),
+            line: e.line.clone(),
             labels: labels.clone(),
             metadata: e
                 .metadata
@@ -409,10 +527,12 @@ fn record_to_batch(record: &DlqRecord) -> EventBatch {
                 .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
                 .collect(),
             source: source.clone(),
-            file: None,
+            file: file.clone(),
+            replays: e.replays.saturating_add(1),
         })
         .collect();
-    EventBatch::new(events, Finalizers::default())
+    let (notifier, receiver) = BatchNotifier::new_with_receiver();
+    (EventBatch::new(events, Finalizers::new(notifier)), receiver)
 }
 
 /// The dispatcher's side.
@@ -425,10 +545,7 @@ impl DeadLetter for QueueDeadLetter {
         reason: &'a str,
         detail: &'a str,
     ) -> BoxFuture<'a, Result<(), DeadLetterError>> {
-        Box::pin(async move {
-            let records = self.0.records(&events, reason, detail);
-            self.0.append_all(records, reason).await
-        })
+        Box::pin(async move { self.0.store_events(&events, reason, detail).await })
     }
 }
 
@@ -438,6 +555,7 @@ mod tests {
     use crate::dlq::DlqConfig;
     use crate::shutdown::shutdown_pair;
     use crate::telemetry::{ComponentKind, HealthRegistry};
+    use bytes::Bytes;
 
     fn event(line: &str) -> LogEvent {
         LogEvent {
@@ -448,6 +566,7 @@ mod tests {
             metadata: Vec::new(),
             source: "app".into(),
             file: None,
+            replays: 0,
         }
     }
 
@@ -467,7 +586,7 @@ mod tests {
         let queue_dir = queue.dir().to_path_buf();
         let (_trigger, signal) = shutdown_pair();
         let health = HealthRegistry::default().register("loki", ComponentKind::Sink);
-        let dlq = SinkDlq::new("loki", queue, None, true, signal, health.clone());
+        let dlq = SinkDlq::new("loki", queue, None, signal, health.clone());
         // The queue's directory vanishes: every write fails (as on a full disk) until it is back.
         std::fs::remove_dir_all(&queue_dir).unwrap();
         let dead_letter = QueueDeadLetter(dlq.clone());
@@ -491,7 +610,7 @@ mod tests {
         std::fs::remove_dir_all(queue.dir()).unwrap();
         let (trigger, signal) = shutdown_pair();
         let health = HealthRegistry::default().register("loki", ComponentKind::Sink);
-        let dlq = SinkDlq::new("loki", queue, None, true, signal, health.clone());
+        let dlq = SinkDlq::new("loki", queue, None, signal, health.clone());
         let dead_letter = QueueDeadLetter(dlq);
         let store = tokio::spawn(async move {
             let events = [event("one")];

@@ -106,6 +106,7 @@ mod tests {
             metadata: Vec::new(),
             source: "gen".into(),
             file: None,
+            replays: 0,
         };
         let mut out = Vec::new();
         encode(Encoding::Json, &event, &mut out);

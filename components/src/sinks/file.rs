@@ -197,6 +197,7 @@ mod tests {
                     metadata: Vec::new(),
                     source: "s".into(),
                     file: None,
+                    replays: 0,
                 })
                 .collect(),
             Finalizers::default(),

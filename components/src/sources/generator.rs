@@ -172,6 +172,7 @@ impl GeneratorState {
                     metadata: Vec::new(),
                     source: self.key.clone(),
                     file: None,
+                    replays: 0,
                 }
             })
             .collect();

@@ -470,6 +470,7 @@ mod tests {
             metadata: Vec::new(),
             source: source.into(),
             file: file.map(Into::into),
+            replays: 0,
         }
     }
 

@@ -97,6 +97,7 @@ mod tests {
                     metadata: Vec::new(),
                     source: "s".into(),
                     file: None,
+                    replays: 0,
                 })
                 .collect(),
             Finalizers::default(),

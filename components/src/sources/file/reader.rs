@@ -919,6 +919,7 @@ impl Reader {
                 metadata: Vec::new(),
                 source: self.source.clone(),
                 file: Some(file.clone()),
+                replays: 0,
             })
             .collect();
         instruments.lines_read.add(count as u64, &self.attrs);

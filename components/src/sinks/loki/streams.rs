@@ -1,0 +1,176 @@
+//! Grouping a batch into Loki streams: labels rendered and merged once per label set, the
+//! timestamp guard applied once per stream, entries sorted by time within a stream.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+use super::metrics::instruments;
+use super::proto;
+use super::response::RejectReason;
+use super::sink::LokiSink;
+use super::timestamps::{self, Verdict};
+use crate::config::valid_label_name;
+use crate::dispatcher::Rejected;
+use crate::event::{LogEvent, now_ns};
+
+/// A tenant (`None`: no header) and the indexes of its events in a batch.
+pub(super) type TenantGroup = (Option<HeaderValue>, Vec<usize>);
+
+/// One stream of the push being built.
+pub(super) struct StreamBuild {
+    pub(super) labels_text: String,
+    /// Sorted label pairs, for matching Loki's messages.
+    pub(super) pairs: Vec<(String, String)>,
+    pub(super) valid: bool,
+    /// The oldest time Loki accepts for this stream, looked up once per batch.
+    pub(super) cutoff: Option<i64>,
+    /// (event index, timestamp to send).
+    pub(super) entries: Vec<(usize, i64, bool)>,
+}
+
+/// The push, with what was decided before sending.
+pub(super) struct Prepared {
+    pub(super) streams: Vec<StreamBuild>,
+    /// Events not sent: (index, reason, detail).
+    pub(super) rejected: Vec<Rejected>,
+    pub(super) dropped: usize,
+}
+
+impl LokiSink {
+    /// Groups, guards and encodes `events` as one push body, without sending it: what `send`
+    /// does before the request (also what the encoding benchmark measures). Returns the body,
+    /// its content type and content encoding.
+    pub fn encode_batch(
+        &self,
+        events: &[LogEvent],
+    ) -> Result<(Bytes, &'static str, Option<&'static str>), String> {
+        let all: Vec<usize> = (0..events.len()).collect();
+        let prepared = self.prepare(events, &all, now_ns());
+        self.encode(events, &prepared)
+    }
+
+    /// Groups `events` into streams (labels rendered, merged and formatted) and applies the
+    /// timestamp policy, as `send` does before encoding; returns the number of streams. Exposed
+    /// for the label-handling benchmark, not an API.
+    #[doc(hidden)]
+    pub fn group_streams(&self, events: &[LogEvent]) -> usize {
+        let all: Vec<usize> = (0..events.len()).collect();
+        self.prepare(events, &all, now_ns()).streams.len()
+    }
+
+    /// Groups the events at `indexes` into streams and applies the timestamp policy.
+    pub(super) fn prepare(&self, events: &[LogEvent], indexes: &[usize], now: i64) -> Prepared {
+        let mut by_labels: HashMap<(usize, usize, usize), usize> = HashMap::new();
+        let mut by_text: HashMap<String, usize> = HashMap::new();
+        let mut streams: Vec<StreamBuild> = Vec::new();
+        let mut rejected = Vec::new();
+        let mut dropped = 0;
+        let mut clamped = 0u64;
+        // Events of one file come in runs: the previous event's stream is checked first.
+        let mut last: Option<((usize, usize, usize), usize)> = None;
+        for &index in indexes {
+            let event = &events[index];
+            // Templates may read the source and the file, so they are part of the cache key.
+            let key = (
+                event.labels.identity(),
+                Arc::as_ptr(&event.source) as *const u8 as usize,
+                event
+                    .file
+                    .as_ref()
+                    .map_or(0, |f| Arc::as_ptr(f) as *const u8 as usize),
+            );
+            let known = match last {
+                Some((last_key, i)) if last_key == key => Some(i),
+                _ => by_labels.get(&key).copied(),
+            };
+            let stream_index = match known {
+                Some(i) => i,
+                None => {
+                    let mut merged: BTreeMap<&str, String> = event
+                        .labels
+                        .iter()
+                        .filter(|(k, _)| Some(*k) != self.config.tenant_label.as_deref())
+                        .map(|(k, v)| (k, v.to_string()))
+                        .collect();
+                    for (name, template) in &self.templates {
+                        let value = template.render(event);
+                        // Loki drops labels with empty values; so do we.
+                        if value.is_empty() {
+                            merged.remove(name.as_str());
+                        } else {
+                            merged.insert(name, value);
+                        }
+                    }
+                    let pairs: Vec<(String, String)> = merged
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect();
+                    let valid = !pairs.is_empty() && pairs.iter().all(|(k, _)| valid_label_name(k));
+                    let text = proto::format_labels(merged.iter().map(|(k, v)| (*k, v.as_str())));
+                    let i = *by_text.entry(text.clone()).or_insert_with(|| {
+                        let cutoff =
+                            self.learner
+                                .cutoff(&text, now, self.config.timestamps.learned_ttl);
+                        streams.push(StreamBuild {
+                            labels_text: text,
+                            pairs,
+                            valid,
+                            cutoff,
+                            entries: Vec::new(),
+                        });
+                        streams.len() - 1
+                    });
+                    by_labels.insert(key, i);
+                    i
+                }
+            };
+            last = Some((key, stream_index));
+            let stream = &mut streams[stream_index];
+            if !stream.valid {
+                rejected.push(Rejected {
+                    index,
+                    reason: RejectReason::InvalidLabels.as_str(),
+                    detail: format!(
+                        "stream {} has no labels or a label name Loki refuses ([a-zA-Z_][a-zA-Z0-9_]*)",
+                        stream.labels_text
+                    ),
+                });
+                continue;
+            }
+            match timestamps::verdict(
+                &self.config.timestamps,
+                stream.cutoff,
+                event.timestamp_ns,
+                now,
+            ) {
+                Verdict::Send {
+                    timestamp_ns,
+                    clamped: was_clamped,
+                } => {
+                    clamped += u64::from(was_clamped);
+                    stream.entries.push((index, timestamp_ns, was_clamped));
+                }
+                Verdict::Divert => rejected.push(Rejected {
+                    index,
+                    reason: RejectReason::TooOld.as_str(),
+                    detail: "older than the oldest timestamp Loki accepts (learned)".to_string(),
+                }),
+                Verdict::Drop => dropped += 1,
+            }
+        }
+        if clamped > 0 {
+            instruments().timestamp_clamped.add(clamped, &self.attrs);
+        }
+        for stream in &mut streams {
+            stream.entries.sort_by_key(|(_, ts, _)| *ts);
+        }
+        Prepared {
+            streams,
+            rejected,
+            dropped,
+        }
+    }
+}
