@@ -5,9 +5,9 @@
 //!   snappy-compressed); `gzip` and `deflate` (raw DEFLATE, as Go's `compress/flate`) are
 //!   unwrapped; anything else is refused with Loki's message.
 //! - `Content-Type`: `application/json` (parameters ignored) is the JSON form, decoded by
-//!   [`super::jsonpush`] as json-iterator decodes it; any other media type is the protobuf form,
-//!   raw block snappy around a `logproto.PushRequest`. A missing media type is refused, like Go's
-//!   `mime.ParseMediaType`.
+//!   [`super::jsonpush`] with Loki's leniency and error texts; any other media type is the
+//!   protobuf form, raw block snappy around a `logproto.PushRequest`. A missing media type is
+//!   refused, like Go's `mime.ParseMediaType`.
 //! - Sizes (`max_recv_msg_size`, `max_decompressed_size`): the body is read up to the first limit
 //!   plus one byte. A protobuf body over it is a 413 (by its `Content-Length` before anything is
 //!   read); a JSON body over it is cut there and fails to decode: a 400 with the decoder's text.

@@ -1,31 +1,39 @@
-//! The JSON push body, decoded the way Loki 3.7 decodes it, so that a malformed or cut body gets
-//! Loki's error text.
+//! The JSON push body (`{"streams":[{"stream":{...},"values":[["<ns>","<line>",{...}]]}]}`):
+//! its streams, or the 400 text a Loki 3.7 client would see for it.
 //!
-//! Loki reads a JSON push with json-iterator's streaming decoder
-//! (`jsoniter.NewDecoder(body).Decode(&loghttp.PushRequest{})`) through a `LimitReader` of
-//! `max_recv_msg_size + 1` bytes, and hands each element of `streams` to
-//! `loghttp.LogProtoStream.UnmarshalJSON`, which uses jsonparser. An over-limit body is therefore
-//! not a 413: the decoder runs out of input in the middle of the document and fails, e.g.
-//! `loghttp.PushRequest.Streams: []loghttp.LogProtoStream: readStringSlowPath: unexpected end of
-//! input, error found in #10 byte of ...|<10 bytes>|..., bigger context ...|<50 bytes>|...`.
+//! Loki reads a JSON push with a streaming decoder through a `LimitReader`, so a body over
+//! `max_recv_msg_size` is cut and fails to decode: a 400 such as `loghttp.PushRequest.Streams:
+//! []loghttp.LogProtoStream: readStringSlowPath: unexpected end of input, error found in #10 byte
+//! of ...|<10 bytes>|..., bigger context ...|<50 bytes>|...`. Clients match only the status and
+//! the leading `loghttp.PushRequest`; the rest is there for people reading logs.
 //!
-//! This module ports the parts of json-iterator that decide such texts (`Iterator.nextToken`,
-//! `Skip`, `ReadString`, `ReadObjectCB`, `ReadArrayCB`, `ReportError`, the struct, slice and
-//! unmarshaler decoders and their error prefixes) and the jsonparser checks of a stream.
+//! How: one pass over the bytes with a small validating scanner of our own (an explicit stack of
+//! open containers, so no recursion), which names the place where it stopped. Each element of
+//! `streams` is scanned whole, then read for its labels and entries, so that a type error in an
+//! element is reported before anything after it, as in Loki.
 //!
 //! Guarantees:
-//! - Valid pushes decode to the same streams and entries as in Loki, including Loki's leniency:
-//!   data after the top-level object is ignored, unknown fields are skipped, the `streams` key is
-//!   matched case-insensitively, entries may have fewer than two elements (missing line: empty;
-//!   missing timestamp: Go's zero time), label values need not be strings.
-//! - The first error is reported as json-iterator reports it, with its excerpts taken from a
-//!   512-byte read buffer filled from the start of the body (json-iterator's buffer size). Loki's
-//!   reads follow the network, so its excerpts can be shorter near a read boundary; the text
-//!   before `, error found in` is the same.
-//! - Never panics and never recurses on input: nesting is handled with an explicit stack, and
-//!   json-iterator's depth limit (10000) applies.
+//! - Valid pushes give Loki's streams and entries, with Loki's leniency: data after the top-level
+//!   object is ignored (the top level may also be `null`), unknown fields are skipped,
+//!   `streams` is matched ignoring ASCII case and the last one counts, `null` streams, entries and
+//!   `values` are skipped, label values need not be strings (their JSON text is used), entries may
+//!   have fewer than two elements (missing line: empty; missing timestamp: Go's zero time) or
+//!   more than three (ignored). Numbers are taken as any run of number characters, unvalidated.
+//! - A body cut inside a string, number, literal or escape, between tokens, in an array, an
+//!   object or the top-level object, gets the operation and message Loki prints there; a body
+//!   whose decompressor failed at the cut gets that error (`unexpected EOF`) under the same
+//!   prefix. Malformed bodies get a text of the same family (operation words as Loki's) and the
+//!   element type errors Loki's stream parser gives (`unmarshalerDecoder: Value is string, but
+//!   can't find closing '"' symbol`).
+//! - Excerpts are cut from a 512-byte read window (Loki's decoder buffer) counted from the start
+//!   of the body; Loki's windows follow its network reads, so near a read boundary its excerpts
+//!   can be shorter. The same window decides where a raw control character in a string is
+//!   refused: only before the string's first escape and in the read where the string began.
+//! - Never panics, never recurses, linear in the body; nesting deeper than 10000 (Loki's limit)
+//!   is refused.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use bytes::Bytes;
 
@@ -33,27 +41,28 @@ use super::decode::{PushEntry, PushStream};
 use super::gofmt::GO_ZERO_TIME_NS;
 use super::labels::format_map;
 
-/// json-iterator's read buffer (`jsoniter.NewDecoder` → `Parse(cfg, reader, 512)`).
-const BUFFER: usize = 512;
-/// json-iterator's `maxDepth`.
-const MAX_DEPTH: i32 = 10_000;
+/// Loki's decoder reads its body this many bytes at a time.
+const READ_SIZE: usize = 512;
+/// Loki's decoder refuses deeper nesting (the top-level object counts, `streams` does not).
+const MAX_DEPTH: usize = 10_000;
 
-/// jsonparser's error texts, as `LogProtoStream.UnmarshalJSON` returns them.
-const MALFORMED_JSON: &str = "Malformed JSON error";
-const MALFORMED_STRING: &str = "Value is string, but can't find closing '\"' symbol";
-const MALFORMED_ARRAY: &str = "Value is array, but can't find closing ']' symbol";
-const MALFORMED_OBJECT: &str = "Value looks like object, but can't find closing '}' symbol";
-const MALFORMED_VALUE: &str =
+/// Loki's stream parser's texts for an element of the wrong shape.
+const NOT_JSON: &str = "Malformed JSON error";
+const NOT_STRING: &str = "Value is string, but can't find closing '\"' symbol";
+const NOT_ARRAY: &str = "Value is array, but can't find closing ']' symbol";
+const NOT_OBJECT: &str = "Value looks like object, but can't find closing '}' symbol";
+const NOT_INTEGER: &str =
     "Value looks like Number/Boolean/None, but can't find its end: ',' or '}' symbol";
-const OVERFLOW_INTEGER: &str = "Value is number, but overflowed while parsing";
-const MALFORMED_ESCAPE: &str = "Encountered an invalid escape sequence in a string";
+const INTEGER_OVERFLOW: &str = "Value is number, but overflowed while parsing";
 
-/// What the reader under the decoder reports once the data is used up.
+const END_IN_STRING: &str = "readStringSlowPath: unexpected end of input";
+
+/// How the data handed to [`decode`] ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ending {
-    /// A plain end (`io.EOF`): the body ended, or a `LimitReader` cut it.
+    /// The body ended, or a `LimitReader` cut it.
     Eof,
-    /// A decompressor's error (`unexpected EOF` for a truncated gzip or deflate stream).
+    /// The decompressor failed there (`unexpected EOF` for a truncated gzip or deflate stream).
     Error(String),
 }
 
@@ -61,981 +70,717 @@ pub enum Ending {
 #[derive(Debug)]
 pub struct Decoded {
     pub streams: Vec<PushStream>,
-    /// Bytes the decoder pulled from its reader (whole 512-byte reads), for Loki's final size
-    /// check.
+    /// What Loki's decoder would have read from its body (whole 512-byte reads up to the end of
+    /// the document), for Loki's final size check.
     pub bytes_read: usize,
 }
 
-/// Decodes `data` (the body as the decoder's reader delivers it), then `ending`.
+/// Decodes `data` (the body, decompressed), which ended as `ending` says.
 pub fn decode(data: &[u8], ending: Ending) -> Result<Decoded, String> {
-    let mut iter = Iter {
-        data,
-        start: 0,
-        head: 0,
-        tail: 0,
-        fault: None,
-        ending,
-        depth: 0,
-    };
-    // `Decoder.Decode`: an empty reader is `io.EOF` itself, whatever the reader said.
-    if !iter.load_more() {
+    if data.is_empty() {
+        // Loki's decoder says this for an empty body whatever the reader reported.
         return Err("EOF".into());
     }
+    let mut scan = Scanner::new(data);
     let mut streams = Vec::new();
-    iter.push_request(&mut streams);
-    match iter.fault {
-        None | Some(Fault::Eof) => Ok(Decoded {
+    match request(&mut scan, &mut streams) {
+        Ok(()) => Ok(Decoded {
             streams,
-            bytes_read: iter.tail,
+            bytes_read: read_end(scan.pos, data.len()),
         }),
-        Some(Fault::Reader(message) | Fault::Message(message)) => Err(message),
+        Err((scope, stop)) => Err(format!("{}{}", scope.prefix(), stop.text(data, &ending))),
     }
 }
 
-/// `Iterator.Error`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Fault {
-    /// `io.EOF`: replaced by the next reported error, and no error if none follows.
-    Eof,
-    /// The reader's own error (not `io.EOF`): kept, and prefixed like a message.
-    Reader(String),
-    Message(String),
+/// The end of the read window that holds the byte before `pos`.
+fn read_end(pos: usize, len: usize) -> usize {
+    (pos.saturating_sub(1) / READ_SIZE + 1)
+        .saturating_mul(READ_SIZE)
+        .min(len)
 }
 
-/// The open containers of a value being skipped.
-#[derive(Clone, Copy, Debug)]
-enum Frame {
-    Array,
-    Object,
+/// Which of Loki's decoders was running, which decides the prefix of its error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    /// Before the top-level object began: no prefix.
+    Start,
+    /// The top-level object's own syntax, or a field other than `streams`.
+    Request,
+    /// The `streams` value.
+    Streams,
 }
 
-/// json-iterator's `Iterator` over a reader, with absolute positions: the buffer is
-/// `data[start..tail]` and `head` is the next byte to read.
-struct Iter<'a> {
-    data: &'a [u8],
-    start: usize,
+impl Scope {
+    fn prefix(self) -> &'static str {
+        match self {
+            Scope::Start => "",
+            Scope::Request => "loghttp.PushRequest.",
+            Scope::Streams => "loghttp.PushRequest.Streams: []loghttp.LogProtoStream: ",
+        }
+    }
+}
+
+/// Where and why scanning stopped.
+#[derive(Debug)]
+struct Stop {
+    /// The decoder's position: just past the byte it objected to, or where it ran out of data.
     head: usize,
-    tail: usize,
-    fault: Option<Fault>,
-    ending: Ending,
-    depth: i32,
+    /// The start of the read window the decoder held then.
+    window: usize,
+    /// The data ran out (rather than holding something wrong).
+    cut: bool,
+    /// `<operation>: <message>`.
+    reason: String,
 }
 
-/// `string([]byte{c})`, as Go builds the texts (a lone byte over 0x7f is not valid UTF-8).
-fn byte_text(c: u8) -> String {
-    String::from_utf8_lossy(&[c]).into_owned()
-}
-
-fn is_space(c: u8) -> bool {
-    matches!(c, b' ' | b'\n' | b'\t' | b'\r')
-}
-
-impl Iter<'_> {
-    /// An error other than `io.EOF` is set: nothing can change the message any more.
-    fn failed(&self) -> bool {
-        matches!(self.fault, Some(Fault::Reader(_) | Fault::Message(_)))
-    }
-
-    fn load_more(&mut self) -> bool {
-        if self.tail < self.data.len() {
-            self.start = self.tail;
-            self.head = self.tail;
-            self.tail = (self.tail + BUFFER).min(self.data.len());
-            return true;
+impl Stop {
+    /// The text Loki gives: the decompressor's own error when that is what ended the data, else
+    /// the reason and its excerpts.
+    fn text(&self, data: &[u8], ending: &Ending) -> String {
+        if let (true, Ending::Error(error)) = (self.cut, ending) {
+            return error.clone();
         }
-        if self.fault.is_none() {
-            self.fault = Some(match &self.ending {
-                Ending::Eof => Fault::Eof,
-                Ending::Error(message) => Fault::Reader(message.clone()),
-            });
-        }
-        false
-    }
-
-    fn next_token(&mut self) -> u8 {
-        loop {
-            if let Some(at) = (self.head..self.tail).find(|&i| !is_space(self.data[i])) {
-                self.head = at + 1;
-                return self.data[at];
-            }
-            if !self.load_more() {
-                return 0;
-            }
-        }
-    }
-
-    fn read_byte(&mut self) -> u8 {
-        if self.head == self.tail && !self.load_more() {
-            return 0;
-        }
-        let c = self.data[self.head];
-        self.head += 1;
-        c
-    }
-
-    fn unread_byte(&mut self) {
-        if self.fault.is_some() {
-            return;
-        }
-        self.head = self.head.saturating_sub(1).max(self.start);
-    }
-
-    /// `ReportError`: the first error wins, except that it replaces `io.EOF`.
-    fn report(&mut self, operation: &str, message: &str) {
-        if !matches!(self.fault, None | Some(Fault::Eof)) {
-            return;
-        }
-        let buffer = &self.data[self.start..self.tail];
-        let head = self.head - self.start;
-        let peek_start = head.saturating_sub(10);
-        let peek_end = (head + 10).min(buffer.len());
-        let context_start = head.saturating_sub(50);
-        let context_end = (head + 50).min(buffer.len());
-        self.fault = Some(Fault::Message(format!(
-            "{operation}: {message}, error found in #{} byte of ...|{}|..., bigger context ...|{}|...",
-            head - peek_start,
-            String::from_utf8_lossy(&buffer[peek_start..peek_end]),
-            String::from_utf8_lossy(&buffer[context_start..context_end]),
-        )));
-    }
-
-    /// The prefix a decoder adds to an error (other than `io.EOF`) when it returns.
-    fn wrap(&mut self, prefix: &str) {
-        let message = match &self.fault {
-            Some(Fault::Reader(m) | Fault::Message(m)) => format!("{prefix}{m}"),
-            _ => return,
+        let window = data
+            .get(self.window..data.len().min(self.window + READ_SIZE))
+            .unwrap_or_default();
+        let at = self.head.saturating_sub(self.window).min(window.len());
+        let around = |radius: usize| {
+            let part = window
+                .get(at.saturating_sub(radius)..window.len().min(at + radius))
+                .unwrap_or_default();
+            String::from_utf8_lossy(part)
         };
-        self.fault = Some(Fault::Message(message));
-    }
-
-    fn increment_depth(&mut self) -> bool {
-        self.depth += 1;
-        if self.depth <= MAX_DEPTH {
-            return true;
-        }
-        self.report("incrementDepth", "exceeded max depth");
-        false
-    }
-
-    fn decrement_depth(&mut self) {
-        self.depth -= 1;
-        if self.depth < 0 {
-            self.report("decrementDepth", "unexpected negative nesting");
-        }
-    }
-
-    /// The `oneFieldStructDecoder` of `loghttp.PushRequest`.
-    fn push_request(&mut self, streams: &mut Vec<PushStream>) {
-        if !self.read_object_start() || !self.increment_depth() {
-            return;
-        }
-        loop {
-            match self.read_field_hash() {
-                Some(true) => {
-                    self.streams(streams);
-                    // `structFieldDecoder`.
-                    self.wrap("Streams: ");
-                }
-                _ => self.skip(),
-            }
-            // Once failed, going on can only repeat prefixes (a body that repeats `streams`
-            // after its error); the first error is what Loki reports.
-            if self.failed() || self.is_object_end() {
-                break;
-            }
-        }
-        self.wrap("loghttp.PushRequest.");
-        self.decrement_depth();
-    }
-
-    fn read_object_start(&mut self) -> bool {
-        match self.next_token() {
-            b'{' => {
-                if self.next_token() == b'}' {
-                    return false;
-                }
-                self.unread_byte();
-                true
-            }
-            b'n' => {
-                self.skip_three(b'u', b'l', b'l');
-                false
-            }
-            c => {
-                self.report(
-                    "readObjectStart",
-                    &format!("expect {{ or n, but found {}", byte_text(c)),
-                );
-                false
-            }
-        }
-    }
-
-    /// `readFieldHash`: whether the field is `streams` (case-insensitive); `None` on error.
-    fn read_field_hash(&mut self) -> Option<bool> {
-        let c = self.next_token();
-        if c != b'"' {
-            self.report(
-                "readFieldHash",
-                &format!("expect \", but found {}", byte_text(c)),
-            );
-            return None;
-        }
-        let mut name = Vec::new();
-        loop {
-            let mut at = self.head;
-            while at < self.tail {
-                let b = self.data[at];
-                if b == b'\\' {
-                    self.head = at;
-                    name.extend(self.read_string_slow_path());
-                    return self.field_colon(&name);
-                }
-                if b == b'"' {
-                    self.head = at + 1;
-                    return self.field_colon(&name);
-                }
-                name.push(b);
-                at += 1;
-            }
-            if !self.load_more() {
-                self.report("readFieldHash", "incomplete field name");
-                return None;
-            }
-        }
-    }
-
-    fn field_colon(&mut self, name: &[u8]) -> Option<bool> {
-        let c = self.next_token();
-        if c != b':' {
-            self.report(
-                "readFieldHash",
-                &format!("expect :, but found {}", byte_text(c)),
-            );
-            return None;
-        }
-        Some(name.eq_ignore_ascii_case(b"streams"))
-    }
-
-    fn is_object_end(&mut self) -> bool {
-        match self.next_token() {
-            b',' => false,
-            b'}' => true,
-            c => {
-                self.report(
-                    "isObjectEnd",
-                    &format!("object ended prematurely, unexpected char {}", byte_text(c)),
-                );
-                true
-            }
-        }
-    }
-
-    /// The `sliceDecoder` of `[]loghttp.LogProtoStream`; each decode replaces the slice.
-    fn streams(&mut self, streams: &mut Vec<PushStream>) {
-        streams.clear();
-        self.stream_slice(streams);
-        self.wrap("[]loghttp.LogProtoStream: ");
-    }
-
-    fn stream_slice(&mut self, streams: &mut Vec<PushStream>) {
-        match self.next_token() {
-            b'n' => {
-                self.skip_three(b'u', b'l', b'l');
-                return;
-            }
-            b'[' => {}
-            c => {
-                self.report(
-                    "decode slice",
-                    &format!("expect [ or n, but found {}", byte_text(c)),
-                );
-                return;
-            }
-        }
-        if self.next_token() == b']' {
-            return;
-        }
-        self.unread_byte();
-        self.stream_element(streams);
-        loop {
-            if self.failed() {
-                return;
-            }
-            match self.next_token() {
-                b',' => self.stream_element(streams),
-                b']' => return,
-                c => {
-                    self.report(
-                        "decode slice",
-                        &format!("expect ], but found {}", byte_text(c)),
-                    );
-                    return;
-                }
-            }
-        }
-    }
-
-    /// The `unmarshalerDecoder` of `LogProtoStream`: skip the value, then let
-    /// `UnmarshalJSON` judge the bytes skipped.
-    fn stream_element(&mut self, streams: &mut Vec<PushStream>) {
-        self.next_token();
-        self.unread_byte();
-        let start = self.head;
-        self.skip();
-        if self.failed() {
-            return;
-        }
-        match parse_stream(&self.data[start..self.head]) {
-            Ok(stream) => streams.push(stream),
-            Err(message) => self.report("unmarshalerDecoder", message),
-        }
-    }
-
-    /// `Iterator.Skip` with its callbacks unrolled onto a stack.
-    fn skip(&mut self) {
-        let mut stack: Vec<Frame> = Vec::new();
-        'value: loop {
-            if self.failed() {
-                return;
-            }
-            match self.next_token() {
-                b'"' => self.skip_string(),
-                b'n' => self.skip_three(b'u', b'l', b'l'),
-                b't' => self.skip_three(b'r', b'u', b'e'),
-                b'f' => self.skip_four(b'a', b'l', b's', b'e'),
-                b'0' => {
-                    self.unread_byte();
-                    self.skip_number();
-                }
-                b'-' | b'1'..=b'9' => self.skip_number(),
-                b'[' => {
-                    if !self.increment_depth() {
-                        return;
-                    }
-                    if self.next_token() != b']' {
-                        self.unread_byte();
-                        stack.push(Frame::Array);
-                        continue 'value;
-                    }
-                    self.decrement_depth();
-                }
-                b'{' => {
-                    if !self.increment_depth() {
-                        return;
-                    }
-                    match self.next_token() {
-                        b'"' => {
-                            self.unread_byte();
-                            self.read_string();
-                            self.object_colon();
-                            stack.push(Frame::Object);
-                            continue 'value;
-                        }
-                        b'}' => self.decrement_depth(),
-                        c => {
-                            self.report(
-                                "ReadObjectCB",
-                                &format!("expect \" after {{, but found {}", byte_text(c)),
-                            );
-                            return;
-                        }
-                    }
-                }
-                c => {
-                    self.report("Skip", &format!("do not know how to skip: {c}"));
-                    return;
-                }
-            }
-            // A value ended: close the containers that end with it.
-            while let Some(&frame) = stack.last() {
-                if self.failed() {
-                    return;
-                }
-                let c = self.next_token();
-                match (frame, c) {
-                    (Frame::Array, b',') => continue 'value,
-                    (Frame::Array, b']') | (Frame::Object, b'}') => {
-                        self.decrement_depth();
-                        stack.pop();
-                    }
-                    (Frame::Object, b',') => {
-                        self.read_string();
-                        self.object_colon();
-                        continue 'value;
-                    }
-                    (Frame::Array, c) => {
-                        self.report(
-                            "ReadArrayCB",
-                            &format!("expect ] in the end, but found {}", byte_text(c)),
-                        );
-                        return;
-                    }
-                    (Frame::Object, _) => {
-                        self.report("ReadObjectCB", "object not ended with }");
-                        return;
-                    }
-                }
-            }
-            return;
-        }
-    }
-
-    fn object_colon(&mut self) {
-        let c = self.next_token();
-        if c != b':' {
-            self.report(
-                "ReadObject",
-                &format!("expect : after object field, but found {}", byte_text(c)),
-            );
-        }
-    }
-
-    fn skip_three(&mut self, b1: u8, b2: u8, b3: u8) {
-        for b in [b1, b2, b3] {
-            if self.read_byte() != b {
-                let word = String::from_utf8_lossy(&[b1, b2, b3]).into_owned();
-                self.report("skipThreeBytes", &format!("expect {word}"));
-                return;
-            }
-        }
-    }
-
-    fn skip_four(&mut self, b1: u8, b2: u8, b3: u8, b4: u8) {
-        for b in [b1, b2, b3, b4] {
-            if self.read_byte() != b {
-                let word = String::from_utf8_lossy(&[b1, b2, b3, b4]).into_owned();
-                self.report("skipFourBytes", &format!("expect {word}"));
-                return;
-            }
-        }
-    }
-
-    /// Numbers: what can follow the first character of a JSON number is consumed. (json-iterator
-    /// validates further; numbers do not occur in a Loki push, so its texts for malformed
-    /// numbers are not reproduced.)
-    fn skip_number(&mut self) {
-        loop {
-            while self.head < self.tail {
-                let c = self.data[self.head];
-                if !(c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-')) {
-                    return;
-                }
-                self.head += 1;
-            }
-            if !self.load_more() {
-                return;
-            }
-        }
-    }
-
-    fn skip_string(&mut self) {
-        if !self.try_skip_string() {
-            self.unread_byte();
-            self.read_string();
-        }
-    }
-
-    /// The fast path within the buffer: `false` when it meets an escape or the buffer's end.
-    fn try_skip_string(&mut self) -> bool {
-        for at in self.head..self.tail {
-            let c = self.data[at];
-            if c == b'"' {
-                self.head = at + 1;
-                return true;
-            }
-            if c == b'\\' {
-                return false;
-            }
-            if c < b' ' {
-                self.report(
-                    "trySkipString",
-                    &format!("invalid control character found: {c}"),
-                );
-                return true;
-            }
-        }
-        false
-    }
-
-    fn read_string(&mut self) -> Vec<u8> {
-        match self.next_token() {
-            b'"' => {
-                for at in self.head..self.tail {
-                    let c = self.data[at];
-                    if c == b'"' {
-                        let value = self.data[self.head..at].to_vec();
-                        self.head = at + 1;
-                        return value;
-                    }
-                    if c == b'\\' {
-                        break;
-                    }
-                    if c < b' ' {
-                        self.report(
-                            "ReadString",
-                            &format!("invalid control character found: {c}"),
-                        );
-                        return Vec::new();
-                    }
-                }
-                self.read_string_slow_path()
-            }
-            b'n' => {
-                self.skip_three(b'u', b'l', b'l');
-                Vec::new()
-            }
-            c => {
-                self.report(
-                    "ReadString",
-                    &format!("expects \" or n, but found {}", byte_text(c)),
-                );
-                Vec::new()
-            }
-        }
-    }
-
-    fn read_string_slow_path(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        while self.fault.is_none() {
-            let c = self.read_byte();
-            if c == b'"' {
-                return out;
-            }
-            if c == b'\\' {
-                let escaped = self.read_byte();
-                self.read_escaped_char(escaped, &mut out);
-            } else {
-                out.push(c);
-            }
-        }
-        self.report("readStringSlowPath", "unexpected end of input");
-        Vec::new()
-    }
-
-    fn read_escaped_char(&mut self, c: u8, out: &mut Vec<u8>) {
-        let plain = match c {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => {
-                self.read_unicode_escape(out);
-                return;
-            }
-            _ => {
-                self.report("readEscapedChar", "invalid escape char after \\");
-                return;
-            }
-        };
-        out.push(plain);
-    }
-
-    fn read_unicode_escape(&mut self, out: &mut Vec<u8>) {
-        let first = self.read_u4();
-        if !(0xD800..0xE000).contains(&first) {
-            push_rune(out, first);
-            return;
-        }
-        let c = self.read_byte();
-        if self.fault.is_some() {
-            return;
-        }
-        if c != b'\\' {
-            self.unread_byte();
-            push_rune(out, first);
-            return;
-        }
-        let c = self.read_byte();
-        if self.fault.is_some() {
-            return;
-        }
-        if c != b'u' {
-            push_rune(out, first);
-            self.read_escaped_char(c, out);
-            return;
-        }
-        let second = self.read_u4();
-        if self.fault.is_some() {
-            return;
-        }
-        if (0xD800..0xDC00).contains(&first) && (0xDC00..0xE000).contains(&second) {
-            push_rune(out, 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00));
-        } else {
-            push_rune(out, first);
-            push_rune(out, second);
-        }
-    }
-
-    fn read_u4(&mut self) -> u32 {
-        let mut value = 0u32;
-        for _ in 0..4 {
-            let c = self.read_byte();
-            if self.fault.is_some() {
-                return value;
-            }
-            let digit = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                b'A'..=b'F' => c - b'A' + 10,
-                _ => {
-                    self.report(
-                        "readU4",
-                        &format!("expects 0~9 or a~f, but found {}", byte_text(c)),
-                    );
-                    return value;
-                }
-            };
-            value = value * 16 + u32::from(digit);
-        }
-        value
+        format!(
+            "{}, error found in #{} byte of ...|{}|..., bigger context ...|{}|...",
+            self.reason,
+            at.min(10),
+            around(10),
+            around(50)
+        )
     }
 }
 
-/// Go's `utf8.AppendRune`: invalid code points (lone surrogates) become U+FFFD.
-fn push_rune(out: &mut Vec<u8>, code: u32) {
-    let c = char::from_u32(code).unwrap_or('\u{fffd}');
-    let mut buffer = [0u8; 4];
-    out.extend_from_slice(c.encode_utf8(&mut buffer).as_bytes());
+/// A byte as Loki's messages show it; the end of the data shows as NUL.
+fn shown(byte: Option<u8>) -> String {
+    String::from_utf8_lossy(&[byte.unwrap_or(0)]).into_owned()
 }
 
-/// jsonparser's value types.
+/// What a string is to the scanner, for the words of its errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// A field name of the top-level object.
+    FieldName,
+    /// A member name inside a value.
+    Key,
+    Value,
+}
+
+/// A JSON value's type, from its first byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     String,
     Number,
     Object,
     Array,
-    Boolean,
+    Literal,
     Null,
 }
 
-/// An object member: its key (as written), its value's kind and text.
-type Member<'a> = (&'a [u8], Kind, &'a [u8]);
-
-/// A cursor over one stream's bytes, which json-iterator already found well formed.
-struct Raw<'a> {
-    b: &'a [u8],
-    at: usize,
+fn kind_of(first: u8) -> Kind {
+    match first {
+        b'"' => Kind::String,
+        b'{' => Kind::Object,
+        b'[' => Kind::Array,
+        b'n' => Kind::Null,
+        b't' | b'f' => Kind::Literal,
+        _ => Kind::Number,
+    }
 }
 
-impl<'a> Raw<'a> {
-    fn space(&mut self) {
-        while self.at < self.b.len() && is_space(self.b[self.at]) {
-            self.at += 1;
+/// A cursor over JSON bytes that checks their syntax as it skips them.
+struct Scanner<'a> {
+    data: &'a [u8],
+    pos: usize,
+    depth: usize,
+    /// `data` is part of a body already scanned: the control-character rule, whose read windows
+    /// count from the body's start, was applied then.
+    rescan: bool,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Scanner {
+            data,
+            pos: 0,
+            depth: 0,
+            rescan: false,
         }
     }
 
-    fn peek(&mut self) -> Option<u8> {
-        self.space();
-        self.b.get(self.at).copied()
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        if self.peek() == Some(c) {
-            self.at += 1;
-            true
-        } else {
-            false
+    fn rescan(data: &'a [u8]) -> Self {
+        Scanner {
+            rescan: true,
+            ..Scanner::new(data)
         }
     }
 
-    /// The next value: its kind and its text (a string's without the quotes).
-    fn value(&mut self) -> Result<(Kind, &'a [u8]), &'static str> {
-        let Some(first) = self.peek() else {
-            return Err(MALFORMED_JSON);
+    /// Stops at `found`, the byte objected to, or at the end of the data (`None`).
+    fn stop(&self, found: Option<u8>, reason: impl Into<String>) -> Stop {
+        let (head, window) = match found {
+            Some(_) => (self.pos, self.pos.saturating_sub(1) / READ_SIZE * READ_SIZE),
+            // Out of data, Loki's decoder holds its last read; its position is `pos` (set back to
+            // where a run it had not finished scanning began), or that read's start.
+            None => {
+                let last = self.data.len().saturating_sub(1) / READ_SIZE * READ_SIZE;
+                (self.pos.max(last), last)
+            }
         };
-        let start = self.at;
-        match first {
-            b'"' => {
-                let end = self.string_end(start + 1)?;
-                self.at = end + 1;
-                Ok((Kind::String, &self.b[start + 1..end]))
+        Stop {
+            head,
+            window,
+            cut: found.is_none(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Stops at `found` where `expected` was due.
+    fn unexpected(&self, found: Option<u8>, expected: &str) -> Stop {
+        self.stop(found, format!("{expected}, but found {}", shown(found)))
+    }
+
+    /// Stops for a reason other than a byte.
+    fn refuse(&self, reason: impl Into<String>) -> Stop {
+        self.stop(Some(0), reason)
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        let byte = self.data.get(self.pos).copied();
+        if byte.is_some() {
+            self.pos += 1;
+        }
+        byte
+    }
+
+    /// The next byte that is not white space, consumed; at the end, the white space is not.
+    fn token(&mut self) -> Option<u8> {
+        let start = self.pos;
+        loop {
+            match self.byte() {
+                Some(b' ' | b'\t' | b'\n' | b'\r') => {}
+                None => {
+                    self.pos = start;
+                    return None;
+                }
+                byte => return byte,
             }
-            b'{' | b'[' => {
-                let mut depth = 0usize;
-                let mut at = start;
-                while at < self.b.len() {
-                    match self.b[at] {
-                        b'"' => at = self.string_end(at + 1)?,
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.at = at + 1;
-                                let kind = if first == b'{' {
-                                    Kind::Object
-                                } else {
-                                    Kind::Array
-                                };
-                                return Ok((kind, &self.b[start..=at]));
-                            }
-                        }
-                        _ => {}
+        }
+    }
+
+    /// The next byte that is not white space, left in place.
+    fn peek(&mut self) -> Option<u8> {
+        let token = self.token();
+        if token.is_some() {
+            self.pos -= 1;
+        }
+        token
+    }
+
+    /// Consumes the next token if it is `byte`.
+    fn eat(&mut self, byte: u8) -> bool {
+        let matched = self.peek() == Some(byte);
+        if matched {
+            self.pos += 1;
+        }
+        matched
+    }
+
+    fn expect(&mut self, byte: u8, reason: &str) -> Result<(), Stop> {
+        match self.token() {
+            Some(found) if found == byte => Ok(()),
+            found => Err(self.unexpected(found, reason)),
+        }
+    }
+
+    fn open(&mut self) -> Result<(), Stop> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.refuse("incrementDepth: exceeded max depth"));
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    /// Skips one value, checking it.
+    fn value(&mut self) -> Result<(), Stop> {
+        // The closing byte of each container still open.
+        let mut open: Vec<u8> = Vec::new();
+        loop {
+            // A value is due.
+            match self.token() {
+                Some(b'"') => {
+                    self.string(Role::Value)?;
+                }
+                Some(b'n') => self.literal(b"ull")?,
+                Some(b't') => self.literal(b"rue")?,
+                Some(b'f') => self.literal(b"alse")?,
+                Some(b'-' | b'0'..=b'9') => self.number(),
+                Some(b'[') => {
+                    self.open()?;
+                    if self.eat(b']') {
+                        self.close();
+                    } else {
+                        open.push(b']');
+                        continue;
                     }
-                    at += 1;
                 }
-                Err(MALFORMED_JSON)
+                Some(b'{') => {
+                    self.open()?;
+                    match self.token() {
+                        Some(b'}') => self.close(),
+                        Some(b'"') => {
+                            self.member_name()?;
+                            open.push(b'}');
+                            continue;
+                        }
+                        found => {
+                            return Err(self.unexpected(found, "ReadObjectCB: expect \" after {"));
+                        }
+                    }
+                }
+                found => {
+                    let reason = format!("Skip: do not know how to skip: {}", found.unwrap_or(0));
+                    return Err(self.stop(found, reason));
+                }
             }
-            _ => {
-                let mut end = start;
-                while end < self.b.len()
-                    && !matches!(self.b[end], b',' | b'}' | b']')
-                    && !is_space(self.b[end])
-                {
-                    end += 1;
-                }
-                self.at = end;
-                let kind = match first {
-                    b't' | b'f' => Kind::Boolean,
-                    b'n' => Kind::Null,
-                    _ => Kind::Number,
+            // A value ended: a separator comes, or the containers it completes close.
+            loop {
+                let Some(&closer) = open.last() else {
+                    return Ok(());
                 };
-                Ok((kind, &self.b[start..end]))
+                let found = self.token();
+                if found == Some(closer) {
+                    open.pop();
+                    self.close();
+                } else if found == Some(b',') {
+                    if closer == b'}' {
+                        self.next_member_name()?;
+                    }
+                    break;
+                } else if closer == b']' {
+                    return Err(self.unexpected(found, "ReadArrayCB: expect ] in the end"));
+                } else {
+                    return Err(self.stop(found, "ReadObjectCB: object not ended with }"));
+                }
             }
         }
     }
 
-    /// The index of the quote that closes a string whose contents start at `from`.
-    fn string_end(&self, from: usize) -> Result<usize, &'static str> {
-        let mut at = from;
-        while at < self.b.len() {
-            match self.b[at] {
-                b'\\' => at += 2,
-                b'"' => return Ok(at),
-                _ => at += 1,
-            }
-        }
-        Err(MALFORMED_STRING)
+    /// A member name inside a value (its opening quote read) and the colon after it.
+    fn member_name(&mut self) -> Result<(), Stop> {
+        self.string(Role::Key)?;
+        self.expect(b':', "ReadObject: expect : after object field")
     }
 
-    /// The members of the object at the cursor, in order (jsonparser's `ObjectEach`).
-    fn members(&mut self) -> Result<Vec<Member<'a>>, &'static str> {
-        if !self.eat(b'{') {
-            return Err(MALFORMED_OBJECT);
+    /// A member name after a comma, and the colon after it (Loki's decoder also takes `null`
+    /// there).
+    fn next_member_name(&mut self) -> Result<(), Stop> {
+        match self.token() {
+            Some(b'"') => self.member_name(),
+            Some(b'n') => {
+                self.literal(b"ull")?;
+                self.expect(b':', "ReadObject: expect : after object field")
+            }
+            found => Err(self.unexpected(found, "ReadString: expects \" or n")),
         }
-        let mut members = Vec::new();
-        if self.eat(b'}') {
-            return Ok(members);
-        }
+    }
+
+    /// The rest of a string whose opening quote was just read: the range of its raw contents.
+    fn string(&mut self, role: Role) -> Result<Range<usize>, Stop> {
+        let start = self.pos;
+        let window = (start - 1) / READ_SIZE;
+        let mut escaped = false;
+        // Loki's decoder takes the escape after a `\u` surrogate as its partner, and the end of
+        // the data right after that backslash as the end of the input.
+        let mut after_surrogate = false;
         loop {
-            let (kind, key) = self.value()?;
-            if kind != Kind::String || !self.eat(b':') {
-                return Err(MALFORMED_OBJECT);
+            let check_controls = !escaped
+                && !self.rescan
+                && role != Role::FieldName
+                && self.pos / READ_SIZE == window;
+            if !check_controls {
+                // Nothing but a quote or an escape matters here.
+                let rest = self.data.get(self.pos..).unwrap_or_default();
+                let plain = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+                if plain > 0 {
+                    self.pos += plain;
+                    after_surrogate = false;
+                }
             }
-            let (kind, value) = self.value()?;
-            members.push((key, kind, value));
-            if self.eat(b'}') {
-                return Ok(members);
-            }
-            if !self.eat(b',') {
-                return Err(MALFORMED_OBJECT);
+            match self.byte() {
+                Some(b'"') => return Ok(start..self.pos - 1),
+                Some(b'\\') if after_surrogate && self.pos == self.data.len() => {
+                    return Err(self.stop(None, END_IN_STRING));
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    let surrogate = self.escape()?;
+                    after_surrogate = surrogate && !after_surrogate;
+                }
+                Some(control @ 0..0x20) if check_controls => {
+                    let operation = if role == Role::Value {
+                        "trySkipString"
+                    } else {
+                        "ReadString"
+                    };
+                    // Loki points at the string's start, not at the character.
+                    self.pos = start;
+                    let reason = format!("{operation}: invalid control character found: {control}");
+                    return Err(self.stop(Some(control), reason));
+                }
+                Some(_) => after_surrogate = false,
+                None if role == Role::FieldName && !escaped => {
+                    // Loki's decoder had not moved past the name's start.
+                    self.pos = start;
+                    return Err(self.stop(None, "readFieldHash: incomplete field name"));
+                }
+                None => return Err(self.stop(None, END_IN_STRING)),
             }
         }
     }
 
-    /// The elements of the array at the cursor, in order (jsonparser's `ArrayEach`).
-    fn elements(&mut self) -> Result<Vec<(Kind, &'a [u8])>, &'static str> {
-        if !self.eat(b'[') {
-            return Err(MALFORMED_ARRAY);
-        }
-        let mut elements = Vec::new();
-        if self.eat(b']') {
-            return Ok(elements);
-        }
-        loop {
-            elements.push(self.value()?);
-            if self.eat(b']') {
-                return Ok(elements);
+    /// The rest of an escape whose backslash was just read: whether it is a `\u` surrogate.
+    fn escape(&mut self) -> Result<bool, Stop> {
+        match self.byte() {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(false),
+            Some(b'u') => {
+                let mut code = 0;
+                for _ in 0..4 {
+                    match self.byte() {
+                        Some(digit) if digit.is_ascii_hexdigit() => {
+                            code = code * 16 + char::from(digit).to_digit(16).unwrap_or(0);
+                        }
+                        None => return Err(self.stop(None, END_IN_STRING)),
+                        found => return Err(self.unexpected(found, "readU4: expects 0~9 or a~f")),
+                    }
+                }
+                Ok((0xd800..0xe000).contains(&code))
             }
-            if !self.eat(b',') {
-                return Err(MALFORMED_ARRAY);
+            found => Err(self.stop(found, "readEscapedChar: invalid escape char after \\")),
+        }
+    }
+
+    /// The rest of `null`, `true` or `false` after its first letter.
+    fn literal(&mut self, rest: &'static [u8]) -> Result<(), Stop> {
+        for &expected in rest {
+            let found = self.byte();
+            if found != Some(expected) {
+                let operation = if rest.len() == 3 {
+                    "skipThreeBytes"
+                } else {
+                    "skipFourBytes"
+                };
+                let reason = format!("{operation}: expect {}", String::from_utf8_lossy(rest));
+                return Err(self.stop(found, reason));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rest of a number after its first character (Loki does not check a skipped number).
+    fn number(&mut self) {
+        while let Some(byte) = self.data.get(self.pos)
+            && matches!(byte, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+        {
+            self.pos += 1;
+        }
+    }
+}
+
+/// The top-level object.
+fn request(scan: &mut Scanner, streams: &mut Vec<PushStream>) -> Result<(), (Scope, Stop)> {
+    let in_request = |stop| (Scope::Request, stop);
+    match scan.token() {
+        Some(b'{') => {}
+        Some(b'n') => return scan.literal(b"ull").map_err(|stop| (Scope::Start, stop)),
+        found => {
+            let stop = scan.unexpected(found, "readObjectStart: expect { or n");
+            return Err((Scope::Start, stop));
+        }
+    }
+    if scan.eat(b'}') {
+        return Ok(());
+    }
+    scan.open().map_err(in_request)?;
+    loop {
+        scan.expect(b'"', "readFieldHash: expect \"")
+            .map_err(in_request)?;
+        let name = scan.string(Role::FieldName).map_err(in_request)?;
+        let is_streams =
+            unescape(scan.data.get(name).unwrap_or_default()).eq_ignore_ascii_case(b"streams");
+        scan.expect(b':', "readFieldHash: expect :")
+            .map_err(in_request)?;
+        if is_streams {
+            read_streams(scan, streams).map_err(|stop| (Scope::Streams, stop))?;
+        } else {
+            scan.value().map_err(in_request)?;
+        }
+        match scan.token() {
+            Some(b',') => {}
+            Some(b'}') => return Ok(()),
+            found => {
+                let reason = format!(
+                    "isObjectEnd: object ended prematurely, unexpected char {}",
+                    shown(found)
+                );
+                return Err(in_request(scan.stop(found, reason)));
             }
         }
     }
 }
 
-/// jsonparser's `Unescape` of a string's contents.
-fn unescape(raw: &[u8]) -> Result<Vec<u8>, &'static str> {
-    if !raw.contains(&b'\\') {
-        return Ok(raw.to_vec());
+/// The `streams` value: `null` or an array of stream objects; it replaces any earlier one.
+fn read_streams(scan: &mut Scanner, streams: &mut Vec<PushStream>) -> Result<(), Stop> {
+    streams.clear();
+    match scan.token() {
+        Some(b'[') => {}
+        Some(b'n') => return scan.literal(b"ull"),
+        found => return Err(scan.unexpected(found, "decode slice: expect [ or n")),
     }
+    if scan.eat(b']') {
+        return Ok(());
+    }
+    loop {
+        scan.peek();
+        let start = scan.pos;
+        scan.value()?;
+        let element = scan.data.get(start..scan.pos).unwrap_or_default();
+        let stream = read_stream(element)
+            .map_err(|error| scan.refuse(format!("unmarshalerDecoder: {error}")))?;
+        streams.push(stream);
+        match scan.token() {
+            Some(b',') => {}
+            Some(b']') => return Ok(()),
+            found => return Err(scan.unexpected(found, "decode slice: expect ]")),
+        }
+    }
+}
+
+/// A member or element of a checked value: its kind and raw text (a string's without quotes).
+type Part<'a> = (Kind, &'a [u8]);
+
+/// Calls `each` with the name (raw; empty for an array) and the value of every member or element
+/// of the checked object or array `container`.
+fn for_each_part<'a>(
+    container: &'a [u8],
+    mut each: impl FnMut(&'a [u8], Part<'a>) -> Result<(), &'static str>,
+) -> Result<(), &'static str> {
+    let mut scan = Scanner::rescan(container);
+    let is_object = scan.token() == Some(b'{');
+    if scan.eat(b'}') || scan.eat(b']') {
+        return Ok(());
+    }
+    loop {
+        let mut name: &[u8] = &[];
+        if is_object {
+            let (kind, text) = part(&mut scan)?;
+            if kind != Kind::String {
+                return Err(NOT_OBJECT);
+            }
+            name = text;
+            scan.token();
+        }
+        each(name, part(&mut scan)?)?;
+        if scan.token() != Some(b',') {
+            return Ok(());
+        }
+    }
+}
+
+fn part<'a>(scan: &mut Scanner<'a>) -> Result<Part<'a>, &'static str> {
+    let kind = kind_of(scan.peek().ok_or(NOT_JSON)?);
+    let start = scan.pos;
+    scan.value().map_err(|_| NOT_JSON)?;
+    let raw = scan.data.get(start..scan.pos).unwrap_or_default();
+    let text = match kind {
+        Kind::String => raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default(),
+        _ => raw,
+    };
+    Ok((kind, text))
+}
+
+/// One element of `streams`: `{"stream": {labels}, "values": [entries]}`, other members ignored.
+fn read_stream(element: &[u8]) -> Result<PushStream, &'static str> {
+    if element.first().copied().map(kind_of) != Some(Kind::Object) {
+        return Err(NOT_OBJECT);
+    }
+    let mut stream = PushStream {
+        labels: String::new(),
+        entries: Vec::new(),
+    };
+    for_each_part(element, |name, (kind, value)| {
+        match (name, kind) {
+            (b"stream", Kind::Object) => stream.labels = read_labels(value)?,
+            (b"stream", _) => return Err(NOT_OBJECT),
+            (b"values", Kind::Null) => {}
+            (b"values", Kind::Array) => stream.entries = read_entries(value)?,
+            (b"values", _) => return Err(NOT_ARRAY),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(stream)
+}
+
+/// The `stream` object as label text; a later duplicate name wins.
+fn read_labels(object: &[u8]) -> Result<String, &'static str> {
+    let mut labels = BTreeMap::new();
+    for_each_part(object, |name, (kind, value)| {
+        let value = match kind {
+            Kind::String => unescape(value),
+            _ => value.to_vec(),
+        };
+        labels.insert(lossy(&unescape(name)), lossy(&value));
+        Ok(())
+    })?;
+    Ok(format_map(
+        labels
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    ))
+}
+
+fn read_entries(array: &[u8]) -> Result<Vec<PushEntry>, &'static str> {
+    let mut entries = Vec::new();
+    for_each_part(array, |_, (kind, value)| {
+        match kind {
+            Kind::Null => {}
+            Kind::Array => entries.push(read_entry(value)?),
+            _ => return Err(NOT_ARRAY),
+        }
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
+/// `["<unix ns>", "<line>", {"<name>": "<value>", ...}]`; elements past the third are ignored.
+fn read_entry(array: &[u8]) -> Result<PushEntry, &'static str> {
+    let mut entry = PushEntry {
+        ts_ns: GO_ZERO_TIME_NS,
+        line: Bytes::new(),
+        metadata: Vec::new(),
+    };
+    let mut index = 0;
+    for_each_part(array, |_, (kind, value)| {
+        match (index, kind) {
+            (0, Kind::String) => entry.ts_ns = parse_timestamp(value)?,
+            (1, Kind::String) => entry.line = Bytes::from(unescape(value)),
+            (0 | 1, _) => return Err(NOT_STRING),
+            (2, Kind::Object) => {
+                for_each_part(value, |name, (kind, value)| {
+                    if kind != Kind::String {
+                        return Err(NOT_STRING);
+                    }
+                    // The name is taken as written, escapes and all, as Loki does.
+                    entry.metadata.push((lossy(name), lossy(&unescape(value))));
+                    Ok(())
+                })?;
+            }
+            (2, _) => return Err(NOT_OBJECT),
+            _ => {}
+        }
+        index += 1;
+        Ok(())
+    })?;
+    Ok(entry)
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A base-10 integer as Loki's stream parser reads one: optional `-`, no leading zeros, no
+/// escapes.
+fn parse_timestamp(text: &[u8]) -> Result<i64, &'static str> {
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    let well_formed = !digits.is_empty()
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits.len() == 1 || digits[0] != b'0');
+    if !well_formed {
+        return Err(NOT_INTEGER);
+    }
+    let magnitude = digits
+        .iter()
+        .try_fold(0u64, |n, &digit| {
+            n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        })
+        .ok_or(INTEGER_OVERFLOW)?;
+    let value = if negative {
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
+    };
+    value.ok_or(INTEGER_OVERFLOW)
+}
+
+/// The contents of a checked string with its escapes resolved. A `\u` pair of surrogates makes
+/// one character; any other surrogate becomes U+FFFD.
+fn unescape(raw: &[u8]) -> Vec<u8> {
+    if !raw.contains(&b'\\') {
+        return raw.to_vec();
+    }
+    let hex = |at: usize| {
+        let digits = std::str::from_utf8(raw.get(at..at + 4)?).ok()?;
+        u32::from_str_radix(digits, 16).ok()
+    };
     let mut out = Vec::with_capacity(raw.len());
     let mut at = 0;
-    let hex4 = |at: usize| -> Result<u32, &'static str> {
-        let digits = raw.get(at..at + 4).ok_or(MALFORMED_ESCAPE)?;
-        let text = std::str::from_utf8(digits).map_err(|_| MALFORMED_ESCAPE)?;
-        u32::from_str_radix(text, 16).map_err(|_| MALFORMED_ESCAPE)
-    };
-    while at < raw.len() {
-        let c = raw[at];
-        if c != b'\\' {
-            out.push(c);
-            at += 1;
+    while let Some(&byte) = raw.get(at) {
+        at += 1;
+        if byte != b'\\' {
+            out.push(byte);
             continue;
         }
-        let escaped = *raw.get(at + 1).ok_or(MALFORMED_ESCAPE)?;
-        at += 2;
+        let escaped = raw.get(at).copied().unwrap_or(b'\\');
+        at += 1;
         let plain = match escaped {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
             b'b' => 0x08,
             b'f' => 0x0c,
             b'n' => b'\n',
             b'r' => b'\r',
             b't' => b'\t',
             b'u' => {
-                let first = hex4(at)?;
+                let mut code = hex(at).unwrap_or(0xfffd);
                 at += 4;
-                let mut code = first;
-                if (0xD800..0xDC00).contains(&first)
+                if (0xd800..0xdc00).contains(&code)
                     && raw.get(at..at + 2) == Some(b"\\u")
-                    && let Ok(second) = hex4(at + 2)
-                    && (0xDC00..0xE000).contains(&second)
+                    && let Some(low) = hex(at + 2)
+                    && (0xdc00..0xe000).contains(&low)
                 {
-                    code = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+                    code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
                     at += 6;
                 }
-                push_rune(&mut out, code);
+                let character = char::from_u32(code).unwrap_or('\u{fffd}');
+                out.extend_from_slice(character.encode_utf8(&mut [0; 4]).as_bytes());
                 continue;
             }
-            _ => return Err(MALFORMED_ESCAPE),
+            other => other,
         };
         out.push(plain);
     }
-    Ok(out)
-}
-
-/// jsonparser's `ParseInt`: base 10, optional minus, no leading zeros.
-fn parse_int(raw: &[u8]) -> Result<i64, &'static str> {
-    let (negative, digits) = match raw.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, raw),
-    };
-    if digits.is_empty() {
-        return Err(MALFORMED_VALUE);
-    }
-    let mut n: u64 = 0;
-    for (i, &c) in digits.iter().enumerate() {
-        if !c.is_ascii_digit() || (n == 0 && i != 0) {
-            return Err(MALFORMED_VALUE);
-        }
-        n = n
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(c - b'0')))
-            .ok_or(OVERFLOW_INTEGER)?;
-    }
-    if negative {
-        if n == 1 << 63 {
-            return Ok(i64::MIN);
-        }
-        i64::try_from(n).map(|v| -v).map_err(|_| OVERFLOW_INTEGER)
-    } else {
-        i64::try_from(n).map_err(|_| OVERFLOW_INTEGER)
-    }
-}
-
-/// `LogProtoStream.UnmarshalJSON`.
-fn parse_stream(bytes: &[u8]) -> Result<PushStream, &'static str> {
-    let mut raw = Raw { b: bytes, at: 0 };
-    let mut labels = String::new();
-    let mut entries = Vec::new();
-    for (key, kind, value) in raw.members()? {
-        match key {
-            b"stream" => {
-                if kind != Kind::Object {
-                    return Err(MALFORMED_OBJECT);
-                }
-                labels = parse_labels(value)?;
-            }
-            b"values" => {
-                if kind == Kind::Null {
-                    continue;
-                }
-                entries = parse_entries(value)?;
-            }
-            _ => {}
-        }
-    }
-    Ok(PushStream { labels, entries })
-}
-
-/// `loghttp.LabelSet.UnmarshalJSON` then `String()`.
-fn parse_labels(object: &[u8]) -> Result<String, &'static str> {
-    let mut raw = Raw { b: object, at: 0 };
-    let mut set = BTreeMap::new();
-    for (key, kind, value) in raw.members()? {
-        let value = if kind == Kind::String {
-            unescape(value)?
-        } else {
-            value.to_vec()
-        };
-        let key = unescape(key)?;
-        set.insert(
-            String::from_utf8_lossy(&key).into_owned(),
-            String::from_utf8_lossy(&value).into_owned(),
-        );
-    }
-    Ok(format_map(
-        set.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    ))
-}
-
-fn parse_entries(array: &[u8]) -> Result<Vec<PushEntry>, &'static str> {
-    let mut raw = Raw { b: array, at: 0 };
-    let mut entries = Vec::new();
-    for (kind, value) in raw.elements()? {
-        match kind {
-            Kind::Null => {}
-            Kind::Array => entries.push(parse_entry(value)?),
-            _ => return Err(MALFORMED_ARRAY),
-        }
-    }
-    Ok(entries)
-}
-
-/// `unmarshalHTTPToLogProtoEntry`: `["<ns>", "<line>", {<metadata>}]`, extra elements ignored.
-fn parse_entry(array: &[u8]) -> Result<PushEntry, &'static str> {
-    let mut raw = Raw { b: array, at: 0 };
-    let mut entry = PushEntry {
-        ts_ns: GO_ZERO_TIME_NS,
-        line: Bytes::new(),
-        metadata: Vec::new(),
-    };
-    for (i, (kind, value)) in raw.elements()?.into_iter().enumerate() {
-        match i {
-            0 | 1 if kind != Kind::String => return Err(MALFORMED_STRING),
-            0 => entry.ts_ns = parse_int(value)?,
-            1 => entry.line = Bytes::from(unescape(value)?),
-            2 => {
-                if kind != Kind::Object {
-                    return Err(MALFORMED_OBJECT);
-                }
-                let mut object = Raw { b: value, at: 0 };
-                for (name, kind, value) in object.members()? {
-                    if kind != Kind::String {
-                        return Err(MALFORMED_STRING);
-                    }
-                    entry.metadata.push((
-                        String::from_utf8_lossy(name).into_owned(),
-                        String::from_utf8_lossy(&unescape(value)?).into_owned(),
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(entry)
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PREFIX: &str = "loghttp.PushRequest.Streams: []loghttp.LogProtoStream: ";
 
     fn ok(body: &str) -> Vec<PushStream> {
         match decode(body.as_bytes(), Ending::Eof) {
@@ -1044,147 +789,519 @@ mod tests {
         }
     }
 
-    fn err(body: &[u8], ending: Ending) -> String {
-        match decode(body, ending) {
+    fn err(body: &[u8]) -> String {
+        match decode(body, Ending::Eof) {
             Ok(decoded) => panic!("decoded {:?}", decoded.streams),
             Err(e) => e,
         }
     }
 
-    #[test]
-    fn decodes_like_loki() {
-        let streams = ok(
-            r#" {"streams":[{"stream":{"job":"a","n":1},"values":[["7","one"],["8","t\u00e9\nx",{"trace_id":"x"}],null]}], "other": [1, {"a": true}]} trailing"#,
+    /// The reason before the excerpts, checking the excerpts' shape on the way.
+    fn reason(text: &str) -> &str {
+        let Some((reason, rest)) = text.split_once(", error found in #") else {
+            panic!("no excerpt: {text:?}");
+        };
+        assert!(
+            rest.contains(" byte of ...|")
+                && rest.contains("|..., bigger context ...|")
+                && rest.ends_with("|..."),
+            "{text:?}"
         );
-        assert_eq!(streams.len(), 1);
-        assert_eq!(streams[0].labels, r#"{job="a", n="1"}"#);
-        assert_eq!(streams[0].entries.len(), 2);
-        assert_eq!(streams[0].entries[0].ts_ns, 7);
-        assert_eq!(streams[0].entries[1].line, Bytes::from("té\nx"));
-        assert_eq!(
-            streams[0].entries[1].metadata,
-            vec![("trace_id".to_string(), "x".to_string())]
-        );
-        // The key is matched like a Go struct field; short entries are accepted.
-        let streams = ok(r#"{"Streams":[{"values":[["5"],[]]}]}"#);
-        assert_eq!(streams[0].labels, "");
-        assert_eq!(streams[0].entries[0].line, Bytes::new());
-        assert_eq!(streams[0].entries[1].ts_ns, GO_ZERO_TIME_NS);
-        assert!(ok(r#"{"streams":null}"#).is_empty());
-        assert!(ok("{}").is_empty());
+        reason
+    }
+
+    /// The error for `body` cut just after the first occurrence of `marker`.
+    fn cut_after(body: &str, marker: &str) -> String {
+        let end = body.find(marker).map(|i| i + marker.len());
+        let Some(end) = end else {
+            panic!("{marker} not in {body}");
+        };
+        err(&body.as_bytes()[..end])
     }
 
     #[test]
-    fn a_cut_line_reads_like_jsoniter() {
+    fn decodes_valid_pushes_with_lokis_leniency() {
+        let streams = ok(concat!(
+            r#" {"streams":[{"stream":{"job":"a","n":1,"b":true},"values":"#,
+            r#"[["7","one"],["8","t\u00e9\n\ud83d\ude00x",{"trace_id":"x\/y"}],null]}],"#,
+            r#" "other": [1.5e3, -2, {"a": [true, false, null]}, "s\"q"]} trailing {"#
+        ));
+        assert_eq!(streams.len(), 1);
+        assert_eq!(streams[0].labels, r#"{b="true", job="a", n="1"}"#);
+        assert_eq!(streams[0].entries.len(), 2);
+        assert_eq!(streams[0].entries[0].ts_ns, 7);
+        assert_eq!(streams[0].entries[0].line, Bytes::from("one"));
+        assert_eq!(streams[0].entries[1].line, Bytes::from("té\n😀x"));
+        assert_eq!(
+            streams[0].entries[1].metadata,
+            vec![("trace_id".to_string(), "x/y".to_string())]
+        );
+        // `streams` in any case, the last one counting; short and long entries; a lone surrogate.
+        let streams = ok(concat!(
+            r#"{"streams":[{"values":[["1","dropped"]]}],"#,
+            r#""STREAMS":[{"values":[["5"],[],["6","a\ud800b",{},"extra"]],"x":{}}]}"#
+        ));
+        assert_eq!(streams.len(), 1);
+        assert_eq!(streams[0].labels, "");
+        assert_eq!(streams[0].entries[0].ts_ns, 5);
+        assert_eq!(streams[0].entries[0].line, Bytes::new());
+        assert_eq!(streams[0].entries[1].ts_ns, GO_ZERO_TIME_NS);
+        assert_eq!(streams[0].entries[2].line, Bytes::from("a\u{fffd}b"));
+        assert!(ok(r#"{"streams":null}"#).is_empty());
+        assert!(ok(r#"{"streams":[{"values":null}]}"#)[0].entries.is_empty());
+        assert!(ok("{}").is_empty());
+        assert!(ok(" null ").is_empty());
+        // A label value that is not a string is its JSON text; a later duplicate name wins.
+        assert_eq!(
+            ok(r#"{"streams":[{"stream":{"a":{"b": [1]},"c":"1","c":"2"}}]}"#)[0].labels,
+            r#"{a="{\"b\": [1]}", c="2"}"#
+        );
+    }
+
+    #[test]
+    fn reports_what_the_decoder_read() {
+        let bytes_read = |body: &str| match decode(body.as_bytes(), Ending::Eof) {
+            Ok(decoded) => decoded.bytes_read,
+            Err(e) => panic!("{e}"),
+        };
+        let body = format!(
+            r#"{{"streams":[{{"values":[["1","{}"]]}}]}}"#,
+            "x".repeat(600)
+        );
+        assert_eq!(bytes_read(&body), body.len());
+        assert_eq!(bytes_read(&format!("{body}{}", " ".repeat(1000))), 1024);
+        assert_eq!(bytes_read(&format!("{}{{}}", " ".repeat(510))), 512);
+        assert_eq!(
+            bytes_read(&format!("{}{{}}{}", " ".repeat(511), " ".repeat(1000))),
+            1024
+        );
+    }
+
+    #[test]
+    fn a_cut_line_gets_lokis_full_text() {
         let body = format!(
             r#"{{"streams":[{{"stream":{{"job":"a"}},"values":[["1","{}"]]}}]}}"#,
             "x".repeat(2000)
         );
-        let cut = &body.as_bytes()[..1001];
         assert_eq!(
-            err(cut, Ending::Eof),
+            err(&body.as_bytes()[..1001]),
             format!(
-                "loghttp.PushRequest.Streams: []loghttp.LogProtoStream: readStringSlowPath: \
-                 unexpected end of input, error found in #10 byte of ...|{}|..., bigger context \
-                 ...|{}|...",
+                "{PREFIX}readStringSlowPath: unexpected end of input, error found in #10 byte of \
+                 ...|{}|..., bigger context ...|{}|...",
                 "x".repeat(10),
                 "x".repeat(50)
             )
         );
-        // A truncated gzip stream: the reader's own error, with the same prefixes.
+        // The excerpts come from the last 512-byte read: here it holds 3 bytes.
         assert_eq!(
-            err(cut, Ending::Error("unexpected EOF".into())),
-            "loghttp.PushRequest.Streams: []loghttp.LogProtoStream: unexpected EOF"
+            err(&body.as_bytes()[..1027]),
+            format!(
+                "{PREFIX}readStringSlowPath: unexpected end of input, error found in #3 byte of \
+                 ...|xxx|..., bigger context ...|xxx|..."
+            )
+        );
+        // A truncated gzip stream: the decompressor's error, under the same prefix.
+        let text = decode(
+            &body.as_bytes()[..1001],
+            Ending::Error("unexpected EOF".into()),
+        );
+        assert_eq!(text.err(), Some(format!("{PREFIX}unexpected EOF")));
+        let text = decode(b"{\"streams\":[]", Ending::Error("unexpected EOF".into()));
+        assert_eq!(
+            text.err().as_deref(),
+            Some("loghttp.PushRequest.unexpected EOF")
+        );
+        // A complete document does not need the rest, and an empty body is `EOF` whatever the end.
+        assert!(decode(b"{} ", Ending::Error("unexpected EOF".into())).is_ok());
+        assert_eq!(
+            decode(b"", Ending::Error("unexpected EOF".into()))
+                .err()
+                .as_deref(),
+            Some("EOF")
         );
     }
 
     #[test]
-    fn cuts_between_tokens_read_like_jsoniter() {
-        let body = br#"{"streams":[{"stream":{"job":"a"},"values":[["1","a"],["2","b"]]}]}"#;
-        let at = |marker: &str| {
-            let text = std::str::from_utf8(body).unwrap_or_default();
-            text.find(marker).map_or(0, |i| i + marker.len())
+    fn a_cut_in_white_space_or_a_field_name_points_where_it_began() {
+        let excerpts = |text: &str| {
+            text.split_once(", error found in ")
+                .map(|(_, e)| e.to_string())
         };
-        let message = |cut: usize| err(&body[..cut], Ending::Eof);
-        let prefix = "loghttp.PushRequest.Streams: []loghttp.LogProtoStream: ";
-        assert!(
-            message(at(r#"["1","a"],"#)).starts_with(&format!(
-                "{prefix}Skip: do not know how to skip: 0, error found in #10 byte of ...|"
-            )),
-            "{}",
-            message(at(r#"["1","a"],"#))
+        let text = err(br#"{"streams":[{"values":[["1","a"],   "#);
+        assert_eq!(
+            excerpts(&text).as_deref(),
+            Some(
+                r#"#10 byte of ...|["1","a"],   |..., bigger context ...|{"streams":[{"values":[["1","a"],   |..."#
+            )
         );
-        assert!(message(at(r#"["1","a"]"#)).starts_with(&format!(
-            "{prefix}ReadArrayCB: expect ] in the end, but found \0, error found in"
-        )));
-        assert!(
-            message(at(r#"{"job":"a""#))
-                .starts_with(&format!("{prefix}ReadObjectCB: object not ended with }}"))
+        let text = err(br#"{"strea"#);
+        assert_eq!(
+            excerpts(&text).as_deref(),
+            Some(r#"#2 byte of ...|{"strea|..., bigger context ...|{"strea|..."#)
         );
-        assert!(message(at(r#"]}]"#)).starts_with(
-            "loghttp.PushRequest.isObjectEnd: object ended prematurely, unexpected char \0"
-        ));
-        assert!(
-            message(at(r#"]}"#))
-                .starts_with(&format!("{prefix}decode slice: expect ], but found \0"))
-        );
-        assert!(
-            err(br#"{"streams":[{"values":[["1","a\"#, Ending::Eof).starts_with(&format!(
-                "{prefix}readEscapedChar: invalid escape char after \\"
+        // White space running into the last read: the position is that read's start.
+        let body = format!(r#"{{"streams":[{}"#, " ".repeat(600));
+        assert_eq!(
+            excerpts(&err(body.as_bytes())),
+            Some(format!(
+                "#0 byte of ...|{}|..., bigger context ...|{}|...",
+                " ".repeat(10),
+                " ".repeat(50)
             ))
         );
-        assert_eq!(err(b"", Ending::Eof), "EOF");
-        assert!(err(b"[]", Ending::Eof).starts_with("readObjectStart: expect { or n, but found ["));
+        // A cut after the backslash that follows a `\u` surrogate is the end of the input.
+        let text = err(br#"{"streams":[{"values":[["1","\ud83d\"#);
+        assert_eq!(reason(&text), format!("{PREFIX}{END_IN_STRING}"));
+        let text = err(br#"{"streams":[{"values":[["1","\ud83dx\"#);
+        assert_eq!(
+            reason(&text),
+            format!("{PREFIX}readEscapedChar: invalid escape char after \\")
+        );
+        let text = err(br#"{"streams":[{"values":[["1","\ud83d\ude00\"#);
+        assert_eq!(
+            reason(&text),
+            format!("{PREFIX}readEscapedChar: invalid escape char after \\")
+        );
     }
 
     #[test]
-    fn stream_errors_are_jsonparsers() {
-        let message = |body: &str| err(body.as_bytes(), Ending::Eof);
-        assert!(
-            message(r#"{"streams":[{"values":[[1,"a"]]}]}"#).starts_with(
-                "loghttp.PushRequest.Streams: []loghttp.LogProtoStream: unmarshalerDecoder: \
-             Value is string, but can't find closing '\"' symbol, error found in #10 byte of"
+    fn cut_points_get_lokis_operation_and_message() {
+        let body = concat!(
+            r#"{"streams": [{"stream": {"job": "a", "n": 12, "f": false}, "values": "#,
+            r#"[["1", "a\n"], ["2", "b", {"k": "v"}]]}], "tail": [true, null]}"#
+        );
+        let cases = [
+            // Top-level object.
+            (
+                "{",
+                "loghttp.PushRequest.readFieldHash: expect \", but found \0",
+            ),
+            (
+                "{\"stre",
+                "loghttp.PushRequest.readFieldHash: incomplete field name",
+            ),
+            (
+                "{\"streams\"",
+                "loghttp.PushRequest.readFieldHash: expect :, but found \0",
+            ),
+            (
+                "]}]",
+                "loghttp.PushRequest.isObjectEnd: object ended prematurely, unexpected char \0",
+            ),
+            (
+                "]}], ",
+                "loghttp.PushRequest.readFieldHash: expect \", but found \0",
+            ),
+            (
+                "\"tail\":",
+                "loghttp.PushRequest.Skip: do not know how to skip: 0",
+            ),
+            (
+                "\"tail\": [",
+                "loghttp.PushRequest.Skip: do not know how to skip: 0",
+            ),
+            (
+                "\"tail\": [tr",
+                "loghttp.PushRequest.skipThreeBytes: expect rue",
+            ),
+            ("true, nu", "loghttp.PushRequest.skipThreeBytes: expect ull"),
+            // The streams array.
+            (
+                "\"streams\":",
+                &format!("{PREFIX}decode slice: expect [ or n, but found \0"),
+            ),
+            (
+                "\"streams\": [",
+                &format!("{PREFIX}Skip: do not know how to skip: 0"),
+            ),
+            (
+                "]}",
+                &format!("{PREFIX}decode slice: expect ], but found \0"),
+            ),
+            // Inside a stream: objects.
+            (
+                "[{",
+                &format!("{PREFIX}ReadObjectCB: expect \" after {{, but found \0"),
+            ),
+            ("[{\"str", &format!("{PREFIX}{END_IN_STRING}")),
+            (
+                "[{\"stream\"",
+                &format!("{PREFIX}ReadObject: expect : after object field, but found \0"),
+            ),
+            (
+                "\"job\": ",
+                &format!("{PREFIX}Skip: do not know how to skip: 0"),
+            ),
+            (
+                "\"job\": \"a\"",
+                &format!("{PREFIX}ReadObjectCB: object not ended with }}"),
+            ),
+            (
+                "\"job\": \"a\", ",
+                &format!("{PREFIX}ReadString: expects \" or n, but found \0"),
+            ),
+            (
+                "\"n\": 1",
+                &format!("{PREFIX}ReadObjectCB: object not ended with }}"),
+            ),
+            // Arrays, strings, escapes, literals.
+            (
+                "\"values\": [",
+                &format!("{PREFIX}Skip: do not know how to skip: 0"),
+            ),
+            (
+                "[\"1\"",
+                &format!("{PREFIX}ReadArrayCB: expect ] in the end, but found \0"),
+            ),
+            (
+                "[\"1\",",
+                &format!("{PREFIX}Skip: do not know how to skip: 0"),
+            ),
+            (
+                "\"a\\n\"]",
+                &format!("{PREFIX}ReadArrayCB: expect ] in the end, but found \0"),
+            ),
+            ("\"a", &format!("{PREFIX}{END_IN_STRING}")),
+            (
+                "\"a\\",
+                &format!("{PREFIX}readEscapedChar: invalid escape char after \\"),
+            ),
+            ("\"f\": fa", &format!("{PREFIX}skipFourBytes: expect alse")),
+        ];
+        for (marker, expected) in cases {
+            let text = cut_after(body, marker);
+            assert_eq!(reason(&text), expected, "cut after {marker:?}");
+        }
+        let text = err(br#"{"streams":[{"values":[["1","\u00"#);
+        assert_eq!(reason(&text), format!("{PREFIX}{END_IN_STRING}"));
+        assert_eq!(
+            reason(&err(b"  ")),
+            "readObjectStart: expect { or n, but found \0"
+        );
+        assert_eq!(reason(&err(b"nu")), "skipThreeBytes: expect ull");
+    }
+
+    #[test]
+    fn every_cut_of_a_push_is_a_lokis_400_text() {
+        let body = format!(
+            concat!(
+                r#"{{"streams":[{{"stream":{{"job":"a","env":"p"}},"values":[["{}","{}"],"#,
+                r#"["2","\"q\"\t\u00e9",{{"trace_id":"t"}}]]}},{{"stream":{{"job":"b"}},"#,
+                r#""values":[["3","c"]]}}],"x":[-1.5e3,true,false,null,{{}}]}}"#
+            ),
+            1_700_000_000_000_000_000u64,
+            "y".repeat(700)
+        );
+        for end in 1..body.len() {
+            let text = err(&body.as_bytes()[..end]);
+            assert!(
+                reason(&text).starts_with("loghttp.PushRequest."),
+                "{end}: {text}"
+            );
+            let text = decode(
+                &body.as_bytes()[..end],
+                Ending::Error("unexpected EOF".into()),
+            );
+            let text = text.err().unwrap_or_default();
+            assert!(
+                text.starts_with("loghttp.PushRequest.") && text.ends_with("unexpected EOF"),
+                "{end}: {text}"
+            );
+        }
+        assert_eq!(ok(&body).len(), 2);
+    }
+
+    #[test]
+    fn malformed_bodies_get_decoder_texts() {
+        let message = |body: &str| err(body.as_bytes());
+        assert_eq!(
+            message("{nope"),
+            "loghttp.PushRequest.readFieldHash: expect \", but found n, error found in #2 byte \
+             of ...|{nope|..., bigger context ...|{nope|..."
+        );
+        assert!(message("[]").starts_with("readObjectStart: expect { or n, but found ["));
+        let cases = [
+            (
+                r#"{"streams":{}}"#,
+                format!("{PREFIX}decode slice: expect [ or n, but found {{"),
+            ),
+            (
+                r#"{"streams":[{}}"#,
+                format!("{PREFIX}decode slice: expect ], but found }}"),
+            ),
+            (
+                r#"{"streams":[x]}"#,
+                format!("{PREFIX}Skip: do not know how to skip: 120"),
+            ),
+            (
+                r#"{"streams":[[1 2]]}"#,
+                format!("{PREFIX}ReadArrayCB: expect ] in the end, but found 2"),
+            ),
+            (
+                r#"{"streams":[{"a" 1}]}"#,
+                format!("{PREFIX}ReadObject: expect : after object field, but found 1"),
+            ),
+            (
+                r#"{"streams":[{"a":1,2}]}"#,
+                format!("{PREFIX}ReadString: expects \" or n, but found 2"),
+            ),
+            (
+                r#"{"streams":[["\x"]]}"#,
+                format!("{PREFIX}readEscapedChar: invalid escape char after \\"),
+            ),
+            (
+                r#"{"streams":[["\u12g4"]]}"#,
+                format!("{PREFIX}readU4: expects 0~9 or a~f, but found g"),
+            ),
+            (
+                r#"{"streams":[nul]}"#,
+                format!("{PREFIX}skipThreeBytes: expect ull"),
+            ),
+            (
+                r#"{"a":1 "b":2}"#,
+                "loghttp.PushRequest.isObjectEnd: object ended prematurely, unexpected char \""
+                    .into(),
+            ),
+            (
+                r#"{"a":fals}"#,
+                "loghttp.PushRequest.skipFourBytes: expect alse".into(),
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(reason(&message(body)), expected, "{body}");
+        }
+        // Where Loki's decoder only skips, it takes `null` for a member name after a comma; the
+        // stream parser does not.
+        assert!(ok(r#"{"x":{"a":1,null:2},"streams":[]}"#).is_empty());
+        assert_eq!(
+            reason(&message(r#"{"streams":[{"a":1,null:2}]}"#)),
+            format!("{PREFIX}unmarshalerDecoder: {NOT_OBJECT}")
+        );
+    }
+
+    #[test]
+    fn control_characters_are_refused_where_loki_refuses_them() {
+        // Before any escape, in the read where the string began: refused, excerpt at its start.
+        assert_eq!(
+            err(b"{\"streams\":[{\"values\":[[\"1\",\"a\tb\"]]}]}"),
+            format!(
+                "{PREFIX}trySkipString: invalid control character found: 9, error found in #10 \
+                 byte of ...|s\":[[\"1\",\"a\tb\"]]}}]}}|..., bigger context \
+                 ...|{{\"streams\":[{{\"values\":[[\"1\",\"a\tb\"]]}}]}}|..."
             )
         );
         assert!(
-            message(r#"{"streams":[{"values":[["x1","a"]]}]}"#).contains(
-                "unmarshalerDecoder: Value looks like Number/Boolean/None, but can't find its end"
-            )
+            reason(&err(b"{\"streams\":[{\"a\nb\":1}]}"))
+                .ends_with("ReadString: invalid control character found: 10")
         );
-        assert!(
-            message(r#"{"streams":[{"values":[["1","a",[]]]}]}"#)
-                .contains("unmarshalerDecoder: Value looks like object, but can't find closing")
-        );
-        assert!(
-            message(r#"{"streams":[null]}"#)
-                .contains("unmarshalerDecoder: Value looks like object, but can't find closing")
-        );
-        assert!(
-            message("{\"streams\":[{\"values\":[[\"1\",\"a\tb\"]]}]}")
-                .contains("trySkipString: invalid control character found: 9")
-        );
+        // After an escape, or past the read where the string began: kept as they are.
+        let streams = ok("{\"streams\":[{\"values\":[[\"1\",\"\\\"a\tb\"]]}]}");
+        assert_eq!(streams[0].entries[0].line, Bytes::from("\"a\tb"));
+        let start = r#"{"streams":[{"values":[["1",""#;
+        let body = format!("{start}{}\tz\"]]}}]}}", "y".repeat(READ_SIZE - start.len()));
+        assert!(ok(&body)[0].entries[0].line.ends_with(b"y\tz"));
+    }
+
+    #[test]
+    fn element_type_errors_are_the_stream_parsers() {
+        let reason_of = |body: &str| reason(&err(body.as_bytes())).to_string();
+        let cases = [
+            (r#"{"streams":[{"values":[[1,"a"]]}]}"#, NOT_STRING),
+            (r#"{"streams":[{"values":[["1",2]]}]}"#, NOT_STRING),
+            (r#"{"streams":[{"values":[["x1","a"]]}]}"#, NOT_INTEGER),
+            (r#"{"streams":[{"values":[["01","a"]]}]}"#, NOT_INTEGER),
+            (
+                r#"{"streams":[{"values":[["99999999999999999999","a"]]}]}"#,
+                INTEGER_OVERFLOW,
+            ),
+            (r#"{"streams":[{"values":[["1","a",[]]]}]}"#, NOT_OBJECT),
+            (
+                r#"{"streams":[{"values":[["1","a",{"k":1}]]}]}"#,
+                NOT_STRING,
+            ),
+            (r#"{"streams":[{"values":{}}]}"#, NOT_ARRAY),
+            (r#"{"streams":[{"values":["1"]}]}"#, NOT_ARRAY),
+            (r#"{"streams":[{"stream":"job"}]}"#, NOT_OBJECT),
+            (r#"{"streams":[null]}"#, NOT_OBJECT),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(
+                reason_of(body),
+                format!("{PREFIX}unmarshalerDecoder: {expected}"),
+                "{body}"
+            );
+        }
+        // Reported at the end of the element, before any later error.
+        let text = err(br#"{"streams":[{"values":[[1]]},{"#);
+        assert!(text.contains("byte of ...|es\":[[1]]},{|..."), "{text}");
     }
 
     #[test]
     fn deep_nesting_is_refused_without_recursion() {
         let mut body = String::from(r#"{"x":"#);
-        body.push_str(&"[".repeat(20_000));
-        let message = err(body.as_bytes(), Ending::Eof);
-        assert!(
-            message.starts_with("loghttp.PushRequest.incrementDepth: exceeded max depth"),
-            "{}",
-            &message[..80.min(message.len())]
+        body.push_str(&"[".repeat(100_000));
+        let text = err(body.as_bytes());
+        assert_eq!(
+            reason(&text),
+            "loghttp.PushRequest.incrementDepth: exceeded max depth"
+        );
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"streams":[{{"x":{}{}}}]}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        // The top-level object and the element count; the streams array does not.
+        assert!(decode(nested(MAX_DEPTH - 2).as_bytes(), Ending::Eof).is_ok());
+        assert_eq!(
+            reason(&err(nested(MAX_DEPTH - 1).as_bytes())),
+            format!("{PREFIX}incrementDepth: exceeded max depth")
         );
     }
 
     #[test]
-    fn integers_follow_jsonparser() {
-        assert_eq!(parse_int(b"123"), Ok(123));
-        assert_eq!(parse_int(b"-5"), Ok(-5));
-        assert_eq!(parse_int(b"0"), Ok(0));
-        assert_eq!(parse_int(b"012"), Err(MALFORMED_VALUE));
-        assert_eq!(parse_int(b""), Err(MALFORMED_VALUE));
-        assert_eq!(parse_int(b"99999999999999999999"), Err(OVERFLOW_INTEGER));
-        assert_eq!(parse_int(b"-9223372036854775808"), Ok(i64::MIN));
+    fn garbage_never_panics() {
+        let seed = br#"{"streams":[{"stream":{"a":"b"},"values":[["1","x\u00e9\n",{"k":"v"}]]}],"z":[1,{"q":null}]}"#;
+        let alphabet = b"{}[]\",:\\ntfu0-9e. \t\x01\xff";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut body = seed.to_vec();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % body.len() as u64) as usize;
+                let byte = alphabet[(next() % alphabet.len() as u64) as usize];
+                match next() % 3 {
+                    0 => body[at] = byte,
+                    1 => body.insert(at, byte),
+                    _ => {
+                        body.remove(at);
+                    }
+                }
+            }
+            if let Err(text) = decode(&body, Ending::Eof) {
+                assert!(!text.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_are_strict_integers() {
+        assert_eq!(parse_timestamp(b"123"), Ok(123));
+        assert_eq!(parse_timestamp(b"-5"), Ok(-5));
+        assert_eq!(parse_timestamp(b"0"), Ok(0));
+        assert_eq!(parse_timestamp(b"-9223372036854775808"), Ok(i64::MIN));
+        assert_eq!(
+            parse_timestamp(b"9223372036854775808"),
+            Err(INTEGER_OVERFLOW)
+        );
+        for bad in [&b""[..], b"-", b"012", b"1.5", b"+1", b" 1", b"\\u0031"] {
+            assert_eq!(parse_timestamp(bad), Err(NOT_INTEGER), "{bad:?}");
+        }
     }
 }
