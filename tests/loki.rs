@@ -7,99 +7,11 @@ mod common;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Instance, free_port, http, wait_for};
-use http::{Method, StatusCode};
-
-struct Receiver {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Receiver {
-    fn start(flags: &[&str]) -> Self {
-        Self::start_on(free_port(), flags)
-    }
-
-    fn start_on(port: u16, flags: &[&str]) -> Self {
-        let binary = PathBuf::from(common::binary()).with_file_name("loki-receiver");
-        assert!(
-            binary.exists(),
-            "{} is missing: build the workspace (cargo build --workspace) first",
-            binary.display()
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("receiver.log")).unwrap();
-        let child = Command::new(binary)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--record")
-            .arg(dir.path().join("accepted.jsonl"))
-            .args(flags)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let receiver = Self { child, port, dir };
-        wait_for("the receiver to listen", Duration::from_secs(30), || {
-            http(Method::GET, &receiver.url("/stats"), None)
-                .ok()
-                .filter(|(s, _)| *s == StatusCode::OK)
-                .map(|_| ())
-        });
-        receiver
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        let (_, body) = http(Method::GET, &self.url("/stats"), None).unwrap();
-        serde_json::from_str(&body).unwrap()
-    }
-
-    fn accepted(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.path().join("accepted.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// Waits until sequence numbers 1..=n have all been accepted.
-    fn wait_sequences(&self, n: u64, limit: Duration) -> serde_json::Value {
-        wait_for(&format!("{n} sequences accepted"), limit, || {
-            let stats = self.stats();
-            let seq = &stats["sequences"];
-            (seq["max_seq"].as_u64() == Some(n) && seq["missing"].as_u64() == Some(0))
-                .then_some(stats)
-        })
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn write_lines(path: &std::path::Path, range: std::ops::RangeInclusive<u64>) {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    let mut text = String::new();
-    for seq in range {
-        text.push_str(&format!("seq={seq} a line for loki\n"));
-    }
-    file.write_all(text.as_bytes()).unwrap();
-}
+use common::loki::{Receiver, SmallDisk, dlq_entries, dlq_sequences, metric, write_lines};
+use common::{Instance, free_port, wait_for};
+use http::StatusCode;
 
 fn loki_config(port: u16) -> String {
     format!(
@@ -153,13 +65,13 @@ fn delivers_every_line_as_protobuf_with_tenant_and_labels() {
 
 #[test]
 fn an_outage_loses_nothing() {
-    // 60 s without Loki while lines keep coming.
-    let receiver = Receiver::start(&["--outage", "2s:60s"]);
+    // 12 s without Loki (several retry cycles at the test's backoff) while lines keep coming.
+    let receiver = Receiver::start(&["--outage", "2s:12s"]);
     let instance = start_shipper(&loki_config(receiver.port));
     let input = instance.path("in/app.log");
     for chunk in 0..20u64 {
         write_lines(&input, chunk * 500 + 1..=chunk * 500 + 500);
-        std::thread::sleep(Duration::from_secs(3));
+        std::thread::sleep(Duration::from_millis(800));
     }
     let stats = receiver.wait_sequences(10_000, Duration::from_secs(120));
     assert_eq!(stats["sequences"]["missing"], 0);
@@ -497,101 +409,6 @@ fn https_with_a_custom_ca_delivers_and_an_unknown_ca_is_refused() {
             .then_some(())
         },
     );
-}
-
-/// A directory on a small filesystem of its own (tmpfs), which a test fills and frees. Needs
-/// root (CI runs as root); elsewhere the test is skipped with a note, unless `CI` is set.
-struct SmallDisk {
-    path: PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(path: &std::path::Path, size: &str) -> Option<Self> {
-        // SAFETY: geteuid(2) has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "this test mounts a tmpfs and must run as root in CI"
-            );
-            eprintln!("skipped: mounting a small filesystem needs root");
-            return None;
-        }
-        std::fs::create_dir_all(path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "mount tmpfs on {}", path.display());
-        Some(Self {
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// Fills the filesystem until a write fails with "no space left on device".
-    fn fill(&self) -> PathBuf {
-        let filler = self.path.join("filler");
-        let mut file = std::fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 64 * 1024];
-        loop {
-            match file.write(&block) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(err) if err.raw_os_error() == Some(libc::ENOSPC) => break,
-                Err(err) => panic!("filling {}: {err}", filler.display()),
-            }
-        }
-        // Smaller writes take what is left, so that nothing at all fits.
-        while file.write(&[0u8; 512]).is_ok_and(|n| n > 0) {}
-        filler
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
-fn metric(instance: &Instance, series: &str) -> f64 {
-    let (_, text) = instance.get("/metrics");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-fn dlq_entries(instance: &Instance) -> Option<u64> {
-    let (_, body) = instance.get("/dlq");
-    let stats: serde_json::Value = serde_json::from_str(&body).ok()?;
-    stats["sinks"]["loki"]["entries"].as_u64()
-}
-
-/// The sequence numbers of every entry in the dead-letter queue, with how often each is there.
-fn dlq_sequences(instance: &Instance) -> std::collections::HashMap<u64, usize> {
-    let data_dir = instance.path("data");
-    let inspect = common::run_cli(&[
-        "dlq",
-        "inspect",
-        "--limit",
-        "1000000",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ]);
-    let mut counts = std::collections::HashMap::new();
-    for line in String::from_utf8_lossy(&inspect.stdout).lines() {
-        let record: serde_json::Value = serde_json::from_str(line).unwrap();
-        for entry in record["entries"].as_array().unwrap() {
-            let seq = entry["line"]
-                .as_str()
-                .and_then(|l| l.strip_prefix("seq="))
-                .and_then(|l| l.split(' ').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap();
-            *counts.entry(seq).or_insert(0) += 1;
-        }
-    }
-    counts
 }
 
 /// Loki refuses every push for good (401), so every line goes to the dead-letter queue; then

@@ -42,6 +42,8 @@ pub mod names {
     pub const READ_BYTES: &str = "read_bytes";
     pub const LINES_READ: &str = "lines_read";
     pub const LINES_TRUNCATED: &str = "lines_truncated";
+    /// Shared by the file source and the Loki sink, which both cut lines.
+    pub const LINES_TRUNCATED_HELP: &str = "Lines cut to a maximum length (the file source's max_line_bytes, the Loki sink's max_line_size).";
     pub const INVALID_UTF8_LINES: &str = "invalid_utf8_lines";
     pub const RETRY_QUEUE_SIZE: &str = "retry_queue_size";
     pub const RETRY_DROPPED: &str = "retry_dropped";

@@ -552,6 +552,7 @@ impl DeadLetter for QueueDeadLetter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ack::BatchStatus;
     use crate::dlq::DlqConfig;
     use crate::shutdown::shutdown_pair;
     use crate::telemetry::{ComponentKind, HealthRegistry};
@@ -624,6 +625,84 @@ mod tests {
         assert!(
             matches!(result, Err(DeadLetterError::Stopping(_))),
             "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replay_gives_back_the_events_byte_for_byte_and_clears_them_once_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Dlq::open(dir.path(), "loki", DlqConfig::default()).unwrap();
+        let (_trigger, signal) = shutdown_pair();
+        let health = HealthRegistry::default().register("loki", ComponentKind::Sink);
+        let dlq = SinkDlq::new("loki", queue, None, signal, health);
+        let original = LogEvent {
+            timestamp_ns: 1_777_000_000_123_456_789,
+            observed_ns: 1,
+            line: Bytes::from_static(b"bad \xff\xfe bytes"),
+            labels: Labels::new([("job", "app"), ("team", "a")]),
+            metadata: vec![("trace_id".into(), "abc".into())],
+            source: "app".into(),
+            file: Some("/var/log/app.log".into()),
+            replays: 0,
+        };
+        QueueDeadLetter(dlq.clone())
+            .store(vec![&original], "http_4xx", "401 no org id\n")
+            .await
+            .unwrap();
+        let (tx, mut rx) = crate::queue::queue(1000, crate::queue::WhenFull::DropNewest, None);
+        let weak = tx.downgrade();
+        let replay = tokio::spawn({
+            let dlq = dlq.clone();
+            async move { dlq.replay_once(&weak, 100).await }
+        });
+        let mut batch = rx.recv().await.unwrap();
+        let replayed = &batch.events[0];
+        assert_eq!(replayed.line, original.line, "the bytes, not U+FFFD");
+        assert_eq!(replayed.timestamp_ns, original.timestamp_ns);
+        assert_eq!(replayed.labels, original.labels);
+        assert_eq!(replayed.metadata, original.metadata);
+        assert_eq!(&*replayed.source, "app");
+        assert_eq!(replayed.file.as_deref(), Some("/var/log/app.log"));
+        assert_eq!(replayed.replays, 1);
+        // Not cleared before the sink settles it.
+        assert_eq!(dlq.stats().entries, 1);
+        batch.finalizers.settle(BatchStatus::Delivered);
+        drop(batch);
+        assert_eq!(replay.await.unwrap(), Some(1));
+        assert_eq!(dlq.stats().entries, 0);
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn entries_past_max_replays_are_archived_not_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DlqConfig {
+            max_replays: 2,
+            ..DlqConfig::default()
+        };
+        let queue = Dlq::open(dir.path(), "loki", config).unwrap();
+        let (_trigger, signal) = shutdown_pair();
+        let health = HealthRegistry::default().register("loki", ComponentKind::Sink);
+        let dlq = SinkDlq::new("loki", queue, None, signal, health);
+        let mut spent = event("refused again and again");
+        spent.replays = 2;
+        let fresh = event("first refusal");
+        QueueDeadLetter(dlq.clone())
+            .store(
+                vec![&spent, &fresh],
+                "line_too_long",
+                "max entry size '10' bytes exceeded",
+            )
+            .await
+            .unwrap();
+        let stats = dlq.stats();
+        assert_eq!(stats.entries, 1, "only the fresh one is queued");
+        assert_eq!(stats.refused_entries, 1);
+        let refused = Dlq::inspect_refused(dir.path(), "loki", 10).unwrap();
+        assert_eq!(refused[0].detail, "max entry size '10' bytes exceeded");
+        assert_eq!(
+            refused[0].entries[0].line,
+            Bytes::from_static(b"refused again and again")
         );
     }
 }

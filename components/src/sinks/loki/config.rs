@@ -93,6 +93,22 @@ pub struct LokiSinkConfig {
     pub timestamps: TimestampConfig,
     /// Check `GET /ready` at start and log the answer (never fails the start).
     pub healthcheck: bool,
+    /// Longest line sent, in bytes; longer ones follow `line_too_long` before they are sent
+    /// (Loki refuses lines over its `max_line_size`, 256 KB by default). 0: no limit.
+    pub max_line_size: usize,
+    /// `truncate` (send the first `max_line_size` bytes, cut at a character boundary, with the
+    /// original length in structured metadata `truncated_from`), `dlq` or `drop` (counted).
+    pub line_too_long: LineTooLong,
+}
+
+/// What the sink does with a line longer than `max_line_size`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineTooLong {
+    #[default]
+    Truncate,
+    Dlq,
+    Drop,
 }
 
 impl Default for LokiSinkConfig {
@@ -109,6 +125,8 @@ impl Default for LokiSinkConfig {
             tls: LokiTls::default(),
             timestamps: TimestampConfig::default(),
             healthcheck: true,
+            max_line_size: 256_000,
+            line_too_long: LineTooLong::Truncate,
         }
     }
 }

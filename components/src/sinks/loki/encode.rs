@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::config::{JsonCompression, LokiEncoding};
 use super::proto::{self, Timestamp};
 use super::sink::LokiSink;
-use super::streams::Prepared;
+use super::streams::{Prepared, SendEntry};
 use crate::event::LogEvent;
 
 impl LokiSink {
@@ -44,6 +44,41 @@ impl LokiSink {
     }
 }
 
+/// Structured metadata the sink adds to an entry: the original time of a clamped entry, the
+/// original length of a truncated line (empty strings: not added).
+#[derive(Default)]
+struct Added {
+    original_timestamp: String,
+    truncated_from: String,
+}
+
+impl Added {
+    fn of(events: &[LogEvent], entry: &SendEntry) -> Self {
+        let event = &events[entry.index];
+        Self {
+            original_timestamp: if entry.clamped {
+                event.timestamp_ns.to_string()
+            } else {
+                String::new()
+            },
+            truncated_from: if entry.truncated(events) {
+                event.line.len().to_string()
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        [
+            ("original_timestamp", self.original_timestamp.as_str()),
+            ("truncated_from", self.truncated_from.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+    }
+}
+
 /// The push request in protobuf, written straight from the events (see [`proto::direct`]).
 fn protobuf_body(events: &[LogEvent], prepared: &Prepared) -> Vec<u8> {
     let estimate: usize = prepared
@@ -55,49 +90,52 @@ fn protobuf_body(events: &[LogEvent], prepared: &Prepared) -> Vec<u8> {
             .streams
             .iter()
             .flat_map(|s| s.entries.iter())
-            .map(|&(i, _, _)| events[i].line.len())
+            .map(|e| e.line_len)
             .sum::<usize>();
     let mut buf = Vec::with_capacity(estimate);
     let mut bodies: Vec<usize> = Vec::new();
-    // The original time of a clamped entry, as structured metadata (empty: not clamped).
-    let mut originals: Vec<String> = Vec::new();
+    let mut added: Vec<Added> = Vec::new();
     for stream in prepared.streams.iter().filter(|s| !s.entries.is_empty()) {
         bodies.clear();
-        originals.clear();
+        added.clear();
         let mut total = 0;
-        for &(i, ts, clamped) in &stream.entries {
-            originals.push(if clamped {
-                events[i].timestamp_ns.to_string()
+        for entry in &stream.entries {
+            added.push(if entry.clamped || entry.truncated(events) {
+                Added::of(events, entry)
             } else {
-                String::new()
+                Added::default()
             });
-            let original = originals.last().map_or("", String::as_str);
-            let body = proto::direct::entry_body_len(&direct_entry(&events[i], ts, original));
+            let extra = added.last().map(Added::pairs);
+            let body = proto::direct::entry_body_len(&direct_entry(events, entry, extra));
             bodies.push(body);
             total += proto::direct::entry_len(body);
         }
         proto::direct::put_stream_head(&mut buf, &stream.labels_text, total);
-        for (k, &(i, ts, _)) in stream.entries.iter().enumerate() {
-            let entry = direct_entry(&events[i], ts, &originals[k]);
-            proto::direct::put_entry(&mut buf, entry, bodies[k]);
+        for (k, entry) in stream.entries.iter().enumerate() {
+            let proto_entry = direct_entry(events, entry, Some(added[k].pairs()));
+            proto::direct::put_entry(&mut buf, proto_entry, bodies[k]);
         }
     }
     buf
 }
 
-fn direct_entry<'a>(
-    event: &'a LogEvent,
-    timestamp_ns: i64,
-    original: &'a str,
-) -> proto::direct::Entry<'a, impl Iterator<Item = (&'a str, &'a str)> + Clone> {
+fn direct_entry<'a, A>(
+    events: &'a [LogEvent],
+    entry: &SendEntry,
+    added: Option<A>,
+) -> proto::direct::Entry<'a, impl Iterator<Item = (&'a str, &'a str)> + Clone>
+where
+    A: Iterator<Item = (&'a str, &'a str)> + Clone,
+{
+    let event = &events[entry.index];
     proto::direct::Entry {
-        timestamp: Timestamp::from_nanos(timestamp_ns),
-        line: &event.line,
+        timestamp: Timestamp::from_nanos(entry.timestamp_ns),
+        line: entry.line(events),
         metadata: event
             .metadata
             .iter()
             .map(|(k, v)| (&**k, &**v))
-            .chain((!original.is_empty()).then_some(("original_timestamp", original))),
+            .chain(added.into_iter().flatten()),
     }
 }
 
@@ -115,24 +153,23 @@ fn json_body(events: &[LogEvent], prepared: &Prepared) -> Vec<u8> {
             let values: Vec<serde_json::Value> = s
                 .entries
                 .iter()
-                .map(|&(i, ts, clamped)| {
-                    let event = &events[i];
-                    let line = String::from_utf8_lossy(&event.line).into_owned();
+                .map(|entry| {
+                    let event = &events[entry.index];
+                    // JSON carries text only: bytes that are not UTF-8 are replaced.
+                    let line = String::from_utf8_lossy(entry.line(events)).into_owned();
                     let mut metadata: serde_json::Map<String, serde_json::Value> = event
                         .metadata
                         .iter()
                         .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
                         .collect();
-                    if clamped {
-                        metadata.insert(
-                            "original_timestamp".into(),
-                            serde_json::Value::String(event.timestamp_ns.to_string()),
-                        );
+                    let added = Added::of(events, entry);
+                    for (name, value) in added.pairs() {
+                        metadata.insert(name.into(), serde_json::Value::String(value.into()));
                     }
                     if metadata.is_empty() {
-                        serde_json::json!([ts.to_string(), line])
+                        serde_json::json!([entry.timestamp_ns.to_string(), line])
                     } else {
-                        serde_json::json!([ts.to_string(), line, metadata])
+                        serde_json::json!([entry.timestamp_ns.to_string(), line, metadata])
                     }
                 })
                 .collect();

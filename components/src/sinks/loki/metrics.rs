@@ -15,6 +15,7 @@ pub(super) struct LokiInstruments {
     pub(super) timestamp_rejections: Counter<u64>,
     pub(super) timestamp_clamped: Counter<u64>,
     pub(super) timestamp_max_age: Gauge<f64>,
+    pub(super) lines_truncated: Counter<u64>,
 }
 
 pub(super) fn instruments() -> &'static LokiInstruments {
@@ -52,6 +53,10 @@ pub(super) fn instruments() -> &'static LokiInstruments {
             timestamp_max_age: m
                 .f64_gauge(names::TIMESTAMP_MAX_AGE)
                 .with_description("The maximum entry age learned from Loki's rejections.")
+                .build(),
+            lines_truncated: m
+                .u64_counter(names::LINES_TRUNCATED)
+                .with_description(names::LINES_TRUNCATED_HELP)
                 .build(),
         }
     })

@@ -30,7 +30,8 @@ pub mod timestamps;
 mod tls;
 
 pub use self::config::{
-    JsonCompression, LokiAuth, LokiEncoding, LokiSinkConfig, LokiTls, Secret, valid_tenant,
+    JsonCompression, LineTooLong, LokiAuth, LokiEncoding, LokiSinkConfig, LokiTls, Secret,
+    valid_tenant,
 };
 pub use self::service::ReadyVerdict;
 pub use self::sink::LokiSink;

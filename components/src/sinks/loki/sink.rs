@@ -11,8 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use opentelemetry::KeyValue;
 
 use super::config::{LokiSinkConfig, valid_tenant};
-use super::metrics::instruments;
-use super::response::{parse_rejections, parse_retry_after};
+use super::response::parse_retry_after;
 use super::streams::TenantGroup;
 use super::template::LabelTemplate;
 use super::timestamps::Learner;
@@ -86,69 +85,7 @@ impl LokiSink {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let code = status.as_u16();
-        let short = |text: &str| text.chars().take(500).collect::<String>();
-        match code {
-            260 => SendOutcome::Retry {
-                reason: "http_260",
-                detail: format!("ingestion blocked (260): {}", short(&text)),
-                retry_after,
-            },
-            200..=299 => {
-                instruments().sent_entries.add(to_send as u64, &self.attrs);
-                if prepared.rejected.is_empty() {
-                    SendOutcome::Delivered
-                } else {
-                    SendOutcome::Partial {
-                        rejected: prepared.rejected,
-                    }
-                }
-            }
-            400 => {
-                let rejections = parse_rejections(&text);
-                let mut rejected = self.match_rejections(events, &prepared, &rejections, now);
-                if rejected.is_empty() {
-                    // Nothing could be matched: Loki stored what it could; keep every sent
-                    // entry (resending is harmless: Loki drops exact duplicates).
-                    rejected = prepared
-                        .streams
-                        .iter()
-                        .flat_map(|s| s.entries.iter().map(|&(i, _, _)| i))
-                        .map(|index| Rejected {
-                            index,
-                            reason: "http_400",
-                            detail: short(&text),
-                        })
-                        .collect();
-                }
-                instruments()
-                    .sent_entries
-                    .add(to_send.saturating_sub(rejected.len()) as u64, &self.attrs);
-                rejected.extend(prepared.rejected);
-                SendOutcome::Partial { rejected }
-            }
-            413 => SendOutcome::TooLarge {
-                detail: short(&text),
-            },
-            429 => SendOutcome::Retry {
-                reason: "http_429",
-                detail: short(&text),
-                retry_after,
-            },
-            501 => SendOutcome::Failed {
-                reason: "http_501",
-                detail: short(&text),
-            },
-            500..=599 => SendOutcome::Retry {
-                reason: "http_5xx",
-                detail: format!("{code}: {}", short(&text)),
-                retry_after,
-            },
-            _ => SendOutcome::Failed {
-                reason: "http_4xx",
-                detail: format!("{code}: {}", short(&text)),
-            },
-        }
+        self.classify(events, prepared, status.as_u16(), &text, retry_after, now)
     }
 
     /// The events' indexes by tenant (`tenant_label`, else `tenant_id`); events whose label

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::HeaderValue;
 
+use super::config::LineTooLong;
 use super::metrics::instruments;
 use super::proto;
 use super::response::RejectReason;
@@ -27,8 +28,50 @@ pub(super) struct StreamBuild {
     pub(super) valid: bool,
     /// The oldest time Loki accepts for this stream, looked up once per batch.
     pub(super) cutoff: Option<i64>,
-    /// (event index, timestamp to send).
-    pub(super) entries: Vec<(usize, i64, bool)>,
+    /// What is sent, sorted by time.
+    pub(super) entries: Vec<SendEntry>,
+}
+
+/// One entry of a stream as it is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct SendEntry {
+    /// The event's index in the batch.
+    pub(super) index: usize,
+    /// The time sent: the event's own, or a clamped one.
+    pub(super) timestamp_ns: i64,
+    /// Whether the time was moved (the original goes into structured metadata).
+    pub(super) clamped: bool,
+    /// Bytes of the line sent: the whole line, or `max_line_size` of it when truncated (the
+    /// original length goes into structured metadata).
+    pub(super) line_len: usize,
+}
+
+impl SendEntry {
+    /// The line as sent.
+    pub(super) fn line<'a>(&self, events: &'a [LogEvent]) -> &'a [u8] {
+        &events[self.index].line[..self.line_len]
+    }
+
+    pub(super) fn truncated(&self, events: &[LogEvent]) -> bool {
+        self.line_len < events[self.index].line.len()
+    }
+}
+
+/// Where a line longer than `max` bytes is cut: at most `max`, never inside a UTF-8 character.
+pub(super) fn cut_point(line: &[u8], max: usize) -> usize {
+    if line.len() <= max {
+        return line.len();
+    }
+    let mut cut = max;
+    // A UTF-8 character is at most 4 bytes: back up over at most 3 continuation bytes.
+    for _ in 0..3 {
+        if cut > 0 && line[cut] & 0xC0 == 0x80 {
+            cut -= 1;
+        } else {
+            break;
+        }
+    }
+    if line[cut] & 0xC0 == 0x80 { max } else { cut }
 }
 
 /// The push, with what was decided before sending.
@@ -68,7 +111,10 @@ impl LokiSink {
         let mut streams: Vec<StreamBuild> = Vec::new();
         let mut rejected = Vec::new();
         let mut dropped = 0;
+        let mut too_long_dropped = 0;
+        let mut truncated = 0u64;
         let mut clamped = 0u64;
+        let max_line = self.config.max_line_size;
         // Events of one file come in runs: the previous event's stream is checked first.
         let mut last: Option<((usize, usize, usize), usize)> = None;
         for &index in indexes {
@@ -140,6 +186,29 @@ impl LokiSink {
                 });
                 continue;
             }
+            let mut line_len = event.line.len();
+            if max_line > 0 && line_len > max_line {
+                match self.config.line_too_long {
+                    LineTooLong::Truncate => {
+                        line_len = cut_point(&event.line, max_line);
+                        truncated += 1;
+                    }
+                    LineTooLong::Dlq => {
+                        rejected.push(Rejected {
+                            index,
+                            reason: RejectReason::LineTooLong.as_str(),
+                            detail: format!(
+                                "line of {line_len} bytes is longer than max_line_size ({max_line})"
+                            ),
+                        });
+                        continue;
+                    }
+                    LineTooLong::Drop => {
+                        too_long_dropped += 1;
+                        continue;
+                    }
+                }
+            }
             match timestamps::verdict(
                 &self.config.timestamps,
                 stream.cutoff,
@@ -151,7 +220,12 @@ impl LokiSink {
                     clamped: was_clamped,
                 } => {
                     clamped += u64::from(was_clamped);
-                    stream.entries.push((index, timestamp_ns, was_clamped));
+                    stream.entries.push(SendEntry {
+                        index,
+                        timestamp_ns,
+                        clamped: was_clamped,
+                        line_len,
+                    });
                 }
                 Verdict::Divert => rejected.push(Rejected {
                     index,
@@ -164,13 +238,46 @@ impl LokiSink {
         if clamped > 0 {
             instruments().timestamp_clamped.add(clamped, &self.attrs);
         }
+        if truncated > 0 || too_long_dropped > 0 {
+            let component = crate::telemetry::ComponentAttrs::new(&self.key);
+            if truncated > 0 {
+                instruments()
+                    .lines_truncated
+                    .add(truncated, &component.component);
+            }
+            if too_long_dropped > 0 {
+                component.dropped(too_long_dropped, "line_too_long");
+            }
+        }
         for stream in &mut streams {
-            stream.entries.sort_by_key(|(_, ts, _)| *ts);
+            stream.entries.sort_by_key(|e| e.timestamp_ns);
         }
         Prepared {
             streams,
             rejected,
             dropped,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_cut_at_the_limit_but_never_inside_a_character() {
+        assert_eq!(cut_point(b"short", 10), 5);
+        assert_eq!(cut_point(b"exactly10!", 10), 10);
+        assert_eq!(cut_point(b"0123456789abc", 10), 10);
+        // "é" is 2 bytes (c3 a9) at 9..11: cutting at 10 would split it.
+        let line = "012345678éxyz".as_bytes();
+        assert_eq!(cut_point(line, 10), 9);
+        assert!(std::str::from_utf8(&line[..cut_point(line, 10)]).is_ok());
+        // A 4-byte character across the limit.
+        let line = "0123456🦀tail".as_bytes();
+        let cut = cut_point(line, 9);
+        assert_eq!(cut, 7);
+        // Not UTF-8 at all: cut at the limit.
+        assert_eq!(cut_point(&[0x80u8; 20], 10), 10);
     }
 }

@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::duration;
 
+const SECOND_NS: i64 = 1_000_000_000;
+
 /// What to do with an entry older than the learned cutoff.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -108,12 +110,21 @@ impl Learner {
         }
     }
 
-    /// Learns the tenant's maximum age from a "too old" rejection's cutoff.
-    pub fn learn_max_age(&self, cutoff_ns: i64, now_ns: i64) {
-        let age = now_ns.saturating_sub(cutoff_ns).max(0);
+    /// Learns the tenant's maximum age from a "too old" rejection's cutoff, as Loki stated
+    /// it. Loki states the cutoff cut to the whole second, so the one it applied lies in
+    /// `[stated, stated + 1s)` and its maximum age in `(now - stated - 1s, now - stated]`. The
+    /// age learned is the largest lower bound seen since the last answer that contradicted it:
+    /// never looser than Loki's (no entry inside the learned window is refused as too old),
+    /// at most a second stricter, and closer with every rejection. An answer whose upper bound
+    /// is below the learned age (Loki's limit was made shorter) starts again from it.
+    pub fn learn_max_age(&self, stated_cutoff_ns: i64, now_ns: i64) {
+        let upper = now_ns.saturating_sub(stated_cutoff_ns).max(0);
+        let lower = upper.saturating_sub(SECOND_NS).max(0);
         self.with(|s| {
-            // Keep the strictest (smallest) age seen: Loki's limit is one number per tenant.
-            s.max_age_ns = Some(s.max_age_ns.map_or(age, |old| old.min(age)));
+            s.max_age_ns = Some(match s.max_age_ns {
+                Some(current) if current <= upper => current.max(lower),
+                _ => lower,
+            });
         });
     }
 
@@ -236,7 +247,8 @@ mod tests {
             }
         );
         learner.learn_max_age(now - 50 * S, now);
-        assert_eq!(learner.max_age(), Some(Duration::from_secs(50)));
+        // Stated to the second: the real age is within (49 s, 50 s]; the stricter bound is kept.
+        assert_eq!(learner.max_age(), Some(Duration::from_secs(49)));
         // Later, the window has moved on with the clock.
         let later = now + 1000 * S;
         match learner.check(&config, "{a=\"1\"}", later - 51 * S, later) {
@@ -264,6 +276,35 @@ mod tests {
             learner.check(&drop, "s", later - 60 * S, later),
             Verdict::Drop
         );
+    }
+
+    #[test]
+    fn the_learned_age_closes_in_on_lokis_from_below_and_follows_a_shorter_limit() {
+        let learner = Learner::new(None);
+        // Loki's real max age: 3600.4 s. Its cutoffs are stated cut to the second.
+        let real = 3_600 * S + 400_000_000;
+        let stated = |now: i64| (now - real).div_euclid(S) * S;
+        let mut now = 1_800_000_000 * S + 123_000_000;
+        for _ in 0..50 {
+            learner.learn_max_age(stated(now), now);
+            let learned = learner.max_age().unwrap().as_nanos() as i64;
+            assert!(
+                learned <= real,
+                "never looser than Loki: {learned} > {real}"
+            );
+            assert!(real - learned < S, "within a second: {learned}");
+            now += 37_777_777;
+        }
+        let learned = learner.max_age().unwrap().as_nanos() as i64;
+        assert!(
+            real - learned < 100_000_000,
+            "close after many answers: {learned}"
+        );
+        // The limit is cut to 1800 s: the next answer contradicts the learned age.
+        let shorter = 1_800 * S;
+        learner.learn_max_age((now - shorter).div_euclid(S) * S, now);
+        let learned = learner.max_age().unwrap().as_nanos() as i64;
+        assert!(learned <= shorter && shorter - learned < S, "{learned}");
     }
 
     #[test]

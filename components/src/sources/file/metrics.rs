@@ -67,10 +67,7 @@ pub fn instruments() -> &'static FileInstruments {
             ),
             read_bytes: counter(names::READ_BYTES, "Bytes read from files."),
             lines_read: counter(names::LINES_READ, "Lines read from files."),
-            lines_truncated: counter(
-                names::LINES_TRUNCATED,
-                "Lines longer than max_line_bytes that were cut to that length.",
-            ),
+            lines_truncated: counter(names::LINES_TRUNCATED, names::LINES_TRUNCATED_HELP),
             invalid_utf8_lines: counter(
                 names::INVALID_UTF8_LINES,
                 "Lines that were not valid UTF-8 (kept as they are or replaced, per invalid_utf8).",

@@ -126,7 +126,7 @@ impl Default for FileSourceConfig {
             exclude: Vec::new(),
             read_from: ReadFrom::Beginning,
             ignore_older: None,
-            max_line_bytes: 256 * 1024,
+            max_line_bytes: 256_000,
             oversize: Oversize::Truncate,
             invalid_utf8: InvalidUtf8::Keep,
             eof_timeout: Duration::from_secs(5),
