@@ -103,7 +103,7 @@ fn dedup(c: &mut Criterion) {
     group.bench_function("unique_1000x100B", |b| {
         // Default settings: 100 000 entries, 5m ttl. After 100 batches the cache is full and
         // every new line pushes out the oldest one (the steady state).
-        let mut dedup = DedupConfig::default().build("bench").expect("dedup");
+        let mut dedup = DedupConfig::default().dedup("bench").expect("dedup");
         let mut seq = 0u64;
         b.iter_batched(
             || {
@@ -121,7 +121,7 @@ fn dedup(c: &mut Criterion) {
     });
 
     group.bench_function("duplicates_1000x100B", |b| {
-        let mut dedup = DedupConfig::default().build("bench").expect("dedup");
+        let mut dedup = DedupConfig::default().dedup("bench").expect("dedup");
         let seen = events(0, BATCH);
         dedup.transform(&mut EventBatch::new(seen.clone(), Finalizers::default()));
         b.iter_batched(

@@ -64,7 +64,7 @@ fn pipeline(c: &mut Criterion) {
 fn file_source(c: &mut Criterion) {
     use futures::StreamExt;
     use log_capturer::components::SourceContext;
-    use log_capturer::components::catalogue::SourceConfig;
+    use log_capturer::components::registry::SourceConfig;
     use log_capturer::components::shutdown::shutdown_pair;
     use std::io::Write;
 

@@ -30,13 +30,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use log_capturer_components::catalogue::{SinkConfig, SourceConfig, TransformConfig};
 use log_capturer_components::config::{
     ConfigError, ConfigWarning, did_you_mean, duration, join_path, parse, parse_validated,
     struct_fields,
 };
 use log_capturer_components::dispatcher::DispatcherConfig;
 use log_capturer_components::dlq::DlqConfig;
+use log_capturer_components::registry::{self, SinkConfig, SourceConfig, TransformConfig};
 use log_capturer_components::secret::{Secret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -448,9 +448,6 @@ fn check_loki_labels(
         }
     }
     for (name, sink) in sinks {
-        let SinkConfig::Loki(loki) = &sink.config else {
-            continue;
-        };
         let mut reached = Vec::new();
         upstream(
             &sink.inputs,
@@ -464,7 +461,7 @@ fn check_loki_labels(
             .into_iter()
             .filter(|(source, labels)| {
                 let has_file = sources.get(source).is_some_and(|s| s.config.sets_file());
-                !loki.streams_have_labels(labels, has_file)
+                !sink.config.streams_have_labels(labels, has_file)
             })
             .map(|(source, _)| source)
             .collect();
@@ -946,7 +943,7 @@ pub fn is_hot_reloadable(path: &str, running: &Value) -> bool {
         ["transforms", name, key] => running
             .pointer(&format!("/transforms/{name}/type"))
             .and_then(Value::as_str)
-            .is_some_and(|type_name| TransformConfig::hot_reloadable(type_name).contains(key)),
+            .is_some_and(|type_name| registry::transform_hot_reloadable(type_name).contains(key)),
         _ => false,
     }
 }

@@ -20,16 +20,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use log_capturer_components::ack::BatchStatus;
-use log_capturer_components::catalogue::TransformConfig;
 use log_capturer_components::dispatcher::{Dispatcher, DispatcherConfig};
 use log_capturer_components::dlq::Dlq;
 use log_capturer_components::dlq::{QueueDeadLetter, SinkDlq};
 use log_capturer_components::queue::{
     Fanout, QueueReceiver, QueueSender, WeakQueueSender, WhenFull, queue,
 };
+use log_capturer_components::registry::{SettingsSender, TransformConfig};
 use log_capturer_components::shutdown::{ShutdownTrigger, shutdown_pair};
 use log_capturer_components::telemetry::{ComponentAttrs, ComponentKind, HealthRegistry};
-use log_capturer_components::{BuildError, EventStream, FunctionTransform, SourceContext};
+use log_capturer_components::{BuildError, EventStream, SourceContext, Transform};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -52,8 +52,8 @@ pub struct RunningTopology {
 #[derive(Default)]
 pub struct TopologyControls {
     dispatcher_settings: BTreeMap<String, watch::Sender<DispatcherConfig>>,
-    /// Each transform's settings; a change reaches it before its next batch.
-    transform_settings: BTreeMap<String, watch::Sender<TransformConfig>>,
+    /// Each transform's settings, of its own type; a change reaches it before its next batch.
+    transform_settings: BTreeMap<String, SettingsSender>,
     /// Each sink's dead-letter queue, when enabled.
     pub dlqs: BTreeMap<String, SinkDlq>,
 }
@@ -144,14 +144,12 @@ pub fn start(
     for (name, spec) in &config.transforms {
         health.register(name, ComponentKind::Transform);
         match spec.config.build(name) {
-            Ok(transform) => {
+            Ok((transform, settings)) => {
                 if let Some(rx) = transform_receivers.remove(name) {
-                    let (settings_tx, settings_rx) = watch::channel(spec.config.clone());
-                    transform_settings.insert(name.clone(), settings_tx);
+                    transform_settings.insert(name.clone(), settings);
                     transforms.push(RunnableTransform {
                         name: name.clone(),
                         transform,
-                        settings: settings_rx,
                         rx,
                         fanout: fanouts.remove(name).unwrap_or_default(),
                     });
@@ -222,33 +220,12 @@ pub fn start(
     }
     for RunnableTransform {
         name,
-        mut transform,
-        mut settings,
-        mut rx,
-        mut fanout,
+        transform,
+        rx,
+        fanout,
     } in transforms
     {
-        let attrs = ComponentAttrs::new(&name);
-        tasks.spawn(async move {
-            while let Some(mut batch) = rx.recv().await {
-                if settings.has_changed().unwrap_or(false) {
-                    let config = settings.borrow_and_update().clone();
-                    transform.reconfigure(&config);
-                    tracing::info!(transform = %name, "Transform settings applied.");
-                }
-                transform.transform(&mut batch);
-                if batch.is_empty() {
-                    // Every event was filtered out on purpose: handled.
-                    batch.finalizers.settle(BatchStatus::Delivered);
-                    continue;
-                }
-                attrs.processed(batch.len());
-                if !fanout.send(batch).await {
-                    break;
-                }
-            }
-            tracing::debug!(transform = %name, "Transform finished.");
-        });
+        tasks.spawn(run_transform(name, transform, rx, fanout));
     }
     for (name, mut stream, mut fanout) in sources {
         tasks.spawn(async move {
@@ -275,16 +252,49 @@ pub fn start(
 /// A built transform with what its task needs.
 struct RunnableTransform {
     name: String,
-    transform: Box<dyn FunctionTransform>,
-    settings: watch::Receiver<TransformConfig>,
+    transform: Transform,
     rx: QueueReceiver,
     fanout: Fanout,
+}
+
+/// Drives one transform: a function over each batch, or a stream of batches; what comes out
+/// goes to the fan-out.
+async fn run_transform(name: String, transform: Transform, rx: QueueReceiver, mut fanout: Fanout) {
+    let attrs = ComponentAttrs::new(&name);
+    let mut output: EventStream = match transform {
+        Transform::Function(mut function) => Box::pin(rx.filter_map(move |mut batch| {
+            function.transform(&mut batch);
+            if batch.is_empty() {
+                // Every event was filtered out on purpose: handled.
+                batch.finalizers.settle(BatchStatus::Delivered);
+                return std::future::ready(None);
+            }
+            std::future::ready(Some(batch))
+        })),
+        Transform::Stream(stream) => stream.transform(Box::pin(rx)),
+    };
+    while let Some(batch) = output.next().await {
+        if batch.is_empty() {
+            let mut batch = batch;
+            batch.finalizers.settle(BatchStatus::Delivered);
+            continue;
+        }
+        attrs.processed(batch.len());
+        if !fanout.send(batch).await {
+            break;
+        }
+    }
+    tracing::debug!(transform = %name, "Transform finished.");
 }
 
 impl TopologyControls {
     /// Applies live transform settings; each transform takes them before its next batch.
     pub fn update_transforms(&self, settings: &BTreeMap<String, TransformConfig>) {
-        send_changed(&self.transform_settings, settings);
+        for (name, config) in settings {
+            if let Some(sender) = self.transform_settings.get(name) {
+                sender.update(config);
+            }
+        }
     }
 
     /// Applies live dispatcher settings to each named sink.
@@ -375,5 +385,75 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(60), running.wait_finished())
             .await
             .expect("the pipeline ends when its only source does");
+    }
+
+    /// A stream transform that merges each two input batches into one, keeping both batches'
+    /// acknowledgements: state held across batches, driven by the topology like any transform.
+    struct Pairs;
+
+    impl log_capturer_components::StreamTransform for Pairs {
+        fn transform(self: Box<Self>, input: EventStream) -> EventStream {
+            Box::pin(input.chunks(2).map(|mut pair| {
+                let mut merged = pair.remove(0);
+                for mut next in pair {
+                    merged.events.append(&mut next.events);
+                    merged
+                        .finalizers
+                        .merge(std::mem::take(&mut next.finalizers));
+                }
+                merged
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_transform_is_driven_and_keeps_acknowledgements() {
+        use log_capturer_components::ack::{BatchNotifier, Finalizers};
+        use log_capturer_components::event::{EventBatch, Labels, LogEvent};
+        let (tx, rx) = queue(100, WhenFull::Block, None);
+        let (out_tx, mut out_rx) = queue(100, WhenFull::Block, None);
+        let mut fanout = Fanout::new();
+        fanout.add("out".into(), out_tx);
+        let task = tokio::spawn(run_transform(
+            "pairs".into(),
+            Transform::stream(Pairs),
+            rx,
+            fanout,
+        ));
+        let event = || LogEvent {
+            timestamp_ns: 1,
+            observed_ns: 1,
+            line: bytes::Bytes::from_static(b"x"),
+            labels: Labels::default(),
+            metadata: Vec::new(),
+            source: "s".into(),
+            file: None,
+            replays: 0,
+        };
+        let mut receivers = Vec::new();
+        for _ in 0..3 {
+            let (notifier, receiver) = BatchNotifier::new_with_receiver();
+            tx.send(EventBatch::new(vec![event()], Finalizers::new(notifier)))
+                .await
+                .unwrap();
+            receivers.push(receiver);
+        }
+        drop(tx);
+        let mut first = out_rx.recv().await.unwrap();
+        let mut second = out_rx.recv().await.unwrap();
+        assert_eq!((first.len(), second.len()), (2, 1));
+        task.await.unwrap();
+        first
+            .finalizers
+            .settle(log_capturer_components::ack::BatchStatus::Delivered);
+        second
+            .finalizers
+            .settle(log_capturer_components::ack::BatchStatus::Delivered);
+        for receiver in receivers {
+            assert_eq!(
+                receiver.await,
+                log_capturer_components::ack::BatchStatus::Delivered
+            );
+        }
     }
 }

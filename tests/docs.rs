@@ -1,9 +1,9 @@
 //! The reference documents are checked against the code, so neither drifts from the other.
 
-use log_capturer::components::catalogue::{SINK_TYPES, SOURCE_TYPES, TRANSFORM_TYPES};
 use log_capturer::components::config::struct_fields;
 use log_capturer::components::dispatcher::DispatcherConfig;
 use log_capturer::components::dlq::DlqConfig;
+use log_capturer::components::registry::{SINKS, SOURCES, TRANSFORMS, type_names};
 use log_capturer::components::sinks::console::ConsoleConfig;
 use log_capturer::components::sinks::file::FileSinkConfig;
 use log_capturer::components::sinks::loki::timestamps::TimestampConfig;
@@ -48,7 +48,12 @@ fn configuration_reference_documents_every_key_and_type() {
             }
         }
     }
-    for type_name in SOURCE_TYPES.iter().chain(TRANSFORM_TYPES).chain(SINK_TYPES) {
+    let types = [
+        type_names(SOURCES),
+        type_names(TRANSFORMS),
+        type_names(SINKS),
+    ];
+    for type_name in types.iter().flatten() {
         if !doc.contains(&format!("### `{type_name}`")) {
             missing.push(format!("type {type_name}"));
         }

@@ -4,8 +4,9 @@
 //! - [`ack`]: end-to-end acknowledgements a source consumes in order.
 //! - [`queue`]: bounded queues counted in events, `when_full`, fan-out.
 //! - [`dispatcher`]: batching, workers, retries with backoff, per sink.
-//! - [`sources`], [`transforms`], [`sinks`]: the components; [`catalogue`] maps a configuration
-//!   `type` to its typed configuration and builder.
+//! - [`component`]: what a source, a transform and a sink are; [`registry`]: every component
+//!   type, one line each, mapping a configuration `type` to its typed configuration and builder.
+//! - [`sources`], [`transforms`], [`sinks`]: the components.
 //! - [`config`]: typed-configuration helpers (durations, key-path errors, did-you-mean).
 //! - [`secret`]: [`secret::Secret`], a configuration value that never prints in clear.
 //! - [`telemetry`]: every metric the components emit, and component health.
@@ -14,7 +15,7 @@
 //! (the `log-capturer` crate) layers the configuration and assembles the topology.
 
 pub mod ack;
-pub mod catalogue;
+pub mod component;
 pub mod config;
 pub mod dispatcher;
 pub mod dlq;
@@ -22,6 +23,7 @@ pub mod durable;
 pub mod event;
 pub mod lock;
 pub mod queue;
+pub mod registry;
 pub mod secret;
 pub mod shutdown;
 pub mod sinks;
@@ -51,17 +53,7 @@ pub struct SourceContext {
     pub data_dir: PathBuf,
 }
 
-/// A transform that works on one batch at a time, synchronously.
-pub trait FunctionTransform: Send + 'static {
-    /// Changes, removes or adds events in place. Removing an event acknowledges it as delivered:
-    /// a transform that drops an event has handled it.
-    fn transform(&mut self, batch: &mut EventBatch);
-
-    /// Takes new settings while running (a reload). Called only with the transform's own type
-    /// and only when some of [`catalogue::TransformConfig::hot_reloadable`]'s keys changed;
-    /// transforms without live settings ignore it.
-    fn reconfigure(&mut self, _config: &catalogue::TransformConfig) {}
-}
+pub use component::{FunctionTransform, StreamTransform, Transform};
 
 /// An error that prevents a component from starting.
 #[derive(Debug)]

@@ -20,3 +20,16 @@ impl SinkService for Blackhole {
         Box::pin(std::future::ready(SendOutcome::Delivered))
     }
 }
+
+impl crate::component::Component for BlackholeConfig {
+    const TYPE: &'static str = "blackhole";
+}
+
+impl crate::component::SinkComponent for BlackholeConfig {
+    fn build(
+        &self,
+        _cx: &crate::component::SinkContext,
+    ) -> Result<std::sync::Arc<dyn SinkService>, crate::BuildError> {
+        Ok(std::sync::Arc::new(Blackhole))
+    }
+}

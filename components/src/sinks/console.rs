@@ -56,3 +56,16 @@ impl SinkService for Console {
         Box::pin(std::future::ready(outcome))
     }
 }
+
+impl crate::component::Component for ConsoleConfig {
+    const TYPE: &'static str = "console";
+}
+
+impl crate::component::SinkComponent for ConsoleConfig {
+    fn build(
+        &self,
+        _cx: &crate::component::SinkContext,
+    ) -> Result<std::sync::Arc<dyn SinkService>, crate::BuildError> {
+        Ok(std::sync::Arc::new(ConsoleConfig::build(self)))
+    }
+}

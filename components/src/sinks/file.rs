@@ -178,6 +178,25 @@ fn write(
     Ok(())
 }
 
+impl crate::component::Component for FileSinkConfig {
+    const TYPE: &'static str = "file";
+
+    fn validate(&self, prefix: &str) -> Vec<ConfigError> {
+        FileSinkConfig::validate(self, prefix)
+    }
+}
+
+impl crate::component::SinkComponent for FileSinkConfig {
+    fn build(
+        &self,
+        cx: &crate::component::SinkContext,
+    ) -> Result<Arc<dyn SinkService>, crate::BuildError> {
+        FileSinkConfig::build(self)
+            .map(|sink| Arc::new(sink) as Arc<dyn SinkService>)
+            .map_err(|message| crate::component::build_error(&cx.key, message))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

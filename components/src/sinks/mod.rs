@@ -4,4 +4,5 @@ pub mod blackhole;
 pub mod console;
 pub mod encoding;
 pub mod file;
+#[cfg(feature = "sinks-loki")]
 pub mod loki;

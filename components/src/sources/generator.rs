@@ -180,6 +180,24 @@ impl GeneratorState {
     }
 }
 
+impl crate::component::Component for GeneratorConfig {
+    const TYPE: &'static str = "generator";
+
+    fn validate(&self, prefix: &str) -> Vec<ConfigError> {
+        GeneratorConfig::validate(self, prefix)
+    }
+}
+
+impl crate::component::SourceComponent for GeneratorConfig {
+    fn build(&self, cx: SourceContext) -> Result<EventStream, crate::BuildError> {
+        Ok(GeneratorConfig::build(self, cx))
+    }
+
+    fn static_labels(&self) -> BTreeMap<String, String> {
+        self.labels.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

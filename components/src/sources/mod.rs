@@ -1,4 +1,5 @@
 //! Sources: where events come from.
 
+#[cfg(feature = "sources-file")]
 pub mod file;
 pub mod generator;

@@ -35,11 +35,14 @@ use schnellru::{Limiter, LruMap};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::catalogue::TransformConfig;
+use crate::component::{
+    Component, FunctionTransform, Reconfigurable, Reconfigure, Transform, TransformComponent,
+    TransformContext, build_error,
+};
 use crate::config::{ConfigError, duration, join_path};
 use crate::event::{ComponentKey, Labels, LogEvent};
 use crate::telemetry::{ComponentAttrs, meter, names};
-use crate::{EventBatch, FunctionTransform};
+use crate::{BuildError, EventBatch};
 
 /// Configuration of the `dedup` transform.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,11 +67,12 @@ impl Default for DedupConfig {
     }
 }
 
-impl DedupConfig {
+impl Component for DedupConfig {
+    const TYPE: &'static str = "dedup";
     /// Every setting applies live on reload (see [`Dedup::reconfigure`]).
-    pub const HOT_RELOADABLE: &'static [&'static str] = &["cache_size", "ttl", "include_timestamp"];
+    const HOT_RELOADABLE: &'static [&'static str] = &["cache_size", "ttl", "include_timestamp"];
 
-    pub fn validate(&self, prefix: &str) -> Vec<ConfigError> {
+    fn validate(&self, prefix: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         if self.cache_size == 0 {
             errors.push(
@@ -87,8 +91,20 @@ impl DedupConfig {
         }
         errors
     }
+}
 
-    pub fn build(&self, key: &str) -> Result<Dedup, ConfigError> {
+impl TransformComponent for DedupConfig {
+    fn build(&self, cx: TransformContext<Self>) -> Result<Transform, BuildError> {
+        let dedup = self
+            .dedup(&cx.key)
+            .map_err(|error| build_error(&cx.key, error))?;
+        Ok(Transform::function(Reconfigurable::new(cx, dedup)))
+    }
+}
+
+impl DedupConfig {
+    /// The running transform.
+    pub fn dedup(&self, key: &str) -> Result<Dedup, ConfigError> {
         if let Some(error) = self.validate(key).into_iter().next() {
             return Err(error);
         }
@@ -237,15 +253,14 @@ impl FunctionTransform for Dedup {
     fn transform(&mut self, batch: &mut EventBatch) {
         self.transform_at(batch, Instant::now());
     }
+}
 
+impl Reconfigure<DedupConfig> for Dedup {
     /// New settings from a reload. The remembered keys are kept: a longer `ttl` covers them at
     /// once, a smaller `cache_size` forgets the least recently seen at once (counted as
     /// evictions), and after an `include_timestamp` change the old keys no longer match and age
     /// out.
-    fn reconfigure(&mut self, config: &TransformConfig) {
-        let TransformConfig::Dedup(config) = config else {
-            return;
-        };
+    fn reconfigure(&mut self, config: &DedupConfig) {
         if !config.validate("").is_empty() {
             return;
         }
@@ -457,7 +472,7 @@ fn instruments() -> &'static Instruments {
 mod tests {
     use super::*;
     use crate::ack::Finalizers;
-    use crate::catalogue::TransformConfig;
+    use crate::registry::TransformConfig;
     use bytes::Bytes;
     use serde_json::json;
 
@@ -492,7 +507,7 @@ mod tests {
             ttl,
             include_timestamp,
         }
-        .build("d")
+        .dedup("d")
         .unwrap()
     }
 
@@ -585,11 +600,13 @@ mod tests {
         d.transform_at(&mut batch(vec![plain("a"), plain("b"), plain("c")]), now);
 
         // A smaller cache forgets the least recently seen at once.
-        d.reconfigure(&TransformConfig::Dedup(DedupConfig {
-            cache_size: 2,
-            ttl: Duration::from_secs(600),
-            include_timestamp: false,
-        }));
+        d.reconfigure(
+            &(DedupConfig {
+                cache_size: 2,
+                ttl: Duration::from_secs(600),
+                include_timestamp: false,
+            }),
+        );
         assert_eq!(d.stats().cache_size, 2);
         assert_eq!(d.stats().evictions, 1);
         // The longer ttl covers the remembered keys: `b` two minutes later is still a duplicate.
@@ -598,28 +615,32 @@ mod tests {
         assert_eq!(lines(&b), vec![&b"a"[..]]);
 
         // With the timestamp in the key, the same line at another time is new.
-        d.reconfigure(&TransformConfig::Dedup(DedupConfig {
-            cache_size: 2,
-            ttl: Duration::from_secs(600),
-            include_timestamp: true,
-        }));
+        d.reconfigure(
+            &(DedupConfig {
+                cache_size: 2,
+                ttl: Duration::from_secs(600),
+                include_timestamp: true,
+            }),
+        );
         let mut b = batch(vec![plain("a")]);
         b.events[0].timestamp_ns = 42;
         d.transform_at(&mut b, now + 2 * MINUTE);
         assert_eq!(b.len(), 1);
 
-        // Invalid settings (a reload validates first) and other types are ignored.
-        d.reconfigure(&TransformConfig::Dedup(DedupConfig {
-            cache_size: 0,
-            ttl: MINUTE,
-            include_timestamp: false,
-        }));
+        // Invalid settings are ignored (a reload validates first).
+        d.reconfigure(
+            &(DedupConfig {
+                cache_size: 0,
+                ttl: MINUTE,
+                include_timestamp: false,
+            }),
+        );
         assert_eq!(d.stats().cache_size, 2);
     }
 
     #[test]
     fn a_full_default_cache_stays_within_its_memory_bound() {
-        let mut d = DedupConfig::default().build("d").unwrap();
+        let mut d = DedupConfig::default().dedup("d").unwrap();
         let now = Instant::now();
         for chunk in 0..250 {
             let events = (0..1000)
@@ -689,7 +710,7 @@ mod tests {
                 cache_size: 0,
                 ..DedupConfig::default()
             }
-            .build("d")
+            .dedup("d")
             .is_err()
         );
     }
@@ -697,7 +718,10 @@ mod tests {
     #[test]
     fn catalogue_parses_defaults_and_rejects_unknown_keys_with_a_suggestion() {
         let parsed = TransformConfig::parse("transforms.d", "dedup", json!({})).unwrap();
-        assert_eq!(parsed, TransformConfig::Dedup(DedupConfig::default()));
+        assert_eq!(
+            parsed.downcast::<DedupConfig>(),
+            Some(&DedupConfig::default())
+        );
         let parsed = TransformConfig::parse(
             "transforms.d",
             "dedup",
@@ -705,8 +729,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            parsed,
-            TransformConfig::Dedup(DedupConfig {
+            parsed.downcast::<DedupConfig>(),
+            Some(&DedupConfig {
                 cache_size: 10,
                 ttl: Duration::from_secs(30),
                 include_timestamp: true,

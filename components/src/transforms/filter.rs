@@ -6,9 +6,12 @@
 use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 
+use crate::component::{
+    Component, FunctionTransform, Transform, TransformComponent, TransformContext, build_error,
+};
 use crate::config::{ConfigError, join_path};
 use crate::telemetry::ComponentAttrs;
-use crate::{EventBatch, FunctionTransform};
+use crate::{BuildError, EventBatch};
 
 /// What to do with matching lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,8 +34,10 @@ pub struct FilterConfig {
     pub action: FilterAction,
 }
 
-impl FilterConfig {
-    pub fn validate(&self, prefix: &str) -> Vec<ConfigError> {
+impl Component for FilterConfig {
+    const TYPE: &'static str = "filter";
+
+    fn validate(&self, prefix: &str) -> Vec<ConfigError> {
         match Regex::new(&self.pattern) {
             Ok(_) => Vec::new(),
             Err(err) => vec![ConfigError::new(
@@ -41,8 +46,19 @@ impl FilterConfig {
             )],
         }
     }
+}
 
-    pub fn build(&self, key: &str) -> Result<Filter, ConfigError> {
+impl TransformComponent for FilterConfig {
+    fn build(&self, cx: TransformContext<Self>) -> Result<Transform, BuildError> {
+        self.filter(&cx.key)
+            .map(Transform::function)
+            .map_err(|error| build_error(&cx.key, error))
+    }
+}
+
+impl FilterConfig {
+    /// The running filter.
+    pub fn filter(&self, key: &str) -> Result<Filter, ConfigError> {
         let regex = Regex::new(&self.pattern).map_err(|err| {
             ConfigError::new(
                 join_path(key, "pattern"),
@@ -115,7 +131,7 @@ mod tests {
             pattern: "^ERROR".into(),
             action: FilterAction::Keep,
         }
-        .build("f")
+        .filter("f")
         .unwrap();
         let mut b = batch(input);
         keep.transform(&mut b);
@@ -128,7 +144,7 @@ mod tests {
             pattern: "^ERROR".into(),
             action: FilterAction::Drop,
         }
-        .build("f")
+        .filter("f")
         .unwrap();
         let mut b = batch(input);
         drop.transform(&mut b);

@@ -1,9 +1,13 @@
-//! Transforms: synchronous functions over a batch.
+//! Transforms: functions over a batch ([`FunctionTransform`]) and stateful stages over the
+//! stream of batches ([`crate::component::StreamTransform`]).
 
 pub mod dedup;
 pub mod filter;
 
-use crate::{EventBatch, FunctionTransform};
+use crate::component::{
+    Component, FunctionTransform, Transform, TransformComponent, TransformContext,
+};
+use crate::{BuildError, EventBatch};
 
 /// Passes batches on unchanged. For topologies under test and benchmarks.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -15,4 +19,14 @@ pub struct Passthrough;
 
 impl FunctionTransform for Passthrough {
     fn transform(&mut self, _batch: &mut EventBatch) {}
+}
+
+impl Component for PassthroughConfig {
+    const TYPE: &'static str = "passthrough";
+}
+
+impl TransformComponent for PassthroughConfig {
+    fn build(&self, _cx: TransformContext<Self>) -> Result<Transform, BuildError> {
+        Ok(Transform::function(Passthrough))
+    }
 }

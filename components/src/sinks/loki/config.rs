@@ -383,6 +383,39 @@ fn base64(input: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(input)
 }
 
+impl crate::component::Component for LokiSinkConfig {
+    const TYPE: &'static str = "loki";
+
+    fn validate(&self, prefix: &str) -> Vec<ConfigError> {
+        LokiSinkConfig::validate(self, prefix)
+    }
+}
+
+impl crate::component::SinkComponent for LokiSinkConfig {
+    fn build(
+        &self,
+        cx: &crate::component::SinkContext,
+    ) -> Result<Arc<dyn crate::dispatcher::SinkService>, crate::BuildError> {
+        let sink = Arc::new(
+            LokiSinkConfig::build(self, &cx.key)
+                .map_err(|message| crate::component::build_error(&cx.key, message))?,
+        );
+        if self.healthcheck {
+            let check = sink.clone();
+            tokio::spawn(async move { check.healthcheck().await });
+        }
+        Ok(sink)
+    }
+
+    fn tenant(&self) -> Option<&str> {
+        self.tenant_id.as_deref()
+    }
+
+    fn streams_have_labels(&self, labels: &BTreeMap<String, String>, has_file: bool) -> bool {
+        LokiSinkConfig::streams_have_labels(self, labels, has_file)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -672,6 +672,32 @@ fn keep_store(
     store
 }
 
+impl crate::component::Component for FileSourceConfig {
+    const TYPE: &'static str = "file";
+
+    fn validate(&self, prefix: &str) -> Vec<ConfigError> {
+        FileSourceConfig::validate(self, prefix)
+    }
+
+    fn warnings(&self, prefix: &str) -> Vec<ConfigWarning> {
+        FileSourceConfig::warnings(self, prefix)
+    }
+}
+
+impl crate::component::SourceComponent for FileSourceConfig {
+    fn build(&self, cx: SourceContext) -> Result<EventStream, BuildError> {
+        FileSourceConfig::build(self, cx)
+    }
+
+    fn static_labels(&self) -> BTreeMap<String, String> {
+        self.labels.clone()
+    }
+
+    fn sets_file(&self) -> bool {
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
