@@ -64,6 +64,7 @@ fn events(first_seq: u64, n: usize) -> Vec<LogEvent> {
             source: source.clone(),
             file: Some(file.clone()),
             replays: 0,
+            fields: Default::default(),
         })
         .collect()
 }
@@ -172,6 +173,7 @@ fn labels(c: &mut Criterion) {
             source: source.clone(),
             file: Some(files[i % files.len()].clone()),
             replays: 0,
+            fields: Default::default(),
         })
         .collect();
     // The worst case: every event with labels and a file name of its own (equal contents, other
@@ -182,6 +184,7 @@ fn labels(c: &mut Criterion) {
             labels: Labels::new([("host", "h1")]),
             file: e.file.as_deref().map(Arc::from),
             replays: 0,
+            fields: Default::default(),
             ..e.clone()
         })
         .collect();

@@ -161,6 +161,7 @@ fn loki_encode(c: &mut Criterion) {
             source: source.clone(),
             file: None,
             replays: 0,
+            fields: Default::default(),
         })
         .collect();
     let mut group = c.benchmark_group("loki_encode");

@@ -6,8 +6,6 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod dlq_cli;
-pub mod positions_cli;
 pub mod telemetry;
 pub mod topology;
 

@@ -429,6 +429,7 @@ mod tests {
             source: "s".into(),
             file: None,
             replays: 0,
+            fields: Default::default(),
         };
         let mut receivers = Vec::new();
         for _ in 0..3 {

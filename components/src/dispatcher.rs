@@ -681,6 +681,7 @@ mod tests {
                 source: "t".into(),
                 file: None,
                 replays: 0,
+                fields: Default::default(),
             })
             .collect()
     }

@@ -105,6 +105,9 @@ pub struct LogEvent {
     /// How often the event was replayed from a dead-letter queue and refused again (0 for an
     /// event read by a source); past the queue's `max_replays` it is archived, not queued.
     pub replays: u8,
+    /// Fields parsers extracted from the line, for later stages (empty, without allocation,
+    /// when no parser ran).
+    pub fields: crate::fields::Fields,
 }
 
 impl LogEvent {

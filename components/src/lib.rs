@@ -21,6 +21,7 @@ pub mod dispatcher;
 pub mod dlq;
 pub mod durable;
 pub mod event;
+pub mod fields;
 pub mod lock;
 pub mod queue;
 pub mod registry;

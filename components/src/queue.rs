@@ -278,6 +278,7 @@ mod tests {
                 source: "t".into(),
                 file: None,
                 replays: 0,
+                fields: Default::default(),
             })
             .collect();
         EventBatch::new(events, Finalizers::default())

@@ -529,6 +529,7 @@ fn replay_batch(record: &DlqRecord) -> (EventBatch, BatchStatusReceiver) {
             source: source.clone(),
             file: file.clone(),
             replays: e.replays.saturating_add(1),
+            fields: Default::default(),
         })
         .collect();
     let (notifier, receiver) = BatchNotifier::new_with_receiver();
@@ -568,6 +569,7 @@ mod tests {
             source: "app".into(),
             file: None,
             replays: 0,
+            fields: Default::default(),
         }
     }
 
@@ -644,6 +646,7 @@ mod tests {
             source: "app".into(),
             file: Some("/var/log/app.log".into()),
             replays: 0,
+            fields: Default::default(),
         };
         QueueDeadLetter(dlq.clone())
             .store(vec![&original], "http_4xx", "401 no org id\n")

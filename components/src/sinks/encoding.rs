@@ -107,6 +107,7 @@ mod tests {
             source: "gen".into(),
             file: None,
             replays: 0,
+            fields: Default::default(),
         };
         let mut out = Vec::new();
         encode(Encoding::Json, &event, &mut out);

@@ -217,6 +217,7 @@ mod tests {
                     source: "s".into(),
                     file: None,
                     replays: 0,
+                    fields: Default::default(),
                 })
                 .collect(),
             Finalizers::default(),

@@ -173,6 +173,7 @@ impl GeneratorState {
                     source: self.key.clone(),
                     file: None,
                     replays: 0,
+                    fields: Default::default(),
                 }
             })
             .collect();

@@ -486,6 +486,7 @@ mod tests {
             source: source.into(),
             file: file.map(Into::into),
             replays: 0,
+            fields: Default::default(),
         }
     }
 

@@ -464,6 +464,7 @@ mod tests {
             source: "app".into(),
             file: None,
             replays: 0,
+            fields: Default::default(),
         }
     }
 

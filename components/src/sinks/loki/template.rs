@@ -94,6 +94,7 @@ mod tests {
             source: "nginx".into(),
             file: Some("/var/log/nginx/access.log".into()),
             replays: 0,
+            fields: Default::default(),
         };
         let t = LabelTemplate::parse("{{ source }}-{{label.app}}:{{ file }}").unwrap();
         assert_eq!(t.render(&event), "nginx-api:/var/log/nginx/access.log");

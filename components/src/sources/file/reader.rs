@@ -920,6 +920,7 @@ impl Reader {
                 source: self.source.clone(),
                 file: Some(file.clone()),
                 replays: 0,
+                fields: Default::default(),
             })
             .collect();
         instruments.lines_read.add(count as u64, &self.attrs);

@@ -1,4 +1,7 @@
-//! The command line: `run` (the default), `validate`, `health`.
+//! The command line: `run` (the default), `validate`, `health`, `positions`, `dlq`; one module per command family beside this one.
+
+mod dlq;
+mod positions;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -146,12 +149,12 @@ pub fn main() -> ExitCode {
             action,
             data_dir,
             sink,
-        }) => runtime.block_on(crate::dlq_cli::run(&source, action, data_dir, sink)),
+        }) => runtime.block_on(dlq::run(&source, action, data_dir, sink)),
         Some(Command::Positions {
             action,
             data_dir,
             source: only,
-        }) => crate::positions_cli::run(&source, action, data_dir, only),
+        }) => positions::run(&source, action, data_dir, only),
     }
 }
 

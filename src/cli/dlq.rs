@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use log_capturer_components::dlq::{Dlq, DlqConfig};
 use log_capturer_components::lock::DataDirLock;
 
-use crate::cli::{DlqAction, api_base, exit_code, print_api_answer};
+use super::{DlqAction, api_base, exit_code, print_api_answer};
 use crate::config::{self, ConfigSource};
 
 pub async fn run(

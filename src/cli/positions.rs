@@ -11,7 +11,7 @@ use log_capturer_components::sources::file::positions::{
     CHECKPOINT_GENERATIONS, LoadOutcome, PositionStore, PositionsDocument,
 };
 
-use crate::cli::{PositionsAction, exit_code};
+use super::{PositionsAction, exit_code};
 use crate::config::{self, ConfigSource};
 
 pub fn run(

@@ -1,0 +1,86 @@
+//! Fields extracted from a line by parsing stages (json, logfmt, regex, ...) and read by later
+//! ones (timestamp, labels, filters, output templates), the Promtail model: the line itself stays
+//! as it is unless a stage rewrites it, and fields are never sent anywhere by themselves.
+//!
+//! Guarantees:
+//! - An event no parser touched carries no allocation for fields: an empty [`Fields`] is one
+//!   null pointer, and cloning it costs nothing.
+//! - Names are unique: setting a name that is there replaces its value.
+//! - Values are bytes (`Bytes`), so a parser can hand out slices of the line without copying.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// The fields of one event.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fields(Option<Box<Vec<(Arc<str>, Bytes)>>>);
+
+impl Fields {
+    /// No fields.
+    pub const fn new() -> Self {
+        Self(None)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|fields| fields.is_empty())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |fields| fields.len())
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&Bytes> {
+        self.0
+            .as_ref()?
+            .iter()
+            .find(|(n, _)| n.as_ref() == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Sets `name` to `value`, replacing an earlier value.
+    pub fn insert(&mut self, name: impl Into<Arc<str>>, value: Bytes) {
+        let name = name.into();
+        let fields = self.0.get_or_insert_with(Default::default);
+        match fields.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, old)) => *old = value,
+            None => fields.push((name, value)),
+        }
+    }
+
+    /// Removes `name`, returning its value.
+    pub fn remove(&mut self, name: &str) -> Option<Bytes> {
+        let fields = self.0.as_mut()?;
+        let index = fields.iter().position(|(n, _)| n.as_ref() == name)?;
+        Some(fields.remove(index).1)
+    }
+
+    /// Every field, in the order set.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Bytes)> {
+        self.0
+            .as_deref()
+            .into_iter()
+            .flatten()
+            .map(|(n, v)| (n.as_ref(), v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_fields_take_one_pointer_and_names_are_unique() {
+        assert_eq!(std::mem::size_of::<Fields>(), std::mem::size_of::<usize>());
+        let mut fields = Fields::new();
+        assert!(fields.is_empty());
+        fields.insert("level", Bytes::from_static(b"info"));
+        fields.insert("level", Bytes::from_static(b"warn"));
+        fields.insert("user", Bytes::from_static(b"ann"));
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields.get("level"), Some(&Bytes::from_static(b"warn")));
+        assert_eq!(fields.remove("level"), Some(Bytes::from_static(b"warn")));
+        assert_eq!(fields.iter().map(|(n, _)| n).collect::<Vec<_>>(), ["user"]);
+    }
+}
