@@ -12,9 +12,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+/// One field: its name and value.
+pub type Field = (Arc<str>, Bytes);
+
 /// The fields of one event.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Fields(Option<Box<Vec<(Arc<str>, Bytes)>>>);
+pub struct Fields(Option<Box<Vec<Field>>>);
 
 impl Fields {
     /// No fields.
