@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -39,9 +39,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use log_capturer_components::shutdown::ShutdownSignal;
-use log_capturer_components::telemetry::{meter, names};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::Counter;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -67,20 +65,8 @@ const ENDPOINTS: &[&str] = &[
     "/dlq/reprocess",
 ];
 
-fn closed_connections() -> &'static Counter<u64> {
-    static COUNTER: OnceLock<Counter<u64>> = OnceLock::new();
-    COUNTER.get_or_init(|| {
-        meter()
-            .u64_counter(names::API_CONNECTIONS_CLOSED)
-            .with_description(
-                "API connections the server closed: limit (new one, all busy), evicted (oldest waiting one, to make room), header_timeout.",
-            )
-            .build()
-    })
-}
-
 fn count_closed(reason: &'static str) {
-    closed_connections().add(1, &[KeyValue::new("reason", reason)]);
+    crate::telemetry::API_CONNECTIONS_CLOSED.add(1, &[KeyValue::new("reason", reason)]);
 }
 
 /// The open connections, oldest first, each with whether it is handling a request.

@@ -16,9 +16,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use log_capturer_components::telemetry::{HealthRegistry, meter, names};
+use log_capturer_components::telemetry::HealthRegistry;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::Counter;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -36,7 +35,6 @@ pub struct App {
     pub telemetry: Arc<Telemetry>,
     ready: AtomicBool,
     reload_lock: tokio::sync::Mutex<()>,
-    reloads: Counter<u64>,
 }
 
 /// What a reload did.
@@ -72,7 +70,7 @@ impl App {
         let _one_at_a_time = self.reload_lock.lock().await;
         let result = self.reload_inner();
         let outcome = if result.is_ok() { "success" } else { "failure" };
-        self.reloads.add(1, &[KeyValue::new("result", outcome)]);
+        crate::telemetry::CONFIG_RELOADS.add(1, &[KeyValue::new("result", outcome)]);
         match &result {
             Ok(report) => tracing::info!(
                 applied = ?report.plan.applied,
@@ -207,10 +205,6 @@ pub async fn run(source: ConfigSource) -> ExitCode {
         telemetry: telemetry.clone(),
         ready: AtomicBool::new(true),
         reload_lock: tokio::sync::Mutex::new(()),
-        reloads: meter()
-            .u64_counter(names::CONFIG_RELOADS)
-            .with_description("Configuration reloads, by result (success or failure).")
-            .build(),
     });
     let (api_stop, api_signal) = log_capturer_components::shutdown::shutdown_pair();
     let api_task = listener.map(|listener| {

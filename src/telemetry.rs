@@ -8,13 +8,45 @@
 use std::io::IsTerminal;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder, TextEncoder};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
-use log_capturer_components::telemetry::names;
+use log_capturer_components::telemetry::{Counter, Gauge, MetricDef};
+
+/// Always 1; the `version` label says which build runs.
+pub static BUILD_INFO: Gauge = Gauge::new(
+    "build_info",
+    "Always 1; the labels say which build is running.",
+    &["version"],
+);
+/// Configuration reloads.
+pub static CONFIG_RELOADS: Counter = Counter::new(
+    "config_reloads",
+    "Configuration reloads, by result (success or failure).",
+    &["result"],
+);
+/// API connections the server closed.
+pub static API_CONNECTIONS_CLOSED: Counter = Counter::new(
+    "api_connections_closed",
+    "API connections the server closed: limit (new one, all busy), evicted (oldest waiting one, to make room), header_timeout.",
+    &["reason"],
+);
+
+/// The engine's own metrics (the components' are in `log_capturer_components::telemetry`).
+pub static METRICS: &[&MetricDef] = &[
+    &BUILD_INFO.def,
+    &CONFIG_RELOADS.def,
+    &API_CONNECTIONS_CLOSED.def,
+];
+
+/// Every metric the program exports.
+pub fn all_metrics() -> Vec<&'static MetricDef> {
+    let mut all = log_capturer_components::telemetry::all_metrics();
+    all.extend(METRICS.iter().copied());
+    all
+}
 
 /// The installed metrics pipeline.
 pub struct Telemetry {
@@ -35,12 +67,7 @@ impl Telemetry {
             .map_err(|err| format!("cannot set up the Prometheus exporter: {err}"))?;
         let provider = SdkMeterProvider::builder().with_reader(exporter).build();
         opentelemetry::global::set_meter_provider(provider.clone());
-        let meter = provider.meter("log-capturer");
-        meter
-            .u64_gauge(names::BUILD_INFO)
-            .with_description("Always 1; the labels say which build is running.")
-            .build()
-            .record(1, &[KeyValue::new("version", env!("CARGO_PKG_VERSION"))]);
+        BUILD_INFO.record(1, &[KeyValue::new("version", env!("CARGO_PKG_VERSION"))]);
         Ok(Self { registry, provider })
     }
 

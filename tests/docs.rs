@@ -10,7 +10,6 @@ use log_capturer::components::sinks::loki::timestamps::TimestampConfig;
 use log_capturer::components::sinks::loki::{LokiAuth, LokiSinkConfig};
 use log_capturer::components::sources::file::FileSourceConfig;
 use log_capturer::components::sources::generator::GeneratorConfig;
-use log_capturer::components::telemetry::names;
 use log_capturer::components::transforms::dedup::DedupConfig;
 use log_capturer::components::transforms::filter::FilterConfig;
 use log_capturer::config::{ApiConfig, LogConfig, RootConfig};
@@ -65,11 +64,22 @@ fn configuration_reference_documents_every_key_and_type() {
 }
 
 #[test]
-fn metrics_reference_lists_every_metric() {
+fn metrics_reference_lists_every_metric_with_its_type() {
     let doc = read("docs/metrics.md");
-    let missing: Vec<_> = names::ALL
+    let all = log_capturer::telemetry::all_metrics();
+    assert!(all.len() > 40, "{} metrics?", all.len());
+    let missing: Vec<String> = all
         .iter()
-        .filter(|name| !doc.contains(&format!("`log_capturer_{name}")))
+        .map(|def| format!("| `{}` | {} |", def.exported_name(), def.kind.as_str()))
+        .filter(|row| !doc.contains(row.as_str()))
         .collect();
-    assert!(missing.is_empty(), "not in docs/metrics.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in docs/metrics.md as a row: {missing:#?}"
+    );
+    let mut names: Vec<&str> = all.iter().map(|def| def.name).collect();
+    names.sort_unstable();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(before, names.len(), "a metric is declared twice");
 }

@@ -43,7 +43,7 @@ use crate::ack::{BatchStatus, Finalizers};
 use crate::config::{ConfigError, duration, join_path};
 use crate::event::{EventBatch, LogEvent};
 use crate::queue::{QueueReceiver, WhenFull};
-use crate::telemetry::{ComponentAttrs, HealthHandle, LogThrottle, instruments};
+use crate::telemetry::{self, ComponentAttrs, HealthHandle, LogThrottle};
 
 /// Tuning of one sink's dispatcher. The global `dispatcher:` block sets the defaults; a sink's own
 /// `dispatcher:` block overrides any of them for that sink.
@@ -346,9 +346,7 @@ impl Dispatcher {
         let send_timeout = config.send_timeout;
         let config = config.clone();
         async move {
-            instruments()
-                .batch_size
-                .record(batch.len() as u64, &attrs.sink);
+            telemetry::BATCH_SIZE.record(batch.len() as f64, &attrs.sink);
             let settler = Settler {
                 attrs: &attrs,
                 health: &health,
@@ -378,7 +376,7 @@ impl Dispatcher {
                         SendOutcome::Retry { .. } => "retry",
                         SendOutcome::Failed { .. } => "failed",
                     };
-                    instruments().send_duration.record(
+                    telemetry::SEND_DURATION.record(
                         started.elapsed().as_secs_f64(),
                         &[attrs.sink[0].clone(), KeyValue::new("outcome", label)],
                     );
@@ -425,7 +423,7 @@ impl Dispatcher {
                                 );
                             };
                             let delay = retry_after.map_or(delay, |after| after.max(delay));
-                            instruments().retries.add(1, &attrs.sink);
+                            telemetry::RETRIES.add(1, &attrs.sink);
                             tracing::warn!(
                                 sink = %attrs.key(),
                                 reason,

@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::ack::BatchStatus;
 use crate::event::EventBatch;
-use crate::telemetry::{ComponentAttrs, instruments};
+use crate::telemetry::{self, ComponentAttrs};
 
 /// What a full queue does with the next batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,9 +50,7 @@ impl Shared {
             let used = self
                 .capacity
                 .saturating_sub(self.permits.available_permits());
-            instruments()
-                .queue_size
-                .record(i64::try_from(used).unwrap_or(i64::MAX), &attrs.sink);
+            telemetry::QUEUE_SIZE.record(i64::try_from(used).unwrap_or(i64::MAX), &attrs.sink);
         }
     }
 }
@@ -102,10 +100,8 @@ pub fn queue(
     let (tx, rx) = mpsc::unbounded_channel();
     let attrs = metrics_key.map(ComponentAttrs::new);
     if let Some(attrs) = &attrs {
-        instruments()
-            .queue_capacity
-            .record(i64::try_from(capacity).unwrap_or(i64::MAX), &attrs.sink);
-        instruments().queue_size.record(0, &attrs.sink);
+        telemetry::QUEUE_CAPACITY.record(i64::try_from(capacity).unwrap_or(i64::MAX), &attrs.sink);
+        telemetry::QUEUE_SIZE.record(0, &attrs.sink);
     }
     let shared = Arc::new(Shared {
         permits: Arc::new(Semaphore::new(capacity)),

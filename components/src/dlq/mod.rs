@@ -91,6 +91,7 @@
 mod archive;
 mod cursor;
 mod frame;
+mod metrics;
 mod queue;
 mod record;
 mod sink;
@@ -100,6 +101,7 @@ use std::time::Duration;
 
 use crate::config::{ConfigError, join_path};
 
+pub use self::metrics::METRICS;
 pub use self::queue::{AppendOutcome, Dlq, DlqError, DlqStats, RecordId};
 pub use self::record::{DlqEntry, DlqRecord};
 pub use self::sink::{QueueDeadLetter, SinkDlq};

@@ -33,16 +33,16 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Gauge};
 use tokio::sync::Notify;
 
+use super::metrics;
 use super::{AppendOutcome, Dlq, DlqEntry, DlqError, DlqRecord, RecordId};
 use crate::ack::{BatchNotifier, BatchStatus, BatchStatusReceiver, Finalizers};
 use crate::dispatcher::{DeadLetter, DeadLetterError};
 use crate::event::{EventBatch, Labels, LogEvent, now_ns};
 use crate::queue::WeakQueueSender;
 use crate::shutdown::ShutdownSignal;
-use crate::telemetry::{HealthHandle, LogThrottle, meter, names};
+use crate::telemetry::{HealthHandle, LogThrottle};
 
 /// First delay before a failed dead-letter write is tried again; it doubles up to the next.
 const WRITE_RETRY_MIN: Duration = Duration::from_millis(100);
@@ -51,69 +51,6 @@ const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
 const WRITE_FAILURE_LOG_EVERY: Duration = Duration::from_secs(30);
 /// The source name given to replayed events of records written before sources were recorded.
 const UNKNOWN_SOURCE: &str = "dlq";
-
-struct Instruments {
-    entries: Counter<u64>,
-    queue_size: Gauge<i64>,
-    write_failures: Counter<u64>,
-    reprocessed: Counter<u64>,
-    reprocess_failures: Counter<u64>,
-    replay_refused: Counter<u64>,
-    refused: Counter<u64>,
-    archive_bytes: Gauge<i64>,
-    archive_evicted: Counter<u64>,
-}
-
-fn instruments() -> &'static Instruments {
-    static INSTRUMENTS: std::sync::OnceLock<Instruments> = std::sync::OnceLock::new();
-    INSTRUMENTS.get_or_init(|| {
-        let m = meter();
-        Instruments {
-            entries: m
-                .u64_counter(names::DLQ_ENTRIES)
-                .with_description("Entries written to the dead-letter queue, by reason.")
-                .build(),
-            queue_size: m
-                .i64_gauge(names::DLQ_QUEUE_SIZE)
-                .with_description("Entries in the dead-letter queue not yet replayed.")
-                .build(),
-            write_failures: m
-                .u64_counter(names::DLQ_WRITE_FAILURES)
-                .with_description("Dead-letter writes that failed (each is retried).")
-                .build(),
-            reprocessed: m
-                .u64_counter(names::DLQ_REPROCESSED)
-                .with_description(
-                    "Entries replayed from the dead-letter queue whose batch the sink settled.",
-                )
-                .build(),
-            reprocess_failures: m
-                .u64_counter(names::DLQ_REPROCESS_FAILURES)
-                .with_description("Replay rounds that stopped on an error.")
-                .build(),
-            replay_refused: m
-                .u64_counter(names::DLQ_REPLAY_REFUSED)
-                .with_description("Replayed entries refused again (queued again or archived).")
-                .build(),
-            refused: m
-                .u64_counter(names::DLQ_REFUSED)
-                .with_description(
-                    "Entries refused for good after max_replays, moved to the archive, by reason.",
-                )
-                .build(),
-            archive_bytes: m
-                .i64_gauge(names::DLQ_ARCHIVE_BYTES)
-                .with_description("Bytes on disk of the dead-letter archive.")
-                .build(),
-            archive_evicted: m
-                .u64_counter(names::DLQ_ARCHIVE_EVICTED)
-                .with_description(
-                    "Refused entries removed from the archive to keep it within archive_max_bytes.",
-                )
-                .build(),
-        }
-    })
-}
 
 /// A sink's dead-letter queue, shared by its dispatcher, its reprocessor and the API.
 #[derive(Clone)]
@@ -203,12 +140,11 @@ impl SinkDlq {
 
     fn report_size(&self) {
         let stats = self.stats();
-        let i = instruments();
-        i.queue_size.record(
+        metrics::QUEUE_SIZE.record(
             i64::try_from(stats.entries).unwrap_or(i64::MAX),
             &self.attrs,
         );
-        i.archive_bytes.record(
+        metrics::ARCHIVE_BYTES.record(
             i64::try_from(stats.archive_bytes).unwrap_or(i64::MAX),
             &self.attrs,
         );
@@ -216,8 +152,7 @@ impl SinkDlq {
             .evicted_seen
             .swap(stats.refused_evicted, Ordering::AcqRel);
         if stats.refused_evicted > before {
-            i.archive_evicted
-                .add(stats.refused_evicted - before, &self.attrs);
+            metrics::ARCHIVE_EVICTED.add(stats.refused_evicted - before, &self.attrs);
         }
     }
 
@@ -271,9 +206,7 @@ impl SinkDlq {
             .partition(|event| event.replays >= self.max_replays);
         let replayed = events.iter().filter(|event| event.replays > 0).count();
         if replayed > 0 {
-            instruments()
-                .replay_refused
-                .add(replayed as u64, &self.attrs);
+            metrics::REPLAY_REFUSED.add(replayed as u64, &self.attrs);
         }
         if !queued.is_empty() {
             let records = self.records(&queued, reason, detail);
@@ -329,8 +262,8 @@ impl SinkDlq {
                 match result {
                     Ok(AppendOutcome::Written) => {
                         match destination {
-                            Destination::Queue => instruments().entries.add(entries, &labels),
-                            Destination::Archive => instruments().refused.add(entries, &labels),
+                            Destination::Queue => metrics::ENTRIES.add(entries, &labels),
+                            Destination::Archive => metrics::REFUSED.add(entries, &labels),
                         }
                         break;
                     }
@@ -351,11 +284,11 @@ impl SinkDlq {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     Err(DlqError::Encode(message)) => {
-                        instruments().write_failures.add(1, &self.attrs);
+                        metrics::WRITE_FAILURES.add(1, &self.attrs);
                         return Err(DeadLetterError::Refused(message));
                     }
                     Err(err) => {
-                        instruments().write_failures.add(1, &self.attrs);
+                        metrics::WRITE_FAILURES.add(1, &self.attrs);
                         if self.shutdown.is_triggered() {
                             return Err(DeadLetterError::Stopping(err.to_string()));
                         }
@@ -407,12 +340,12 @@ impl SinkDlq {
         let records = match self.blocking(move |queue| queue.peek(max_records)).await {
             Ok(Ok(records)) => records,
             Ok(Err(err)) => {
-                instruments().reprocess_failures.add(1, &self.attrs);
+                metrics::REPROCESS_FAILURES.add(1, &self.attrs);
                 tracing::warn!(sink = %self.sink, error = %err, "Cannot read the dead-letter queue.");
                 return Some(0);
             }
             Err(err) => {
-                instruments().reprocess_failures.add(1, &self.attrs);
+                metrics::REPROCESS_FAILURES.add(1, &self.attrs);
                 tracing::warn!(sink = %self.sink, error = %err, "Cannot read the dead-letter queue.");
                 return Some(0);
             }
@@ -442,7 +375,7 @@ impl SinkDlq {
                 () = shutdown.wait() => break,
             };
             if status == BatchStatus::Errored {
-                instruments().reprocess_failures.add(1, &self.attrs);
+                metrics::REPROCESS_FAILURES.add(1, &self.attrs);
                 tracing::info!(sink = %self.sink, record = %id, "A replayed record was not settled; it stays queued.");
                 continue;
             }
@@ -451,13 +384,13 @@ impl SinkDlq {
         }
         if !settled.is_empty() {
             match self.blocking(move |queue| queue.ack(&settled)).await {
-                Ok(Ok(())) => instruments().reprocessed.add(replayed, &self.attrs),
+                Ok(Ok(())) => metrics::REPROCESSED.add(replayed, &self.attrs),
                 Ok(Err(err)) => {
-                    instruments().reprocess_failures.add(1, &self.attrs);
+                    metrics::REPROCESS_FAILURES.add(1, &self.attrs);
                     tracing::warn!(sink = %self.sink, error = %err, "Cannot mark replayed records handled; they may be replayed again.");
                 }
                 Err(err) => {
-                    instruments().reprocess_failures.add(1, &self.attrs);
+                    metrics::REPROCESS_FAILURES.add(1, &self.attrs);
                     tracing::warn!(sink = %self.sink, error = %err, "Cannot mark replayed records handled; they may be replayed again.");
                 }
             }

@@ -27,10 +27,9 @@
 //! only without it.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry::metrics::{Counter, Gauge};
 use schnellru::{Limiter, LruMap};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
@@ -41,7 +40,7 @@ use crate::component::{
 };
 use crate::config::{ConfigError, duration, join_path};
 use crate::event::{ComponentKey, Labels, LogEvent};
-use crate::telemetry::{ComponentAttrs, meter, names};
+use crate::telemetry::{ComponentAttrs, Counter, Gauge, MetricDef};
 use crate::{BuildError, EventBatch};
 
 /// Configuration of the `dedup` transform.
@@ -234,18 +233,15 @@ impl Dedup {
         self.stats.duplicates += duplicates as u64;
         self.stats.evictions += evictions;
         let attrs = &self.attrs.component;
-        let instruments = instruments();
-        instruments.checks.add(checks as u64, attrs);
+        CHECKS.add(checks as u64, attrs);
         if duplicates > 0 {
-            instruments.duplicates.add(duplicates as u64, attrs);
+            DUPLICATES.add(duplicates as u64, attrs);
             self.attrs.dropped(duplicates, "duplicate");
         }
         if evictions > 0 {
-            instruments.evictions.add(evictions, attrs);
+            EVICTIONS.add(evictions, attrs);
         }
-        instruments
-            .cache_size
-            .record(i64::try_from(self.cache.len()).unwrap_or(i64::MAX), attrs);
+        CACHE_SIZE.record(i64::try_from(self.cache.len()).unwrap_or(i64::MAX), attrs);
     }
 }
 
@@ -272,9 +268,7 @@ impl Reconfigure<DedupConfig> for Dedup {
         }
         if forgotten > 0 {
             self.stats.evictions += forgotten;
-            instruments()
-                .evictions
-                .add(forgotten, &self.attrs.component);
+            EVICTIONS.add(forgotten, &self.attrs.component);
         }
     }
 }
@@ -434,39 +428,34 @@ impl Hasher for IdentityHasher {
     }
 }
 
-struct Instruments {
-    checks: Counter<u64>,
-    duplicates: Counter<u64>,
-    evictions: Counter<u64>,
-    cache_size: Gauge<i64>,
-}
+static CHECKS: Counter = Counter::new(
+    "dedup_checks",
+    "Lines a dedup transform looked up.",
+    &["component"],
+);
+static DUPLICATES: Counter = Counter::new(
+    "dedup_duplicates",
+    "Lines a dedup transform dropped as duplicates.",
+    &["component"],
+);
+static EVICTIONS: Counter = Counter::new(
+    "dedup_evictions",
+    "Dedup cache entries pushed out by capacity before their ttl ran out.",
+    &["component"],
+);
+static CACHE_SIZE: Gauge = Gauge::new(
+    "dedup_cache_size",
+    "Entries in a dedup transform's cache.",
+    &["component"],
+);
 
-fn instruments() -> &'static Instruments {
-    static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
-    INSTRUMENTS.get_or_init(|| {
-        let m = meter();
-        Instruments {
-            checks: m
-                .u64_counter(names::DEDUP_CHECKS)
-                .with_description("Lines a dedup transform looked up.")
-                .build(),
-            duplicates: m
-                .u64_counter(names::DEDUP_DUPLICATES)
-                .with_description("Lines a dedup transform dropped as duplicates.")
-                .build(),
-            evictions: m
-                .u64_counter(names::DEDUP_EVICTIONS)
-                .with_description(
-                    "Dedup cache entries pushed out by capacity before their ttl ran out.",
-                )
-                .build(),
-            cache_size: m
-                .i64_gauge(names::DEDUP_CACHE_SIZE)
-                .with_description("Entries in a dedup transform's cache.")
-                .build(),
-        }
-    })
-}
+/// Every metric of the dedup transform.
+pub static METRICS: &[&MetricDef] = &[
+    &CHECKS.def,
+    &DUPLICATES.def,
+    &EVICTIONS.def,
+    &CACHE_SIZE.def,
+];
 
 #[cfg(test)]
 mod tests {

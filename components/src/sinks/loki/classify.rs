@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 
-use super::metrics::instruments;
+use super::metrics;
 use super::response::{Answer, Refusal, RejectReason, parse_400, rate_limit_429};
 use super::sink::LokiSink;
 use super::streams::{Prepared, StreamBuild};
@@ -78,7 +78,7 @@ impl LokiSink {
                 retry_after,
             },
             200..=299 => {
-                instruments().sent_entries.add(to_send as u64, &self.attrs);
+                metrics::SENT_ENTRIES.add(to_send as u64, &self.attrs);
                 partial_or_delivered(prepared.rejected)
             }
             400 => {
@@ -89,8 +89,7 @@ impl LokiSink {
                     };
                 }
                 let mut rejected = self.reconcile(events, &prepared, &answer, text, now);
-                instruments()
-                    .sent_entries
+                metrics::SENT_ENTRIES
                     .add(to_send.saturating_sub(rejected.len()) as u64, &self.attrs);
                 rejected.extend(prepared.rejected);
                 SendOutcome::Partial { rejected }
@@ -305,9 +304,7 @@ impl LokiSink {
             _ => {}
         }
         if let Some(age) = self.learner.max_age() {
-            instruments()
-                .timestamp_max_age
-                .record(age.as_secs_f64(), &self.attrs);
+            metrics::TIMESTAMP_MAX_AGE.record(age.as_secs_f64(), &self.attrs);
         }
     }
 
@@ -317,7 +314,7 @@ impl LokiSink {
             *by_reason.entry(reason).or_default() += 1;
         }
         for (reason, count) in by_reason {
-            instruments().timestamp_rejections.add(
+            metrics::TIMESTAMP_REJECTIONS.add(
                 count,
                 &[self.attrs[0].clone(), KeyValue::new("reason", reason)],
             );

@@ -1,63 +1,56 @@
-//! The Loki sink's own instruments.
+//! The Loki sink's telemetry; every metric carries `sink=<name>`.
 
-use std::sync::OnceLock;
+use crate::telemetry::{Counter, FloatGauge, Histogram, MetricDef};
 
-use opentelemetry::metrics::{Counter, Gauge, Histogram};
+const S: &[&str] = &["sink"];
 
-use crate::telemetry::{meter, names};
+pub static SENT_ENTRIES: Counter = Counter::new(
+    "sent_entries",
+    "Entries Loki accepted (never more than Loki's answers leave accepted).",
+    S,
+);
+pub static SENT_BYTES: Counter = Counter::new(
+    "sent_bytes",
+    "Bytes of push bodies sent (after compression).",
+    S,
+);
+pub static REQUEST_DURATION: Histogram = Histogram::new(
+    "request_duration_seconds",
+    "Duration of one push request.",
+    S,
+    &[
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ],
+);
+pub static HTTP_RESPONSES: Counter = Counter::new(
+    "http_responses",
+    "Push responses by status code.",
+    &["sink", "code"],
+);
+pub static TIMESTAMP_REJECTIONS: Counter = Counter::new(
+    "timestamp_rejections",
+    "Entries Loki refused, by reason (too old, too far behind, line too long, ...).",
+    &["sink", "reason"],
+);
+pub static TIMESTAMP_CLAMPED: Counter = Counter::new(
+    "timestamp_clamped",
+    "Entries whose time was moved into Loki's window before sending.",
+    S,
+);
+pub static TIMESTAMP_MAX_AGE: FloatGauge = FloatGauge::new(
+    "timestamp_max_age_seconds",
+    "The maximum entry age learned from Loki's rejections.",
+    S,
+);
 
-/// The Loki sink's own instruments.
-pub(super) struct LokiInstruments {
-    pub(super) sent_entries: Counter<u64>,
-    pub(super) sent_bytes: Counter<u64>,
-    pub(super) request_duration: Histogram<f64>,
-    pub(super) http_responses: Counter<u64>,
-    pub(super) timestamp_rejections: Counter<u64>,
-    pub(super) timestamp_clamped: Counter<u64>,
-    pub(super) timestamp_max_age: Gauge<f64>,
-    pub(super) lines_truncated: Counter<u64>,
-}
-
-pub(super) fn instruments() -> &'static LokiInstruments {
-    static INSTRUMENTS: OnceLock<LokiInstruments> = OnceLock::new();
-    INSTRUMENTS.get_or_init(|| {
-        let m = meter();
-        LokiInstruments {
-            sent_entries: m
-                .u64_counter(names::SENT_ENTRIES)
-                .with_description("Entries Loki accepted.")
-                .build(),
-            sent_bytes: m
-                .u64_counter(names::SENT_BYTES)
-                .with_description("Bytes of push bodies sent (after compression).")
-                .build(),
-            request_duration: m
-                .f64_histogram(names::REQUEST_DURATION)
-                .with_description("Duration of one push request.")
-                .with_boundaries(vec![
-                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                ])
-                .build(),
-            http_responses: m
-                .u64_counter(names::HTTP_RESPONSES)
-                .with_description("Push responses by status code.")
-                .build(),
-            timestamp_rejections: m
-                .u64_counter(names::TIMESTAMP_REJECTIONS)
-                .with_description("Entries Loki rejected, by reason.")
-                .build(),
-            timestamp_clamped: m
-                .u64_counter(names::TIMESTAMP_CLAMPED)
-                .with_description("Entries whose time was moved into Loki's window before sending.")
-                .build(),
-            timestamp_max_age: m
-                .f64_gauge(names::TIMESTAMP_MAX_AGE)
-                .with_description("The maximum entry age learned from Loki's rejections.")
-                .build(),
-            lines_truncated: m
-                .u64_counter(names::LINES_TRUNCATED)
-                .with_description(names::LINES_TRUNCATED_HELP)
-                .build(),
-        }
-    })
-}
+/// Every metric of the Loki sink (it also counts `lines_truncated_total`, see
+/// [`crate::telemetry::LINES_TRUNCATED`]).
+pub static METRICS: &[&MetricDef] = &[
+    &SENT_ENTRIES.def,
+    &SENT_BYTES.def,
+    &REQUEST_DURATION.def,
+    &HTTP_RESPONSES.def,
+    &TIMESTAMP_REJECTIONS.def,
+    &TIMESTAMP_CLAMPED.def,
+    &TIMESTAMP_MAX_AGE.def,
+];

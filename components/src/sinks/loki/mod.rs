@@ -19,7 +19,7 @@
 mod classify;
 mod config;
 mod encode;
-mod metrics;
+pub mod metrics;
 pub mod proto;
 pub mod response;
 mod service;

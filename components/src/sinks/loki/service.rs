@@ -7,7 +7,7 @@ use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use opentelemetry::KeyValue;
 
-use super::metrics::instruments;
+use super::metrics;
 use super::sink::LokiSink;
 
 /// What Loki's answer to `GET /ready` means for the pushes that follow.
@@ -138,11 +138,9 @@ impl LokiSink {
             .await
             .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
             .unwrap_or_default();
-        instruments()
-            .request_duration
-            .record(started.elapsed().as_secs_f64(), &self.attrs);
-        instruments().sent_bytes.add(length as u64, &self.attrs);
-        instruments().http_responses.add(
+        metrics::REQUEST_DURATION.record(started.elapsed().as_secs_f64(), &self.attrs);
+        metrics::SENT_BYTES.add(length as u64, &self.attrs);
+        metrics::HTTP_RESPONSES.add(
             1,
             &[
                 self.attrs[0].clone(),

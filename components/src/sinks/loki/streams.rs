@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use super::config::LineTooLong;
-use super::metrics::instruments;
+use super::metrics;
 use super::proto;
 use super::response::RejectReason;
 use super::sink::LokiSink;
@@ -236,14 +236,12 @@ impl LokiSink {
             }
         }
         if clamped > 0 {
-            instruments().timestamp_clamped.add(clamped, &self.attrs);
+            metrics::TIMESTAMP_CLAMPED.add(clamped, &self.attrs);
         }
         if truncated > 0 || too_long_dropped > 0 {
             let component = crate::telemetry::ComponentAttrs::new(&self.key);
             if truncated > 0 {
-                instruments()
-                    .lines_truncated
-                    .add(truncated, &component.component);
+                crate::telemetry::LINES_TRUNCATED.add(truncated, &component.component);
             }
             if too_long_dropped > 0 {
                 component.dropped(too_long_dropped, "line_too_long");

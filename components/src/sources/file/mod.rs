@@ -27,7 +27,7 @@
 
 mod fingerprint;
 pub mod lines;
-mod metrics;
+pub mod metrics;
 pub mod positions;
 mod reader;
 
@@ -282,8 +282,8 @@ impl FileSourceConfig {
                 document,
                 reason,
             } => {
-                metrics::instruments().position_corruptions.add(1, &attrs);
-                metrics::instruments().checkpoint_restores.add(1, &attrs);
+                metrics::POSITION_CORRUPTIONS.add(1, &attrs);
+                metrics::CHECKPOINT_RESTORES.add(1, &attrs);
                 tracing::warn!(
                     source = %cx.key,
                     generation,
@@ -293,7 +293,7 @@ impl FileSourceConfig {
                 document.files
             }
             LoadOutcome::Unrecoverable { reasons } => {
-                metrics::instruments().position_corruptions.add(1, &attrs);
+                metrics::POSITION_CORRUPTIONS.add(1, &attrs);
                 tracing::error!(
                     source = %cx.key,
                     reasons = %reasons.join("; "),
@@ -418,7 +418,6 @@ async fn run_committer(
     mut shutdown: ShutdownSignal,
 ) {
     let attrs: [KeyValue; 1] = [KeyValue::new("component", source.clone())];
-    let instruments = metrics::instruments();
     let mut finalizer: OrderedFinalizer<AckToken> = OrderedFinalizer::new();
     let mut registering = true;
     let mut unsaved_since: Option<Instant> = None;
@@ -432,7 +431,7 @@ async fn run_committer(
         log: LogThrottle::new(SAVE_FAILURE_LOG_EVERY),
         failing: false,
     };
-    instruments.position_backpressure.record(0, &attrs);
+    metrics::POSITION_BACKPRESSURE.record(0, &attrs);
 
     loop {
         tokio::select! {
@@ -465,16 +464,14 @@ async fn run_committer(
                 unsaved_since = None;
                 last_save = Instant::now();
                 shared.saves_behind.store(false, Ordering::Release);
-                instruments.position_backpressure.record(0, &attrs);
+                metrics::POSITION_BACKPRESSURE.record(0, &attrs);
             }
         }
         if let Some(since) = unsaved_since {
             let lag = since.elapsed();
-            instruments
-                .position_save_lag
-                .record(lag.as_secs_f64(), &attrs);
+            metrics::POSITION_SAVE_LAG.record(lag.as_secs_f64(), &attrs);
             if lag > behind_after && !shared.saves_behind.swap(true, Ordering::AcqRel) {
-                instruments.position_backpressure.record(1, &attrs);
+                metrics::POSITION_BACKPRESSURE.record(1, &attrs);
                 tracing::error!(
                     source = %source,
                     lag = ?lag,
@@ -482,7 +479,7 @@ async fn run_committer(
                 );
             }
         } else {
-            instruments.position_save_lag.record(0.0, &attrs);
+            metrics::POSITION_SAVE_LAG.record(0.0, &attrs);
         }
         if last_checkpoint.elapsed() >= checkpoint_interval || finished {
             let (returned, ok) = checkpoint(store, &source, &attrs, &mut failures).await;
@@ -495,7 +492,7 @@ async fn run_committer(
             }
         }
         if let Some(age) = store.checkpoint_age() {
-            instruments.checkpoint_age.record(age.as_secs_f64(), &attrs);
+            metrics::CHECKPOINT_AGE.record(age.as_secs_f64(), &attrs);
         }
         if finished {
             tracing::debug!(source = %source, "Positions committer finished.");
@@ -584,18 +581,15 @@ async fn save(
         (store, result)
     })
     .await;
-    let instruments = metrics::instruments();
     match result {
         Ok((store, Ok(()))) => {
-            instruments.position_saves.add(1, attrs);
-            instruments
-                .position_save_duration
-                .record(started.elapsed().as_secs_f64(), attrs);
+            metrics::POSITION_SAVES.add(1, attrs);
+            metrics::POSITION_SAVE_DURATION.record(started.elapsed().as_secs_f64(), attrs);
             failures.succeeded(source);
             (Some(store), true)
         }
         Ok((store, Err(err))) => {
-            instruments.position_save_failures.add(1, attrs);
+            metrics::POSITION_SAVE_FAILURES.add(1, attrs);
             failures.failed(source, "Position save", &err);
             (Some(store), false)
         }
@@ -606,7 +600,7 @@ async fn save(
             (None, false)
         }
         Err(join) => {
-            instruments.position_save_failures.add(1, attrs);
+            metrics::POSITION_SAVE_FAILURES.add(1, attrs);
             tracing::error!(source = %source, error = %join, "Position save task panicked.");
             (None, false)
         }
@@ -629,7 +623,7 @@ async fn checkpoint(
         Ok((store, Err(err))) => {
             // No positions file yet (nothing committed) is not a failure.
             if err.kind() != std::io::ErrorKind::NotFound {
-                metrics::instruments().position_save_failures.add(1, attrs);
+                metrics::POSITION_SAVE_FAILURES.add(1, attrs);
                 failures.failed(source, "Positions checkpoint", &err);
             }
             (Some(store), false)
@@ -639,7 +633,7 @@ async fn checkpoint(
             (None, false)
         }
         Err(join) => {
-            metrics::instruments().position_save_failures.add(1, attrs);
+            metrics::POSITION_SAVE_FAILURES.add(1, attrs);
             tracing::error!(source = %source, error = %join, "Positions checkpoint task panicked.");
             (None, false)
         }
@@ -665,9 +659,7 @@ fn keep_store(
     });
     if store.is_none() {
         shared.saves_behind.store(true, Ordering::Release);
-        metrics::instruments()
-            .position_backpressure
-            .record(1, attrs);
+        metrics::POSITION_BACKPRESSURE.record(1, attrs);
     }
     store
 }

@@ -275,9 +275,7 @@ impl Reader {
         for dir in self.missing_dirs.difference(&missing) {
             tracing::info!(source = %self.source, dir = %dir.display(), "Include directory appeared; following its files.");
         }
-        metrics::instruments()
-            .include_dirs_missing
-            .record(missing.len() as i64, &self.attrs);
+        metrics::INCLUDE_DIRS_MISSING.record(missing.len() as i64, &self.attrs);
         self.missing_dirs = missing;
         let Some(watcher) = self.watcher.as_mut() else {
             return;
@@ -482,7 +480,7 @@ impl Reader {
                 .and_then(|m| SystemTime::now().duration_since(m).ok())
                 .is_some_and(|age| age > limit);
             if old {
-                metrics::instruments().old_logs_ignored.add(1, &self.attrs);
+                metrics::OLD_LOGS_IGNORED.add(1, &self.attrs);
                 tracing::info!(source = %self.source, file = %path.display(), "File older than ignore_older; skipped.");
                 let head = Head::of(file, meta.len());
                 self.ignored
@@ -517,9 +515,7 @@ impl Reader {
         }
         let head_ok = known.head.matches(file);
         let marker_ok = known.marker.matches(file, committed, meta.len());
-        metrics::instruments()
-            .position_validation_failures
-            .add(1, &self.attrs);
+        metrics::POSITION_VALIDATION_FAILURES.add(1, &self.attrs);
         tracing::warn!(
             source = %self.source,
             file = %path.display(),
@@ -535,9 +531,7 @@ impl Reader {
 
     /// Counts and logs a file found under the inode of one followed before.
     fn count_inode_reuse(&self, path: &Path) {
-        metrics::instruments()
-            .files_inode_reused
-            .add(1, &self.attrs);
+        metrics::FILES_INODE_REUSED.add(1, &self.attrs);
         tracing::debug!(source = %self.source, file = %path.display(), "New file under a reused inode; reading it from the start.");
     }
 
@@ -568,9 +562,7 @@ impl Reader {
                         committed = saved.committed_offset,
                         "A file with a saved position is gone; what it held after the committed offset cannot be read."
                     );
-                    metrics::instruments()
-                        .position_validation_failures
-                        .add(1, &self.attrs);
+                    metrics::POSITION_VALIDATION_FAILURES.add(1, &self.attrs);
                     self.shared.with_table(|table| {
                         table.remove(&key);
                     });
@@ -711,7 +703,7 @@ impl Reader {
         {
             tracked.file = Some(file);
             self.open_count += 1;
-            metrics::instruments().files_opened.add(1, &self.attrs);
+            metrics::FILES_OPENED.add(1, &self.attrs);
         }
         tracing::debug!(source = %self.source, file = %path.display(), from = start, "Following file.");
     }
@@ -744,7 +736,7 @@ impl Reader {
             Ok(file) => {
                 tracked.file = Some(file);
                 self.open_count += 1;
-                metrics::instruments().files_opened.add(1, &self.attrs);
+                metrics::FILES_OPENED.add(1, &self.attrs);
                 true
             }
             Err(err) => {
@@ -839,7 +831,7 @@ impl Reader {
             tracked.at_eof = false;
             tracked.read_pos += n as u64;
             tracked.last_activity = Instant::now();
-            metrics::instruments().read_bytes.add(n as u64, &self.attrs);
+            metrics::READ_BYTES.add(n as u64, &self.attrs);
             self.emit_lines(key, false);
             if self.stopped {
                 break;
@@ -858,19 +850,14 @@ impl Reader {
             return;
         }
         tracked.emitted += split.consumed as u64;
-        let instruments = metrics::instruments();
         if split.truncated > 0 {
-            instruments
-                .lines_truncated
-                .add(split.truncated as u64, &self.attrs);
+            metrics::LINES_TRUNCATED.add(split.truncated as u64, &self.attrs);
         }
         if split.dropped > 0 {
             self.component.dropped(split.dropped, "oversize");
         }
         if split.invalid_utf8 > 0 {
-            instruments
-                .invalid_utf8_lines
-                .add(split.invalid_utf8 as u64, &self.attrs);
+            metrics::INVALID_UTF8_LINES.add(split.invalid_utf8 as u64, &self.attrs);
         }
         let end = tracked.emitted;
         // The marker: the bytes just before `end`, taken from the lines themselves when they
@@ -923,7 +910,7 @@ impl Reader {
                 fields: Default::default(),
             })
             .collect();
-        instruments.lines_read.add(count as u64, &self.attrs);
+        metrics::LINES_READ.add(count as u64, &self.attrs);
         self.component.processed(count);
         self.pending_bytes += split.consumed;
         match &mut self.pending {
@@ -988,7 +975,7 @@ impl Reader {
             .shared
             .with_table(|table| table.get(&key).map(|e| e.position.committed_offset))
             .unwrap_or(0);
-        metrics::instruments().files_truncated.add(1, &self.attrs);
+        metrics::FILES_TRUNCATED.add(1, &self.attrs);
         tracing::info!(source = %self.source, file = %path.display(), size = meta.len(), "File truncated or replaced in place; reading it again from the start.");
         self.drain_copy_of(&path, old_head, committed);
         let epoch = self.next_epoch;
@@ -1063,7 +1050,7 @@ impl Reader {
         if self.by_path.get(&tracked.path) == Some(&key) {
             self.by_path.remove(&tracked.path);
         }
-        metrics::instruments().files_rotated.add(1, &self.attrs);
+        metrics::FILES_ROTATED.add(1, &self.attrs);
         tracing::debug!(source = %self.source, file = %tracked.path.display(), "File rotated or deleted; draining it.");
     }
 
@@ -1199,7 +1186,7 @@ impl Reader {
             return;
         }
         if self.retries.len() >= self.config.retry_queue_size {
-            metrics::instruments().retry_dropped.add(1, &self.attrs);
+            metrics::RETRY_DROPPED.add(1, &self.attrs);
             tracing::error!(source = %self.source, file = %path.display(), error, "Retry queue full; file dropped (its lines are not read).");
             return;
         }
@@ -1224,7 +1211,7 @@ impl Reader {
             match File::open(&entry.path) {
                 Ok(_) => self.consider(&entry.path, false),
                 Err(err) if entry.attempts >= self.config.retry_max_attempts => {
-                    metrics::instruments().retry_dropped.add(1, &self.attrs);
+                    metrics::RETRY_DROPPED.add(1, &self.attrs);
                     tracing::error!(source = %self.source, file = %entry.path.display(), error = %err, attempts = entry.attempts, "File given up after repeated open errors (its lines are not read).");
                 }
                 Err(_) => self.retries.push_back(RetryEntry {
@@ -1238,15 +1225,11 @@ impl Reader {
     }
 
     fn report_retries(&self) {
-        metrics::instruments()
-            .retry_queue_size
-            .record(self.retries.len() as i64, &self.attrs);
+        metrics::RETRY_QUEUE_SIZE.record(self.retries.len() as i64, &self.attrs);
     }
 
     fn report_watched(&self) {
-        metrics::instruments()
-            .files_watched
-            .record(self.files.len() as i64, &self.attrs);
+        metrics::FILES_WATCHED.record(self.files.len() as i64, &self.attrs);
     }
 }
 
