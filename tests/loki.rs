@@ -242,6 +242,73 @@ sinks:
     }
 }
 
+/// Loki holds tenant team-a at its ingestion rate (429) while team-b is far under its own.
+/// team-b's lines must be stored while most of team-a's still wait, each sent once: one
+/// tenant's backoff neither delays nor resends another's pushes. team-a loses nothing.
+#[test]
+fn a_tenant_held_at_429_neither_delays_nor_duplicates_another() {
+    // 0.1 MiB/s per tenant: team-a's 2 MB take some 18 s to be let through.
+    let receiver = Receiver::start(&[
+        "--ingestion-rate-mb",
+        "0.1",
+        "--ingestion-burst-size-mb",
+        "0.2",
+    ]);
+    let config = format!(
+        r#"
+data_dir: "{{dir}}/data"
+api: {{listen: "127.0.0.1:{{port}}"}}
+sources:
+  a: {{type: file, include: ["{{dir}}/in/a.log"], poll_interval: 100ms, labels: {{org: team-a}}}}
+  b: {{type: file, include: ["{{dir}}/in/b.log"], poll_interval: 100ms, labels: {{org: team-b}}}}
+sinks:
+  loki:
+    type: loki
+    inputs: [a, b]
+    endpoint: "http://127.0.0.1:{}"
+    tenant_label: org
+    labels: {{job: app}}
+    dispatcher: {{batch_size: 100, batch_timeout: 100ms, retry_base_delay: 200ms, retry_max_delay: 1s, max_retries: 1000}}
+"#,
+        receiver.port
+    );
+    let instance = start_shipper(&config);
+    // 20 batches of team-a's lines: more than the sink's 4 workers.
+    const A_LINES: u64 = 2000;
+    let padding = "x".repeat(1000);
+    let mut text = String::new();
+    for seq in 1..=A_LINES {
+        text.push_str(&format!("seq={seq} {padding}\n"));
+    }
+    std::fs::write(instance.path("in/a.log"), text).unwrap();
+    wait_for("team-a held at 429", Duration::from_secs(30), || {
+        (receiver.stats()["responses"]["429"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    write_lines(&instance.path("in/b.log"), 1..=200);
+    let stats = wait_for("team-b's lines", Duration::from_secs(30), || {
+        let stats = receiver.stats();
+        (stats["tenants"]["team-b"]["accepted_entries"] == 200).then_some(stats)
+    });
+    let a_accepted = stats["tenants"]["team-a"]["accepted_entries"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        a_accepted < A_LINES / 2,
+        "team-b must be stored while team-a is still held, but {a_accepted} of {A_LINES} of team-a's lines were in by then"
+    );
+    assert_eq!(
+        stats["tenants"]["team-b"]["received_entries"], 200,
+        "each of team-b's lines sent once: {stats}"
+    );
+    assert_eq!(stats["tenants"]["team-b"]["duplicates"], 0, "{stats}");
+    let stats = wait_for("team-a's lines", Duration::from_secs(90), || {
+        let stats = receiver.stats();
+        (stats["tenants"]["team-a"]["accepted_entries"] == A_LINES).then_some(stats)
+    });
+    assert_eq!(stats["sequences"]["missing"], 0, "{stats}");
+    assert_eq!(stats["sequences"]["duplicated"], 0, "{stats}");
+}
+
 #[test]
 fn final_failures_wait_in_the_dlq_and_replay_when_loki_accepts_again() {
     // First Loki refuses every push (401: no tenant) — a final answer, so batches go to the

@@ -66,6 +66,14 @@ impl Labels {
             .map(|i| list[i].1.as_ref())
     }
 
+    /// The value of one label, shared: cloning it is one reference count, not a copy.
+    pub fn get_shared(&self, name: &str) -> Option<&Arc<str>> {
+        let list = self.0.as_deref()?;
+        list.binary_search_by(|(n, _)| n.as_ref().cmp(name))
+            .ok()
+            .map(|i| &list[i].1)
+    }
+
     pub fn len(&self) -> usize {
         self.0.as_deref().map_or(0, <[_]>::len)
     }

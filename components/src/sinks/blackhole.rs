@@ -5,7 +5,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::EventBatch;
-use crate::dispatcher::{SendOutcome, SinkService};
+use crate::dispatcher::{PartitionKey, SendOutcome, SinkRequest, SinkService};
 
 /// Configuration of the `blackhole` sink (no settings of its own).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -16,7 +16,19 @@ pub struct BlackholeConfig {}
 pub struct Blackhole;
 
 impl SinkService for Blackhole {
-    fn send<'a>(&'a self, _batch: &'a EventBatch) -> BoxFuture<'a, SendOutcome> {
+    fn request(
+        &self,
+        _batch: &EventBatch,
+        _partition: &PartitionKey,
+    ) -> Result<SinkRequest, SendOutcome> {
+        Ok(SinkRequest::new(()))
+    }
+
+    fn send<'a>(
+        &'a self,
+        _batch: &'a EventBatch,
+        _request: &'a mut SinkRequest,
+    ) -> BoxFuture<'a, SendOutcome> {
         Box::pin(std::future::ready(SendOutcome::Delivered))
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::encoding::{Encoding, encode};
 use crate::EventBatch;
-use crate::dispatcher::{SendOutcome, SinkService};
+use crate::dispatcher::{PartitionKey, SendOutcome, SinkRequest, SinkService};
 
 /// Configuration of the `console` sink.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,12 +40,25 @@ impl ConsoleConfig {
 }
 
 impl SinkService for Console {
-    fn send<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, SendOutcome> {
+    fn request(
+        &self,
+        batch: &EventBatch,
+        _partition: &PartitionKey,
+    ) -> Result<SinkRequest, SendOutcome> {
         let mut out = Vec::with_capacity(batch.len() * 128);
         for event in &batch.events {
             encode(self.encoding, event, &mut out);
         }
-        let outcome = match std::io::stdout().lock().write_all(&out) {
+        Ok(SinkRequest::new(out))
+    }
+
+    fn send<'a>(
+        &'a self,
+        _batch: &'a EventBatch,
+        request: &'a mut SinkRequest,
+    ) -> BoxFuture<'a, SendOutcome> {
+        let out: &[u8] = request.get::<Vec<u8>>().map_or(&[], Vec::as_slice);
+        let outcome = match std::io::stdout().lock().write_all(out) {
             Ok(()) => SendOutcome::Delivered,
             Err(err) => SendOutcome::Retry {
                 reason: "io_error",

@@ -16,13 +16,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::encoding::{Encoding, encode};
 use crate::EventBatch;
 use crate::config::{ConfigError, join_path};
-use crate::dispatcher::{SendOutcome, SinkService};
+use crate::dispatcher::{PartitionKey, SendOutcome, SinkRequest, SinkService};
 
 /// Configuration of the `file` sink.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,11 +85,24 @@ pub struct FileSink {
 }
 
 impl SinkService for FileSink {
-    fn send<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, SendOutcome> {
+    fn request(
+        &self,
+        batch: &EventBatch,
+        _partition: &PartitionKey,
+    ) -> Result<SinkRequest, SendOutcome> {
         let mut out = Vec::with_capacity(batch.len() * 160);
         for event in &batch.events {
             encode(self.encoding, event, &mut out);
         }
+        Ok(SinkRequest::new(Bytes::from(out)))
+    }
+
+    fn send<'a>(
+        &'a self,
+        _batch: &'a EventBatch,
+        request: &'a mut SinkRequest,
+    ) -> BoxFuture<'a, SendOutcome> {
+        let out = request.get::<Bytes>().cloned().unwrap_or_default();
         let path = self.path.clone();
         let file = self.file.clone();
         let cut_to = self.cut_to.clone();
@@ -201,8 +215,8 @@ impl crate::component::SinkComponent for FileSinkConfig {
 mod tests {
     use super::*;
     use crate::ack::Finalizers;
+    use crate::dispatcher::send_once;
     use crate::event::{Labels, LogEvent};
-    use bytes::Bytes;
 
     fn batch(lines: &[&str]) -> EventBatch {
         EventBatch::new(
@@ -235,11 +249,17 @@ mod tests {
         }
         .build()
         .unwrap();
-        assert_eq!(sink.send(&batch(&["a", "b"])).await, SendOutcome::Delivered);
+        assert_eq!(
+            send_once(&sink, &batch(&["a", "b"])).await,
+            SendOutcome::Delivered
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
 
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(sink.send(&batch(&["c"])).await, SendOutcome::Delivered);
+        assert_eq!(
+            send_once(&sink, &batch(&["c"])).await,
+            SendOutcome::Delivered
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "c\n");
     }
 
@@ -283,7 +303,7 @@ mod tests {
         let lines: Vec<&str> = (0..1000).map(|_| line.as_str()).collect();
         // 100 KB into 64 KB: part of it is written, then the disk is full.
         assert!(matches!(
-            sink.send(&batch(&lines)).await,
+            send_once(&sink, &batch(&lines)).await,
             SendOutcome::Retry { .. }
         ));
         assert_eq!(
@@ -292,7 +312,10 @@ mod tests {
             "torn write cut off"
         );
         let fitting: Vec<&str> = lines[..300].to_vec();
-        assert_eq!(sink.send(&batch(&fitting)).await, SendOutcome::Delivered);
+        assert_eq!(
+            send_once(&sink, &batch(&fitting)).await,
+            SendOutcome::Delivered
+        );
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 300);
         assert!(text.lines().all(|l| l == line));
@@ -313,7 +336,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
         *sink.file.lock().unwrap() = None;
-        match sink.send(&batch(&["x"])).await {
+        match send_once(&sink, &batch(&["x"])).await {
             SendOutcome::Retry { reason, detail, .. } => {
                 assert_eq!(reason, "io_error");
                 assert!(detail.contains("out.log"), "{detail}");

@@ -63,13 +63,13 @@ impl LokiSink {
     pub(super) fn classify(
         &self,
         events: &[LogEvent],
-        prepared: Prepared,
+        prepared: &Prepared,
         code: u16,
         text: &str,
         retry_after: Option<Duration>,
         now: i64,
     ) -> SendOutcome {
-        let to_send: usize = prepared.streams.iter().map(|s| s.entries.len()).sum();
+        let to_send = prepared.entries();
         let short = |text: &str| text.trim_end().chars().take(500).collect::<String>();
         match code {
             260 => SendOutcome::Retry {
@@ -79,7 +79,7 @@ impl LokiSink {
             },
             200..=299 => {
                 metrics::SENT_ENTRIES.add(to_send as u64, &self.attrs);
-                partial_or_delivered(prepared.rejected)
+                partial_or_delivered(prepared.rejected.clone())
             }
             400 => {
                 let answer = parse_400(text);
@@ -88,10 +88,10 @@ impl LokiSink {
                         detail: short(text),
                     };
                 }
-                let mut rejected = self.reconcile(events, &prepared, &answer, text, now);
+                let mut rejected = self.reconcile(events, prepared, &answer, text, now);
                 metrics::SENT_ENTRIES
                     .add(to_send.saturating_sub(rejected.len()) as u64, &self.attrs);
-                rejected.extend(prepared.rejected);
+                rejected.extend(prepared.rejected.iter().cloned());
                 SendOutcome::Partial { rejected }
             }
             413 => SendOutcome::TooLarge {
@@ -470,7 +470,7 @@ mod tests {
         let all: Vec<usize> = (0..events.len()).collect();
         let now = C + 3_600 * SECOND;
         let prepared = sink.prepare(events, &all, now);
-        match sink.classify(events, prepared, 400, body, None, now) {
+        match sink.classify(events, &prepared, 400, body, None, now) {
             SendOutcome::Partial { rejected } => rejected.into_iter().map(|r| r.index).collect(),
             other => panic!("{other:?}"),
         }
@@ -562,7 +562,7 @@ mod tests {
         let all = [0, 1];
         let classify = |code, body: &str| {
             let prepared = sink.prepare(&events, &all, C);
-            sink.classify(&events, prepared, code, body, None, C)
+            sink.classify(&events, &prepared, code, body, None, C)
         };
         assert!(matches!(
             classify(

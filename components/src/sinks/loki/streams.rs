@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::HeaderValue;
 
 use super::config::LineTooLong;
 use super::metrics;
@@ -16,9 +15,6 @@ use super::timestamps::{self, Verdict};
 use crate::config::valid_label_name;
 use crate::dispatcher::Rejected;
 use crate::event::{LogEvent, now_ns};
-
-/// A tenant (`None`: no header) and the indexes of its events in a batch.
-pub(super) type TenantGroup = (Option<HeaderValue>, Vec<usize>);
 
 /// One stream of the push being built.
 pub(super) struct StreamBuild {
@@ -79,7 +75,44 @@ pub(super) struct Prepared {
     pub(super) streams: Vec<StreamBuild>,
     /// Events not sent: (index, reason, detail).
     pub(super) rejected: Vec<Rejected>,
-    pub(super) dropped: usize,
+    /// What the guards did, counted once per request (see [`LokiSink::count_guarded`]).
+    pub(super) guarded: Guarded,
+}
+
+/// What the line and timestamp guards did to one push.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Guarded {
+    /// Too old, under `policy: drop`.
+    pub(super) dropped_too_old: u64,
+    /// Too long, under `line_too_long: drop`.
+    pub(super) dropped_too_long: u64,
+    pub(super) truncated: u64,
+    pub(super) clamped: u64,
+}
+
+impl Prepared {
+    /// Entries to send.
+    pub(super) fn entries(&self) -> usize {
+        self.streams.iter().map(|s| s.entries.len()).sum()
+    }
+
+    /// Whether Loki would now refuse an entry this push was built to send: a cutoff learned
+    /// (or moved on with time) since is past a stream's oldest entry.
+    pub(super) fn stale(
+        &self,
+        learner: &timestamps::Learner,
+        ttl: std::time::Duration,
+        now: i64,
+    ) -> bool {
+        self.streams.iter().any(|stream| {
+            let Some(oldest) = stream.entries.first() else {
+                return false;
+            };
+            learner
+                .cutoff(&stream.labels_text, now, ttl)
+                .is_some_and(|cutoff| cutoff > oldest.timestamp_ns)
+        })
+    }
 }
 
 impl LokiSink {
@@ -110,10 +143,7 @@ impl LokiSink {
         let mut by_text: HashMap<String, usize> = HashMap::new();
         let mut streams: Vec<StreamBuild> = Vec::new();
         let mut rejected = Vec::new();
-        let mut dropped = 0;
-        let mut too_long_dropped = 0;
-        let mut truncated = 0u64;
-        let mut clamped = 0u64;
+        let mut guarded = Guarded::default();
         let max_line = self.config.max_line_size;
         // Events of one file come in runs: the previous event's stream is checked first.
         let mut last: Option<((usize, usize, usize), usize)> = None;
@@ -191,7 +221,7 @@ impl LokiSink {
                 match self.config.line_too_long {
                     LineTooLong::Truncate => {
                         line_len = cut_point(&event.line, max_line);
-                        truncated += 1;
+                        guarded.truncated += 1;
                     }
                     LineTooLong::Dlq => {
                         rejected.push(Rejected {
@@ -204,7 +234,7 @@ impl LokiSink {
                         continue;
                     }
                     LineTooLong::Drop => {
-                        too_long_dropped += 1;
+                        guarded.dropped_too_long += 1;
                         continue;
                     }
                 }
@@ -219,7 +249,7 @@ impl LokiSink {
                     timestamp_ns,
                     clamped: was_clamped,
                 } => {
-                    clamped += u64::from(was_clamped);
+                    guarded.clamped += u64::from(was_clamped);
                     stream.entries.push(SendEntry {
                         index,
                         timestamp_ns,
@@ -232,19 +262,7 @@ impl LokiSink {
                     reason: RejectReason::TooOld.as_str(),
                     detail: "older than the oldest timestamp Loki accepts (learned)".to_string(),
                 }),
-                Verdict::Drop => dropped += 1,
-            }
-        }
-        if clamped > 0 {
-            metrics::TIMESTAMP_CLAMPED.add(clamped, &self.attrs);
-        }
-        if truncated > 0 || too_long_dropped > 0 {
-            let component = crate::telemetry::ComponentAttrs::new(&self.key);
-            if truncated > 0 {
-                crate::telemetry::LINES_TRUNCATED.add(truncated, &component.component);
-            }
-            if too_long_dropped > 0 {
-                component.dropped(too_long_dropped, "line_too_long");
+                Verdict::Drop => guarded.dropped_too_old += 1,
             }
         }
         for stream in &mut streams {
@@ -253,7 +271,34 @@ impl LokiSink {
         Prepared {
             streams,
             rejected,
-            dropped,
+            guarded,
+        }
+    }
+
+    /// Counts what the guards did to a push; for a push rebuilt, only what they did more than
+    /// to the push it replaces (each event is counted once however often it is rebuilt).
+    pub(super) fn count_guarded(&self, guarded: Guarded, replaced: Option<Guarded>) {
+        let before = replaced.unwrap_or_default();
+        let more = |now: u64, then: u64| now.saturating_sub(then);
+        let clamped = more(guarded.clamped, before.clamped);
+        if clamped > 0 {
+            metrics::TIMESTAMP_CLAMPED.add(clamped, &self.attrs);
+        }
+        let truncated = more(guarded.truncated, before.truncated);
+        let too_long = more(guarded.dropped_too_long, before.dropped_too_long);
+        let too_old = more(guarded.dropped_too_old, before.dropped_too_old);
+        if truncated + too_long + too_old == 0 {
+            return;
+        }
+        let component = crate::telemetry::ComponentAttrs::new(&self.key);
+        if truncated > 0 {
+            crate::telemetry::LINES_TRUNCATED.add(truncated, &component.component);
+        }
+        if too_long > 0 {
+            component.dropped(too_long as usize, "line_too_long");
+        }
+        if too_old > 0 {
+            component.dropped(too_old as usize, "timestamp_too_old");
         }
     }
 }

@@ -1,12 +1,18 @@
-//! The dispatcher: one per sink. It batches what arrives on the sink's queue, runs up to
-//! `worker_count` sends at once, retries with exponential backoff, and settles every batch's
-//! acknowledgements.
+//! The dispatcher: one per sink. It batches what arrives on the sink's queue, one partition
+//! per batch, runs up to `worker_count` sends at once, retries with exponential backoff per
+//! partition, and settles every batch's acknowledgements.
 //!
 //! Guarantees:
-//! - A batch holds at most `batch_size` events and, unless a single event is larger,
-//!   at most `batch_max_bytes`; a partial batch is sent `batch_timeout` after its first event.
-//! - Events of one input batch keep their order; with `worker_count > 1` whole batches may
-//!   complete out of order (acknowledgements are ordered by the sources, not here).
+//! - A batch holds events of one partition (for Loki: one tenant), at most `batch_size` events
+//!   and, unless a single event is larger, at most `batch_max_bytes`; a partial batch is sent
+//!   `batch_timeout` after its first event.
+//! - A sink's request is built once per batch and resent as it is on retries.
+//! - Partitions back off on their own: while a batch of one partition waits to be retried, no
+//!   other batch of that partition is sent, and batches of the other partitions are (its wait
+//!   holds no worker). A partitioned sink keeps reading its queue meanwhile, holding at most
+//!   `queue_size` events for partitions that back off; then backpressure reaches the sources.
+//! - Events of one partition keep their order within a batch; with `worker_count > 1` whole
+//!   batches may complete out of order (acknowledgements are ordered by the sources, not here).
 //! - Every batch ends in exactly one of: delivered (acknowledged `Delivered`); a final failure
 //!   (non-retriable outcome or retries exhausted) kept in the sink's dead-letter queue
 //!   (acknowledged `Delivered`: the events are safe on disk); or, without a dead-letter queue or
@@ -24,216 +30,40 @@
 //! - `worker_count`, `batch_size` and `batch_timeout` follow the live settings channel; the other
 //!   settings are fixed for the dispatcher's life.
 
+mod backoff;
+mod batcher;
+mod config;
+mod deliver;
+mod service;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use opentelemetry::KeyValue;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::ack::{BatchStatus, Finalizers};
-use crate::config::{ConfigError, duration, join_path};
-use crate::event::{EventBatch, LogEvent};
-use crate::queue::{QueueReceiver, WhenFull};
-use crate::telemetry::{self, ComponentAttrs, HealthHandle, LogThrottle};
+pub use config::DispatcherConfig;
+pub use service::{
+    DeadLetter, DeadLetterError, PartitionKey, Rejected, SendOutcome, SinkRequest, SinkService,
+    send_once,
+};
 
-/// Tuning of one sink's dispatcher. The global `dispatcher:` block sets the defaults; a sink's own
-/// `dispatcher:` block overrides any of them for that sink.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DispatcherConfig {
-    /// Capacity of the sink's queue, in events. Restart required to change.
-    pub queue_size: usize,
-    /// What a full queue does: `block` (backpressure to the sources) or `drop_newest` (counted).
-    pub when_full: WhenFull,
-    /// Sends in flight at once. Hot-reloadable.
-    pub worker_count: usize,
-    /// Most events in one batch. Hot-reloadable.
-    pub batch_size: usize,
-    /// Most bytes (lines plus labels) in one batch.
-    pub batch_max_bytes: usize,
-    /// How long a partial batch waits for more events before it is sent. Hot-reloadable.
-    #[serde(with = "duration")]
-    pub batch_timeout: Duration,
-    /// Limit on one send attempt; a timed-out attempt is retried.
-    #[serde(with = "duration")]
-    pub send_timeout: Duration,
-    /// Retries after the first attempt before a batch is a final failure.
-    pub max_retries: u32,
-    /// Delay before the first retry.
-    #[serde(with = "duration")]
-    pub retry_base_delay: Duration,
-    /// Factor by which the delay grows with each retry.
-    pub retry_multiplier: f32,
-    /// Largest delay between retries (before jitter).
-    #[serde(with = "duration")]
-    pub retry_max_delay: Duration,
-    /// Adds a random 0-100% to each delay so many senders do not retry in step.
-    pub retry_jitter: bool,
-}
+use backoff::Backoffs;
+use batcher::{Batcher, Ready};
+use deliver::Delivery;
 
-impl Default for DispatcherConfig {
-    fn default() -> Self {
-        Self {
-            queue_size: 50_000,
-            when_full: WhenFull::Block,
-            worker_count: 4,
-            batch_size: 1_000,
-            batch_max_bytes: 1024 * 1024,
-            batch_timeout: Duration::from_secs(1),
-            send_timeout: Duration::from_secs(30),
-            max_retries: 10,
-            retry_base_delay: Duration::from_millis(500),
-            retry_multiplier: 2.0,
-            retry_max_delay: Duration::from_secs(30),
-            retry_jitter: true,
-        }
-    }
-}
+use crate::queue::QueueReceiver;
+use crate::telemetry::{ComponentAttrs, HealthHandle, LogThrottle};
 
-impl DispatcherConfig {
-    /// Keys that change on a live reload; every other key needs a restart.
-    pub const HOT_RELOADABLE: &'static [&'static str] =
-        &["worker_count", "batch_size", "batch_timeout"];
+/// How often "kept in the dead-letter queue" is logged while it goes on.
+const DEAD_LETTER_LOG_EVERY: Duration = Duration::from_secs(10);
 
-    /// Value checks serde cannot express.
-    pub fn validate(&self, prefix: &str) -> Vec<ConfigError> {
-        let mut errors = Vec::new();
-        let mut at_least_one = |key: &str, value: usize| {
-            if value == 0 {
-                errors.push(
-                    ConfigError::new(join_path(prefix, key), "must be at least 1")
-                        .with_hint("remove the key to use the default"),
-                );
-            }
-        };
-        at_least_one("queue_size", self.queue_size);
-        at_least_one("worker_count", self.worker_count);
-        at_least_one("batch_size", self.batch_size);
-        at_least_one("batch_max_bytes", self.batch_max_bytes);
-        if self.queue_size > u32::MAX as usize {
-            errors.push(ConfigError::new(
-                join_path(prefix, "queue_size"),
-                format!("must be at most {}", u32::MAX),
-            ));
-        }
-        if self.send_timeout.is_zero() {
-            errors.push(ConfigError::new(
-                join_path(prefix, "send_timeout"),
-                "must be longer than 0s",
-            ));
-        }
-        if self.retry_multiplier.is_nan() || self.retry_multiplier < 1.0 {
-            errors.push(
-                ConfigError::new(join_path(prefix, "retry_multiplier"), "must be 1.0 or more")
-                    .with_hint("delays grow by this factor; 2.0 doubles them"),
-            );
-        }
-        if self.retry_max_delay < self.retry_base_delay {
-            errors.push(ConfigError::new(
-                join_path(prefix, "retry_max_delay"),
-                "must not be shorter than retry_base_delay",
-            ));
-        }
-        errors
-    }
-
-    fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
-        let builder = ExponentialBuilder::default()
-            .with_min_delay(self.retry_base_delay)
-            .with_max_delay(self.retry_max_delay)
-            .with_factor(self.retry_multiplier)
-            .with_max_times(self.max_retries as usize);
-        if self.retry_jitter {
-            builder.with_jitter().build()
-        } else {
-            builder.build()
-        }
-    }
-}
-
-/// One event of a batch the destination refused for good, with why.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Rejected {
-    /// Index of the event in the batch that was sent.
-    pub index: usize,
-    pub reason: &'static str,
-    pub detail: String,
-}
-
-/// What became of one send attempt, as the sink classifies it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SendOutcome {
-    /// Stored by the destination.
-    Delivered,
-    /// Stored, except the listed events, which must not be resent as they are (Loki's partial
-    /// 400, or events the sink would not send): they go to the failure path.
-    Partial { rejected: Vec<Rejected> },
-    /// The request was too large (413): the dispatcher splits the batch and sends the halves.
-    TooLarge { detail: String },
-    /// Not stored, may succeed later (timeouts, 5xx, 429). `retry_after` is the destination's own
-    /// wish and lengthens the backoff delay.
-    Retry {
-        reason: &'static str,
-        detail: String,
-        retry_after: Option<Duration>,
-    },
-    /// Not stored and never will be by resending (malformed request, 4xx).
-    Failed {
-        reason: &'static str,
-        detail: String,
-    },
-}
-
-/// A sink: turns a batch into one request and classifies the result.
-///
-/// Implementations must be cancel-safe (the dispatcher drops a send that exceeds
-/// `send_timeout`) and must not assume a batch is sent only once.
-pub trait SinkService: Send + Sync + 'static {
-    fn send<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, SendOutcome>;
-
-    /// Called once after the last batch, before shutdown completes (flush buffers).
-    fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
-    }
-}
-
-/// Why a dead-letter queue did not keep events.
-#[derive(Debug, thiserror::Error)]
-pub enum DeadLetterError {
-    /// The process is stopping and the queue could not take the events (full, or failing
-    /// writes): they stay unacknowledged and are read again after a restart.
-    #[error("dead-letter queue unavailable at shutdown: {0}")]
-    Stopping(String),
-    /// The queue can never take these events (a record that cannot be encoded).
-    #[error("dead-letter queue refused the events: {0}")]
-    Refused(String),
-}
-
-/// Where events that can never be delivered go: a durable dead-letter queue.
-pub trait DeadLetter: Send + Sync + 'static {
-    /// Stores `events` durably with why they failed. `Ok` means the events are safe and count
-    /// as handled for their sources; `Err` means they are not (the caller acknowledges them as
-    /// `Errored`, so sources keep them for a restart).
-    ///
-    /// While the queue cannot be written (a full disk, a full queue under `when_full: block`),
-    /// implementations wait and retry rather than fail: the caller's batch stays in flight,
-    /// which is the backpressure. They give up only at shutdown ([`DeadLetterError::Stopping`]).
-    fn store<'a>(
-        &'a self,
-        events: Vec<&'a LogEvent>,
-        reason: &'a str,
-        detail: &'a str,
-    ) -> BoxFuture<'a, Result<(), DeadLetterError>>;
-}
+type InFlight = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Runs one sink.
 pub struct Dispatcher {
@@ -242,14 +72,7 @@ pub struct Dispatcher {
     settings: watch::Receiver<DispatcherConfig>,
     health: HealthHandle,
     dead_letter: Option<Arc<dyn DeadLetter>>,
-    /// One line per this while batches keep going to the dead-letter queue.
-    dead_letter_log: Arc<std::sync::Mutex<LogThrottle>>,
 }
-
-/// How often "kept in the dead-letter queue" is logged while it goes on.
-const DEAD_LETTER_LOG_EVERY: Duration = Duration::from_secs(10);
-
-type InFlight = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl Dispatcher {
     pub fn new(
@@ -264,9 +87,6 @@ impl Dispatcher {
             settings,
             health,
             dead_letter: None,
-            dead_letter_log: Arc::new(std::sync::Mutex::new(LogThrottle::new(
-                DEAD_LETTER_LOG_EVERY,
-            ))),
         }
     }
 
@@ -279,26 +99,62 @@ impl Dispatcher {
     /// Drains `input` into the sink until the queue closes and every batch is settled.
     pub async fn run(mut self, mut input: QueueReceiver) {
         let mut config = self.settings.borrow_and_update().clone();
+        let backoffs = Arc::new(Backoffs::default());
+        let delivery = Arc::new(Delivery {
+            service: self.service.clone(),
+            attrs: self.attrs.clone(),
+            health: self.health.clone(),
+            dead_letter: self.dead_letter.clone(),
+            dead_letter_log: Mutex::new(LogThrottle::new(DEAD_LETTER_LOG_EVERY)),
+            backoffs: backoffs.clone(),
+        });
+        let service = self.service.clone();
+        let partitioned: Option<&dyn SinkService> =
+            service.partitioned().then_some(service.as_ref());
         let mut batcher = Batcher::default();
-        let mut ready: VecDeque<EventBatch> = VecDeque::new();
+        let mut ready: VecDeque<Ready> = VecDeque::new();
+        // Events in `ready`: waiting for a worker, or for their partition to stop backing off.
+        let mut ready_events = 0usize;
         let mut inflight: FuturesUnordered<InFlight> = FuturesUnordered::new();
         let mut input_open = true;
         let mut settings_open = true;
 
         loop {
-            while inflight.len() < config.worker_count {
-                match ready.pop_front() {
-                    Some(batch) => inflight.push(Box::pin(self.deliver(batch, &config))),
-                    None => break,
-                }
+            let (parked_batches, parked_events) = backoffs.parked();
+            while inflight.len().saturating_sub(parked_batches) < config.worker_count {
+                let Some(next) = backoffs.next_sendable(&ready) else {
+                    break;
+                };
+                let Some(Ready { partition, batch }) = ready.remove(next) else {
+                    break;
+                };
+                ready_events -= batch.len();
+                inflight.push(Box::pin(delivery.clone().deliver(
+                    partition,
+                    batch,
+                    config.clone(),
+                )));
             }
             if !input_open && batcher.is_empty() && ready.is_empty() && inflight.is_empty() {
                 break;
             }
-            let deadline = batcher.deadline;
+            // Read more only while no batch that could be sent waits for a worker: that is how
+            // backpressure reaches the queue and from there the sources. Batches held for a
+            // partition backing off let a partitioned sink read on (the next events may be
+            // another partition's), up to `queue_size` events.
+            let readable = if ready.is_empty() {
+                true
+            } else {
+                partitioned.is_some()
+                    && backoffs.next_sendable(&ready).is_none()
+                    && ready_events + parked_events < config.queue_size
+            };
+            let deadline = batcher.deadline();
+            let before = ready.len();
             tokio::select! {
                 biased;
                 Some(()) = inflight.next(), if !inflight.is_empty() => {}
+                () = backoffs.changed() => {}
                 changed = self.settings.changed(), if settings_open => {
                     if changed.is_ok() {
                         let next = self.settings.borrow_and_update().clone();
@@ -316,245 +172,25 @@ impl Dispatcher {
                         settings_open = false;
                     }
                 }
-                // Only read more while no full batch is waiting for a worker: that is how
-                // backpressure reaches the queue and from there the sources.
-                received = input.recv(), if input_open && ready.is_empty() => match received {
-                    Some(batch) => batcher.push(batch, &config, &mut ready),
+                received = input.recv(), if input_open && readable => match received {
+                    Some(batch) => batcher.push(batch, &config, partitioned, &mut ready),
                     None => {
                         input_open = false;
-                        batcher.flush(&mut ready);
+                        batcher.flush_all(&mut ready);
                     }
                 },
                 () = sleep_until_or_forever(deadline), if deadline.is_some() => {
-                    batcher.flush(&mut ready);
+                    batcher.flush_due(Instant::now(), &mut ready);
                 }
             }
+            ready_events += ready
+                .iter()
+                .skip(before)
+                .map(|r| r.batch.len())
+                .sum::<usize>();
         }
         self.service.close().await;
     }
-
-    fn deliver(
-        &self,
-        batch: EventBatch,
-        config: &DispatcherConfig,
-    ) -> impl Future<Output = ()> + Send + use<> {
-        let service = self.service.clone();
-        let attrs = self.attrs.clone();
-        let health = self.health.clone();
-        let dead_letter = self.dead_letter.clone();
-        let dead_letter_log = self.dead_letter_log.clone();
-        let send_timeout = config.send_timeout;
-        let config = config.clone();
-        async move {
-            telemetry::BATCH_SIZE.record(batch.len() as f64, &attrs.sink);
-            let settler = Settler {
-                attrs: &attrs,
-                health: &health,
-                dead_letter: dead_letter.as_deref(),
-                log: &dead_letter_log,
-            };
-            // Batches still to send; a 413 replaces one with its two halves.
-            let mut work = vec![batch];
-            while let Some(batch) = work.pop() {
-                let mut backoff = config.backoff();
-                let mut batch = batch;
-                let status = loop {
-                    let started = Instant::now();
-                    let outcome =
-                        match tokio::time::timeout(send_timeout, service.send(&batch)).await {
-                            Ok(outcome) => outcome,
-                            Err(_) => SendOutcome::Retry {
-                                reason: "timeout",
-                                detail: format!("no answer within send_timeout ({send_timeout:?})"),
-                                retry_after: None,
-                            },
-                        };
-                    let label = match &outcome {
-                        SendOutcome::Delivered => "delivered",
-                        SendOutcome::Partial { .. } => "partial",
-                        SendOutcome::TooLarge { .. } => "too_large",
-                        SendOutcome::Retry { .. } => "retry",
-                        SendOutcome::Failed { .. } => "failed",
-                    };
-                    telemetry::SEND_DURATION.record(
-                        started.elapsed().as_secs_f64(),
-                        &[attrs.sink[0].clone(), KeyValue::new("outcome", label)],
-                    );
-                    match outcome {
-                        SendOutcome::Delivered => {
-                            health.healthy();
-                            attrs.processed(batch.len());
-                            break Some(BatchStatus::Delivered);
-                        }
-                        SendOutcome::Partial { rejected } => {
-                            break Some(settler.partial(&batch.events, &rejected).await);
-                        }
-                        SendOutcome::TooLarge { detail } => {
-                            if batch.len() > 1 {
-                                let EventBatch {
-                                    mut events,
-                                    finalizers,
-                                } = std::mem::take(&mut batch);
-                                let second = events.split_off(events.len() / 2);
-                                tracing::info!(
-                                    sink = %attrs.key(),
-                                    events = events.len() + second.len(),
-                                    "Request too large; splitting the batch in two."
-                                );
-                                work.push(EventBatch::new(second, finalizers.clone()));
-                                work.push(EventBatch::new(events, finalizers));
-                                // The halves carry the obligations now.
-                                break None;
-                            }
-                            let list: Vec<&LogEvent> = batch.events.iter().collect();
-                            break Some(settler.failed(list, "too_large", &detail).await);
-                        }
-                        SendOutcome::Retry {
-                            reason,
-                            detail,
-                            retry_after,
-                        } => {
-                            attrs.error(reason);
-                            health.unhealthy(format!("{reason}: {detail}"));
-                            let Some(delay) = backoff.next() else {
-                                let list: Vec<&LogEvent> = batch.events.iter().collect();
-                                break Some(
-                                    settler.failed(list, "retries_exhausted", &detail).await,
-                                );
-                            };
-                            let delay = retry_after.map_or(delay, |after| after.max(delay));
-                            telemetry::RETRIES.add(1, &attrs.sink);
-                            tracing::warn!(
-                                sink = %attrs.key(),
-                                reason,
-                                error = %detail,
-                                retry_in = ?delay,
-                                events = batch.len(),
-                                "Send failed; retrying."
-                            );
-                            tokio::time::sleep(delay).await;
-                        }
-                        SendOutcome::Failed { reason, detail } => {
-                            // Refused for good: resending cannot help, and the sink is not
-                            // doing its job (wrong endpoint, credentials, tenant).
-                            health.unhealthy(format!("{reason}: {detail}"));
-                            let list: Vec<&LogEvent> = batch.events.iter().collect();
-                            break Some(settler.failed(list, reason, &detail).await);
-                        }
-                    }
-                };
-                if let Some(status) = status {
-                    batch.finalizers.settle(status);
-                }
-            }
-        }
-    }
-}
-
-/// Settles what a send did not deliver.
-struct Settler<'a> {
-    attrs: &'a ComponentAttrs,
-    health: &'a HealthHandle,
-    dead_letter: Option<&'a dyn DeadLetter>,
-    log: &'a std::sync::Mutex<LogThrottle>,
-}
-
-impl Settler<'_> {
-    /// A partial success: the rejected events go to the failure path, the rest count as
-    /// delivered. Returns the batch's status.
-    async fn partial(&self, events: &[LogEvent], rejected: &[Rejected]) -> BatchStatus {
-        let groups = group_rejected(events, rejected);
-        let failed: usize = groups.iter().map(|(_, _, list)| list.len()).sum();
-        if failed > 0 && failed == events.len() {
-            let detail = groups.first().map_or("", |(_, detail, _)| detail.as_str());
-            self.health.unhealthy(format!(
-                "every entry of the last push was refused: {detail}"
-            ));
-        } else {
-            self.health.healthy();
-        }
-        self.attrs.processed(events.len().saturating_sub(failed));
-        let mut status = BatchStatus::Delivered;
-        for (reason, detail, list) in groups {
-            status = status.max(self.failed(list, reason, &detail).await);
-        }
-        status
-    }
-
-    /// Events that will never be delivered: to the dead-letter queue when there is one (then
-    /// they count as handled), else logged at error level and counted as dropped; `Errored`
-    /// then, so sources do not commit past them.
-    async fn failed(
-        &self,
-        events: Vec<&LogEvent>,
-        reason: &'static str,
-        detail: &str,
-    ) -> BatchStatus {
-        let count = events.len();
-        self.attrs.error(reason);
-        if let Some(dead_letter) = self.dead_letter {
-            match dead_letter.store(events, reason, detail).await {
-                Ok(()) => {
-                    let held_back = match self.log.lock() {
-                        Ok(mut log) => log.ready(),
-                        Err(poisoned) => poisoned.into_inner().ready(),
-                    };
-                    if let Some(held_back) = held_back {
-                        tracing::warn!(
-                            sink = %self.attrs.key(),
-                            reason,
-                            error = %detail,
-                            events = count,
-                            batches_since_last_report = held_back,
-                            "Events not deliverable; kept in the dead-letter queue (dlq_entries_total counts them all)."
-                        );
-                    }
-                    return BatchStatus::Delivered;
-                }
-                Err(error) => {
-                    tracing::error!(
-                        sink = %self.attrs.key(),
-                        reason,
-                        %error,
-                        events = count,
-                        "Events not kept in the dead-letter queue; they stay unacknowledged and are read again after a restart."
-                    );
-                }
-            }
-        } else {
-            tracing::error!(
-                sink = %self.attrs.key(),
-                reason,
-                error = %detail,
-                events = count,
-                "Events not delivered and no dead-letter queue; they are lost to this sink."
-            );
-        }
-        self.attrs.dropped(count, reason);
-        BatchStatus::Errored
-    }
-}
-
-/// The rejected events grouped by reason (first detail kept), each event once.
-fn group_rejected<'a>(
-    events: &'a [LogEvent],
-    rejected: &[Rejected],
-) -> Vec<(&'static str, String, Vec<&'a LogEvent>)> {
-    let mut groups: Vec<(&'static str, String, Vec<&LogEvent>)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for r in rejected {
-        let Some(event) = events.get(r.index) else {
-            continue;
-        };
-        if !seen.insert(r.index) {
-            continue;
-        }
-        match groups.iter_mut().find(|(reason, _, _)| *reason == r.reason) {
-            Some((_, _, list)) => list.push(event),
-            None => groups.push((r.reason, r.detail.clone(), vec![event])),
-        }
-    }
-    groups
 }
 
 async fn sleep_until_or_forever(deadline: Option<Instant>) {
@@ -564,109 +200,16 @@ async fn sleep_until_or_forever(deadline: Option<Instant>) {
     }
 }
 
-/// Collects events into batches of the configured size.
-#[derive(Default)]
-struct Batcher {
-    events: Vec<LogEvent>,
-    bytes: usize,
-    finalizers: Finalizers,
-    deadline: Option<Instant>,
-}
-
-impl Batcher {
-    fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-
-    fn push(
-        &mut self,
-        batch: EventBatch,
-        config: &DispatcherConfig,
-        ready: &mut VecDeque<EventBatch>,
-    ) {
-        let EventBatch {
-            events,
-            mut finalizers,
-        } = batch;
-        if events.is_empty() {
-            // Nothing in it to deliver.
-            finalizers.settle(BatchStatus::Delivered);
-            return;
-        }
-        if self.events.is_empty() {
-            self.deadline = Some(Instant::now() + config.batch_timeout);
-        }
-        let incoming_bytes: usize = events.iter().map(LogEvent::estimated_bytes).sum();
-        if self.events.len() + events.len() <= config.batch_size
-            && self.bytes + incoming_bytes <= config.batch_max_bytes
-        {
-            // The common case: the whole input batch fits.
-            if self.events.is_empty() {
-                self.events = events;
-            } else {
-                self.events.extend(events);
-            }
-            self.bytes += incoming_bytes;
-            self.finalizers.merge(finalizers);
-            if self.events.len() >= config.batch_size || self.bytes >= config.batch_max_bytes {
-                self.flush(ready);
-            }
-            return;
-        }
-        self.finalizers.merge(finalizers.clone());
-        for event in events {
-            let size = event.estimated_bytes();
-            if !self.events.is_empty() && self.bytes + size > config.batch_max_bytes {
-                self.flush_keeping(ready, &finalizers);
-            }
-            if self.events.is_empty() && self.deadline.is_none() {
-                // The first event of a new batch starts its timeout.
-                self.deadline = Some(Instant::now() + config.batch_timeout);
-            }
-            self.bytes += size;
-            self.events.push(event);
-            if self.events.len() >= config.batch_size || self.bytes >= config.batch_max_bytes {
-                self.flush_keeping(ready, &finalizers);
-            }
-        }
-        if self.events.is_empty() {
-            // Cut exactly at the end: the copy taken for the next batch holds no events.
-            self.finalizers.settle(BatchStatus::Delivered);
-            self.deadline = None;
-        }
-        // Every event now travels with a copy of `finalizers`; this one has none of its own.
-        finalizers.settle(BatchStatus::Delivered);
-    }
-
-    /// Cuts a batch mid-input: the events still to come owe to `current` as well.
-    fn flush_keeping(&mut self, ready: &mut VecDeque<EventBatch>, current: &Finalizers) {
-        self.flush(ready);
-        // `flush` left an empty set behind: nothing is dropped unsettled here.
-        self.finalizers = current.clone();
-        self.deadline = None;
-    }
-
-    fn flush(&mut self, ready: &mut VecDeque<EventBatch>) {
-        if !self.events.is_empty() {
-            ready.push_back(EventBatch::new(
-                std::mem::take(&mut self.events),
-                std::mem::take(&mut self.finalizers),
-            ));
-        }
-        self.bytes = 0;
-        self.deadline = None;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::{BatchNotifier, Finalizers};
-    use crate::event::Labels;
-    use crate::queue::queue;
+    use crate::ack::{BatchNotifier, BatchStatus, Finalizers};
+    use crate::event::{EventBatch, Labels, LogEvent};
+    use crate::queue::{WhenFull, queue};
     use crate::telemetry::{ComponentKind, HealthRegistry};
     use bytes::Bytes;
-    use std::sync::Mutex;
+    use futures::future::BoxFuture;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     fn events(n: usize) -> Vec<LogEvent> {
         (0..n)
@@ -689,10 +232,29 @@ mod tests {
     struct ScriptedSink {
         script: Mutex<VecDeque<SendOutcome>>,
         sent: Mutex<Vec<usize>>,
+        requests_built: Mutex<usize>,
     }
 
     impl SinkService for ScriptedSink {
-        fn send<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, SendOutcome> {
+        fn request(
+            &self,
+            batch: &EventBatch,
+            _partition: &PartitionKey,
+        ) -> Result<SinkRequest, SendOutcome> {
+            *self.requests_built.lock().unwrap() += 1;
+            Ok(SinkRequest::new(batch.len()))
+        }
+
+        fn send<'a>(
+            &'a self,
+            batch: &'a EventBatch,
+            request: &'a mut SinkRequest,
+        ) -> BoxFuture<'a, SendOutcome> {
+            assert_eq!(
+                request.get::<usize>(),
+                Some(&batch.len()),
+                "built for this batch"
+            );
             let outcome = self
                 .script
                 .lock()
@@ -777,6 +339,11 @@ mod tests {
         run_with(sink.clone(), fast_config(), vec![batch]).await;
         assert_eq!(status.await, BatchStatus::Delivered);
         assert_eq!(sink.sent.lock().unwrap().len(), 3);
+        assert_eq!(
+            *sink.requests_built.lock().unwrap(),
+            1,
+            "a retry resends the request built for the first attempt"
+        );
     }
 
     #[tokio::test]
@@ -1064,7 +631,18 @@ mod tests {
         // A sink that never answers, and a dispatcher aborted as a shutdown timeout does.
         struct Hang;
         impl SinkService for Hang {
-            fn send<'a>(&'a self, _batch: &'a EventBatch) -> BoxFuture<'a, SendOutcome> {
+            fn request(
+                &self,
+                _batch: &EventBatch,
+                _partition: &PartitionKey,
+            ) -> Result<SinkRequest, SendOutcome> {
+                Ok(SinkRequest::new(()))
+            }
+            fn send<'a>(
+                &'a self,
+                _batch: &'a EventBatch,
+                _request: &'a mut SinkRequest,
+            ) -> BoxFuture<'a, SendOutcome> {
                 Box::pin(futures::future::pending())
             }
         }
@@ -1137,6 +715,199 @@ mod tests {
         run_with(sink.clone(), fast_config(), vec![batch]).await;
         assert_eq!(status.await, BatchStatus::Delivered);
         assert_eq!(*sink.sent.lock().unwrap(), vec![4, 2, 1, 1, 2]);
+        // One request per batch sent: each half gets its own.
+        assert_eq!(*sink.requests_built.lock().unwrap(), 5);
+    }
+
+    /// Partitions by the `tenant` label (when `partitioned`); tenant `a` is answered 429 until
+    /// `a_open`, every other push is stored. Records each send: partition and event times.
+    #[derive(Default)]
+    struct TenantSink {
+        partitioned: bool,
+        a_open: AtomicBool,
+        sent: Mutex<Vec<(String, Vec<i64>)>>,
+    }
+
+    impl SinkService for TenantSink {
+        fn partitioned(&self) -> bool {
+            self.partitioned
+        }
+
+        fn partition(&self, event: &LogEvent) -> PartitionKey {
+            event.labels.get("tenant").map(Arc::from)
+        }
+
+        fn request(
+            &self,
+            batch: &EventBatch,
+            partition: &PartitionKey,
+        ) -> Result<SinkRequest, SendOutcome> {
+            if self.partitioned {
+                assert!(batch.events.iter().all(|e| self.partition(e) == *partition));
+            }
+            Ok(SinkRequest::new(partition.clone()))
+        }
+
+        fn send<'a>(
+            &'a self,
+            batch: &'a EventBatch,
+            request: &'a mut SinkRequest,
+        ) -> BoxFuture<'a, SendOutcome> {
+            let tenant = batch.events[0]
+                .labels
+                .get("tenant")
+                .unwrap_or("")
+                .to_string();
+            let times = batch.events.iter().map(|e| e.timestamp_ns).collect();
+            let held = tenant == "a" && !self.a_open.load(Ordering::SeqCst);
+            if self.partitioned {
+                let partition = request.get::<PartitionKey>().unwrap().clone();
+                assert_eq!(partition.as_deref(), Some(tenant.as_str()));
+            }
+            self.sent.lock().unwrap().push((tenant, times));
+            Box::pin(async move {
+                if held {
+                    SendOutcome::Retry {
+                        reason: "http_429",
+                        detail: "ingestion rate limit exceeded".into(),
+                        retry_after: None,
+                    }
+                } else {
+                    SendOutcome::Delivered
+                }
+            })
+        }
+    }
+
+    fn tenant_events(tenant: &str, times: std::ops::Range<i64>) -> Vec<LogEvent> {
+        times
+            .map(|ts| LogEvent {
+                timestamp_ns: ts,
+                labels: Labels::new([("tenant", tenant)]),
+                ..events(1).remove(0)
+            })
+            .collect()
+    }
+
+    fn backing_off_config() -> DispatcherConfig {
+        DispatcherConfig {
+            // One worker: a batch waiting out its retry delay must not hold it.
+            worker_count: 1,
+            batch_size: 2,
+            max_retries: 1000,
+            retry_base_delay: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(1),
+            ..fast_config()
+        }
+    }
+
+    fn sends_of(sink: &TenantSink, tenant: &str) -> Vec<Vec<i64>> {
+        sink.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, times)| times.clone())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partition_backing_off_neither_delays_nor_resends_another() {
+        let sink = Arc::new(TenantSink {
+            partitioned: true,
+            ..Default::default()
+        });
+        let (settings_tx, settings) = watch::channel(backing_off_config());
+        let health = HealthRegistry::default().register("s", ComponentKind::Sink);
+        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let task = tokio::spawn(Dispatcher::new("s", sink.clone(), settings, health).run(rx));
+        let (a_notifier, a_status) = BatchNotifier::new_with_receiver();
+        // One input batch with both tenants: each gets its own batch.
+        let mut mixed = tenant_events("a", 0..2);
+        mixed.extend(tenant_events("b", 100..102));
+        tx.send(EventBatch::new(mixed, Finalizers::new(a_notifier)))
+            .await
+            .unwrap();
+        // Tenant a's second batch arrives while a backs off; then b's.
+        let (a2_notifier, a2_status) = BatchNotifier::new_with_receiver();
+        tx.send(EventBatch::new(
+            tenant_events("a", 2..4),
+            Finalizers::new(a2_notifier),
+        ))
+        .await
+        .unwrap();
+        let (b_notifier, b_status) = BatchNotifier::new_with_receiver();
+        tx.send(EventBatch::new(
+            tenant_events("b", 102..104),
+            Finalizers::new(b_notifier),
+        ))
+        .await
+        .unwrap();
+        // Paused time runs a's retries while the test waits: b must not wait for them.
+        assert_eq!(b_status.await, BatchStatus::Delivered);
+        assert_eq!(sends_of(&sink, "b"), vec![vec![100, 101], vec![102, 103]]);
+        let a_sends = sends_of(&sink, "a");
+        assert!(
+            a_sends.iter().all(|times| *times == vec![0, 1]),
+            "only a's first batch is sent while a backs off: {a_sends:?}"
+        );
+        tokio::pin!(a_status);
+        assert!(futures::poll!(a_status.as_mut()).is_pending());
+
+        sink.a_open.store(true, Ordering::SeqCst);
+        assert_eq!(a2_status.await, BatchStatus::Delivered);
+        // The mixed input batch is settled once a's part is stored as well.
+        assert_eq!(a_status.await, BatchStatus::Delivered);
+        let a_sends = sends_of(&sink, "a");
+        assert_eq!(a_sends.last(), Some(&vec![2, 3]));
+        assert_eq!(a_sends.iter().filter(|t| **t == vec![2, 3]).count(), 1);
+        // b's pushes were never resent.
+        assert_eq!(sends_of(&sink, "b").len(), 2);
+        drop(tx);
+        task.await.unwrap();
+        drop(settings_tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sink_without_partitions_sends_nothing_else_while_a_batch_backs_off() {
+        let sink = Arc::new(TenantSink::default());
+        let config = DispatcherConfig {
+            worker_count: 4,
+            ..backing_off_config()
+        };
+        let (settings_tx, settings) = watch::channel(config);
+        let health = HealthRegistry::default().register("s", ComponentKind::Sink);
+        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let task = tokio::spawn(Dispatcher::new("s", sink.clone(), settings, health).run(rx));
+        let (first, first_status) = BatchNotifier::new_with_receiver();
+        tx.send(EventBatch::new(
+            tenant_events("a", 0..2),
+            Finalizers::new(first),
+        ))
+        .await
+        .unwrap();
+        let (second, second_status) = BatchNotifier::new_with_receiver();
+        tx.send(EventBatch::new(
+            tenant_events("b", 2..4),
+            Finalizers::new(second),
+        ))
+        .await
+        .unwrap();
+        // Let the first batch be retried a few times (paused time advances by itself).
+        while sink.sent.lock().unwrap().len() < 5 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(
+            sends_of(&sink, "b").is_empty(),
+            "the whole sink backs off with its one partition"
+        );
+        sink.a_open.store(true, Ordering::SeqCst);
+        assert_eq!(first_status.await, BatchStatus::Delivered);
+        assert_eq!(second_status.await, BatchStatus::Delivered);
+        assert_eq!(sends_of(&sink, "b"), vec![vec![2, 3]]);
+        drop(tx);
+        task.await.unwrap();
+        drop(settings_tx);
     }
 
     #[test]
