@@ -43,7 +43,7 @@ pub static METRICS: &[&MetricDef] = &[
 
 /// Every metric the program exports.
 pub fn all_metrics() -> Vec<&'static MetricDef> {
-    let mut all = log_capturer_components::telemetry::all_metrics();
+    let mut all = log_capturer_components::registry::all_metrics();
     all.extend(METRICS.iter().copied());
     all
 }

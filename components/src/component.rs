@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use crate::config::{ConfigError, ConfigWarning};
 use crate::dispatcher::SinkService;
 use crate::event::{ComponentKey, EventBatch};
+use crate::telemetry::MetricDef;
 use crate::{BuildError, EventStream, SourceContext};
 
 /// What every component's configuration is.
@@ -36,6 +37,8 @@ pub trait Component:
     const TYPE: &'static str;
     /// Keys a reload applies while the component runs; changing any other key needs a restart.
     const HOT_RELOADABLE: &'static [&'static str] = &[];
+    /// The metrics this component type declares beyond the model's (see [`crate::telemetry`]).
+    const METRICS: &'static [&'static MetricDef] = &[];
 
     /// Checks serde cannot express, each error named by its key under `prefix`.
     fn validate(&self, _prefix: &str) -> Vec<ConfigError> {

@@ -26,6 +26,7 @@ use crate::component::{
 };
 use crate::config::{ConfigError, ConfigWarning, did_you_mean, join_path, parse_validated};
 use crate::dispatcher::SinkService;
+use crate::telemetry::MetricDef;
 use crate::{BuildError, EventStream, SourceContext};
 
 /// One registered component type.
@@ -33,6 +34,8 @@ pub struct Registration<C> {
     pub type_name: &'static str,
     /// Keys of this type a reload applies live.
     pub hot_reloadable: &'static [&'static str],
+    /// The metrics this type declares.
+    pub metrics: &'static [&'static MetricDef],
     parse: fn(&str, serde_json::Value) -> Result<C, Vec<ConfigError>>,
 }
 
@@ -64,6 +67,7 @@ pub const fn source<T: SourceComponent>() -> Registration<SourceConfig> {
     Registration {
         type_name: T::TYPE,
         hot_reloadable: T::HOT_RELOADABLE,
+        metrics: T::METRICS,
         parse: parse_as::<T, SourceConfig>,
     }
 }
@@ -73,6 +77,7 @@ pub const fn transform<T: TransformComponent>() -> Registration<TransformConfig>
     Registration {
         type_name: T::TYPE,
         hot_reloadable: T::HOT_RELOADABLE,
+        metrics: T::METRICS,
         parse: parse_as::<T, TransformConfig>,
     }
 }
@@ -82,6 +87,7 @@ pub const fn sink<T: SinkComponent>() -> Registration<SinkConfig> {
     Registration {
         type_name: T::TYPE,
         hot_reloadable: T::HOT_RELOADABLE,
+        metrics: T::METRICS,
         parse: parse_as::<T, SinkConfig>,
     }
 }
@@ -91,6 +97,31 @@ fn parse_as<T: Component, C: From<T>>(
     value: serde_json::Value,
 ) -> Result<C, Vec<ConfigError>> {
     parse_validated(prefix, value, T::validate).map(C::from)
+}
+
+/// Every metric the components declare: the model's, the dead-letter queue's, then each
+/// registered type's (each family once, however many types share it). The engine adds its own
+/// (`log_capturer::telemetry::METRICS`); docs/metrics.md is checked against the whole list.
+pub fn all_metrics() -> Vec<&'static MetricDef> {
+    let mut families: Vec<&'static [&'static MetricDef]> =
+        vec![crate::telemetry::METRICS, crate::dlq::METRICS];
+    let registered = SOURCES
+        .iter()
+        .map(|r| r.metrics)
+        .chain(TRANSFORMS.iter().map(|r| r.metrics))
+        .chain(SINKS.iter().map(|r| r.metrics));
+    for family in registered {
+        if !families.iter().any(|known| std::ptr::eq(*known, family)) {
+            families.push(family);
+        }
+    }
+    let mut all: Vec<&'static MetricDef> = Vec::new();
+    for def in families.into_iter().flatten().copied() {
+        if !all.iter().any(|known| known.name == def.name) {
+            all.push(def);
+        }
+    }
+    all
 }
 
 /// The type names of a kind, in registration order.

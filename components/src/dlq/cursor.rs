@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::queue::RecordId;
+use super::record::RecordId;
 use super::{CURSOR_FILE, CURSOR_VERSION};
 
 pub(super) const CURSOR_TMP: &str = "cursor.tmp";

@@ -102,7 +102,8 @@ use std::time::Duration;
 use crate::config::{ConfigError, join_path};
 
 pub use self::metrics::METRICS;
-pub use self::queue::{AppendOutcome, Dlq, DlqError, DlqStats, RecordId};
+pub use self::queue::{AppendOutcome, Dlq, DlqError, DlqStats};
+pub use self::record::RecordId;
 pub use self::record::{DlqEntry, DlqRecord};
 pub use self::sink::{QueueDeadLetter, SinkDlq};
 

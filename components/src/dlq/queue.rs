@@ -8,12 +8,12 @@ use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::archive::{Archive, ArchiveError, Evicted};
 use super::cursor::{CURSOR_TMP, Cursor, CursorDocument, read_cursor};
 use super::frame::*;
-use super::record::{DlqRecord, RecordSummary, WrittenAt};
+use super::record::{DlqRecord, RecordId, RecordSummary, WrittenAt};
 use super::{
     ARCHIVE_DIR, CURSOR_FILE, CURSOR_VERSION, DLQ_DIR, DlqConfig, DlqFullPolicy, now_rfc3339,
 };
@@ -95,19 +95,6 @@ pub struct DlqStats {
     /// Entries of refused records removed from the archive to keep it within
     /// `archive_max_bytes`, since open.
     pub refused_evicted: u64,
-}
-
-/// Where a record is: its segment's sequence and its frame's byte offset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct RecordId {
-    pub segment: u64,
-    pub offset: u64,
-}
-
-impl fmt::Display for RecordId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.segment, self.offset)
-    }
 }
 
 /// The dead-letter queue of one sink.

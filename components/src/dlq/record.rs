@@ -7,6 +7,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::LogEvent;
 
+/// Where a record is: its segment's sequence and its frame's byte offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RecordId {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+impl fmt::Display for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.segment, self.offset)
+    }
+}
+
 /// One log line of a dead-lettered batch.
 ///
 /// The line is kept byte for byte: as `"line"` when it is valid UTF-8 (readable with `jq`),

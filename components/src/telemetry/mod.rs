@@ -114,24 +114,6 @@ pub static METRICS: &[&MetricDef] = &[
     &LINES_TRUNCATED.def,
 ];
 
-/// Every metric the components declare: the model's, then each component family's. The
-/// engine adds its own (`log_capturer::telemetry::METRICS`).
-pub fn all_metrics() -> Vec<&'static MetricDef> {
-    let families: &[&[&MetricDef]] = &[
-        METRICS,
-        #[cfg(feature = "sources-file")]
-        crate::sources::file::metrics::METRICS,
-        #[cfg(feature = "sinks-loki")]
-        crate::sinks::loki::metrics::METRICS,
-        crate::dlq::METRICS,
-        crate::transforms::dedup::METRICS,
-    ];
-    families
-        .iter()
-        .flat_map(|family| family.iter().copied())
-        .collect()
-}
-
 /// Attribute sets of one component, built once so hot paths do not allocate them.
 #[derive(Clone, Debug)]
 pub struct ComponentAttrs {

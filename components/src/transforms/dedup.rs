@@ -68,6 +68,7 @@ impl Default for DedupConfig {
 
 impl Component for DedupConfig {
     const TYPE: &'static str = "dedup";
+    const METRICS: &'static [&'static crate::telemetry::MetricDef] = METRICS;
     /// Every setting applies live on reload (see [`Dedup::reconfigure`]).
     const HOT_RELOADABLE: &'static [&'static str] = &["cache_size", "ttl", "include_timestamp"];
 

@@ -385,6 +385,7 @@ fn base64(input: &str) -> String {
 
 impl crate::component::Component for LokiSinkConfig {
     const TYPE: &'static str = "loki";
+    const METRICS: &'static [&'static crate::telemetry::MetricDef] = super::metrics::METRICS;
 
     fn validate(&self, prefix: &str) -> Vec<ConfigError> {
         LokiSinkConfig::validate(self, prefix)

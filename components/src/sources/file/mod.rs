@@ -25,11 +25,17 @@
 //! - When positions cannot be saved for longer than `max(10 * flush_interval, 10s)`, reading
 //!   pauses (`position_backpressure` = 1) rather than widen the window of redelivery.
 
+mod discovery;
 mod fingerprint;
 pub mod lines;
 pub mod metrics;
+mod open_retry;
+mod outbox;
 pub mod positions;
 mod reader;
+mod rotation;
+mod tail;
+mod watcher;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -666,6 +672,7 @@ fn keep_store(
 
 impl crate::component::Component for FileSourceConfig {
     const TYPE: &'static str = "file";
+    const METRICS: &'static [&'static crate::telemetry::MetricDef] = metrics::METRICS;
 
     fn validate(&self, prefix: &str) -> Vec<ConfigError> {
         FileSourceConfig::validate(self, prefix)

@@ -1,0 +1,368 @@
+//! Following one file: opening it (within `max_open_files`), reading what it has, cutting
+//! lines and handing them to the outbox with the offset they reach.
+//!
+//! Guarantees:
+//! - A file is opened only if the descriptor still names the followed file (device, inode,
+//!   birth time); a path that names another file now is looked at afresh.
+//! - At most `max_open_files` files are open: the longest-idle file at its end is closed to
+//!   open another, and reopened where it was.
+//! - A read asks for what the file holds beyond the read position (at least 16 KiB), not the
+//!   whole buffer; at most 16 reads of one file per turn (fairness).
+//! - The offset a batch's token carries is just past its last whole line, with the marker of
+//!   the bytes before it, so a restart resumes exactly there and can check it is the same file.
+
+use std::fs::{File, Metadata};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::fingerprint::{self, Head, Marker, born_ns};
+use super::lines::LineSplitter;
+use super::positions::{FileKey, FilePosition};
+use super::reader::Reader;
+use super::{AckToken, Entry, metrics, now_rfc3339};
+use crate::event::{LogEvent, now_ns};
+
+/// Most reads of one file before the reader moves on to the next (fairness).
+const READS_PER_TURN: usize = 16;
+/// The smallest read asked of a regular file.
+const MIN_READ_BYTES: usize = 16 * 1024;
+
+/// One followed file.
+pub(super) struct Tracked {
+    pub(super) path: PathBuf,
+    pub(super) file: Option<File>,
+    /// Bytes read from the file so far (the partial line included).
+    pub(super) read_pos: u64,
+    /// Offset just past the last handled line: the `read_offset` of the positions.
+    pub(super) emitted: u64,
+    pub(super) buf: BytesMut,
+    pub(super) splitter: LineSplitter,
+    pub(super) head: Head,
+    /// Birth time, where the filesystem records one: tells a reused inode apart.
+    pub(super) born: Option<i64>,
+    /// The marker of `emitted`, kept for when the file is released.
+    pub(super) marker: Marker,
+    pub(super) epoch: u64,
+    pub(super) dirty: bool,
+    pub(super) at_eof: bool,
+    pub(super) last_activity: Instant,
+    /// Set when the file was renamed away or deleted: drain, then release.
+    pub(super) rotated: bool,
+}
+
+impl Reader {
+    pub(super) fn track(
+        &mut self,
+        path: &Path,
+        key: FileKey,
+        start: u64,
+        meta: &Metadata,
+        rotated: bool,
+    ) {
+        let file = File::open(path).ok().filter(|f| {
+            f.metadata()
+                .is_ok_and(|m| m.dev() == key.dev && m.ino() == key.inode)
+        });
+        self.track_open(path, key, start, meta, rotated, file);
+    }
+
+    /// Starts following a file, keeping `file` open when a descriptor slot is free.
+    pub(super) fn track_open(
+        &mut self,
+        path: &Path,
+        key: FileKey,
+        start: u64,
+        meta: &Metadata,
+        rotated: bool,
+        file: Option<File>,
+    ) {
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        let (head, marker) = match &file {
+            Some(file) => (Head::of(file, meta.len()), Marker::at(file, start)),
+            None => (
+                File::open(path).map_or_else(|_| Head::empty(), |f| Head::of(&f, meta.len())),
+                Marker::default(),
+            ),
+        };
+        let born = born_ns(meta);
+        let tracked = Tracked {
+            path: path.to_path_buf(),
+            file: None,
+            read_pos: start,
+            emitted: start,
+            buf: BytesMut::new(),
+            splitter: LineSplitter::new(
+                self.config.max_line_bytes,
+                self.config.oversize,
+                self.config.invalid_utf8,
+            ),
+            head,
+            born,
+            marker,
+            epoch,
+            dirty: true,
+            at_eof: false,
+            last_activity: Instant::now(),
+            rotated,
+        };
+        self.shared.with_table(|table| {
+            let entry = table.entry(key).or_insert_with(|| Entry {
+                position: FilePosition {
+                    path: path.to_path_buf(),
+                    dev: key.dev,
+                    inode: key.inode,
+                    born_ns: born,
+                    head_hash: head.hash,
+                    head_len: head.len as u32,
+                    read_offset: start,
+                    committed_offset: start,
+                    marker: 0,
+                    marker_len: 0,
+                    updated_at: now_rfc3339(),
+                },
+                epoch,
+                released: false,
+                frozen: false,
+            });
+            entry.epoch = epoch;
+            entry.released = false;
+            entry.position.path = path.to_path_buf();
+            entry.position.born_ns = born;
+            entry.position.head_hash = head.hash;
+            entry.position.head_len = head.len as u32;
+            entry.position.read_offset = start;
+            if entry.position.committed_offset > start || entry.frozen {
+                // Restarting below the committed offset (read again from 0): commit anew.
+                entry.position.committed_offset = start;
+                entry.position.marker = 0;
+                entry.position.marker_len = 0;
+                entry.frozen = false;
+            }
+        });
+        if !rotated {
+            self.by_path.insert(path.to_path_buf(), key);
+        }
+        self.files.insert(key, tracked);
+        if let Some(mut file) = file
+            && (self.open_count < self.config.max_open_files || self.park_idle(key))
+            && file.seek(SeekFrom::Start(start)).is_ok()
+            && let Some(tracked) = self.files.get_mut(&key)
+        {
+            tracked.file = Some(file);
+            self.open_count += 1;
+            metrics::FILES_OPENED.add(1, &self.attrs);
+        }
+        tracing::debug!(source = %self.source, file = %path.display(), from = start, "Following file.");
+    }
+
+    /// Opens a tracked file if a descriptor is free (closing an idle one if need be).
+    pub(super) fn ensure_open(&mut self, key: FileKey) -> bool {
+        match self.files.get(&key) {
+            Some(t) if t.file.is_some() => return true,
+            Some(_) => {}
+            None => return false,
+        }
+        if self.open_count >= self.config.max_open_files && !self.park_idle(key) {
+            return false;
+        }
+        let Some(tracked) = self.files.get_mut(&key) else {
+            return false;
+        };
+        let opened = File::open(&tracked.path).and_then(|mut file| {
+            let meta = file.metadata()?;
+            if meta.ino() != key.inode
+                || meta.dev() != key.dev
+                || !fingerprint::same_birth(tracked.born, born_ns(&meta))
+            {
+                return Err(std::io::Error::other("the path names another file now"));
+            }
+            file.seek(SeekFrom::Start(tracked.read_pos))?;
+            Ok(file)
+        });
+        match opened {
+            Ok(file) => {
+                tracked.file = Some(file);
+                self.open_count += 1;
+                metrics::FILES_OPENED.add(1, &self.attrs);
+                true
+            }
+            Err(err) => {
+                let path = tracked.path.clone();
+                tracing::debug!(source = %self.source, file = %path.display(), error = %err, "Cannot open file.");
+                if err.kind() == std::io::ErrorKind::Other {
+                    // Replaced while closed (perhaps under the same, reused, inode): the old
+                    // file is gone; look at the path afresh.
+                    self.forget_replaced(key);
+                    self.consider(&path, false);
+                } else if err.kind() == std::io::ErrorKind::NotFound {
+                    self.release(key);
+                    self.consider(&path, false);
+                } else {
+                    self.release(key);
+                    self.schedule_retry(&path, &err.to_string());
+                }
+                false
+            }
+        }
+    }
+
+    /// Closes the longest-idle open file at its end to free a descriptor for `wanted`.
+    fn park_idle(&mut self, wanted: FileKey) -> bool {
+        let victim = self
+            .files
+            .iter()
+            .filter(|(k, t)| {
+                **k != wanted && t.file.is_some() && t.at_eof && !t.dirty && !t.rotated
+            })
+            .min_by_key(|(_, t)| t.last_activity)
+            .map(|(k, _)| *k);
+        match victim.and_then(|k| self.files.get_mut(&k)) {
+            Some(tracked) => {
+                tracked.file = None;
+                self.open_count -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reads what a file has; returns whether anything was read.
+    pub(super) fn read_file(&mut self, key: FileKey) -> bool {
+        if !self.ensure_open(key) {
+            return false;
+        }
+        self.check_truncation(key);
+        let read_buffer = self.config.read_buffer_bytes;
+        let mut progressed = false;
+        for _ in 0..READS_PER_TURN {
+            let Some(tracked) = self.files.get_mut(&key) else {
+                return progressed;
+            };
+            let Some(file) = tracked.file.as_mut() else {
+                return progressed;
+            };
+            // Ask for what the file holds beyond the read position (at least 16 KiB, so a file
+            // that grew since the stat is read on), not for the whole buffer: the buffer is
+            // zero-filled before each read, and a trickle of lines should not cost 256 KiB of
+            // memset each time.
+            let want = match file.metadata() {
+                Ok(meta) if meta.is_file() => {
+                    let available = meta.len().saturating_sub(tracked.read_pos);
+                    usize::try_from(available)
+                        .unwrap_or(usize::MAX)
+                        .clamp(MIN_READ_BYTES.min(read_buffer), read_buffer)
+                }
+                _ => read_buffer,
+            };
+            let filled = tracked.buf.len();
+            tracked.buf.resize(filled + want, 0);
+            let read = file.read(&mut tracked.buf[filled..]);
+            let n = match read {
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(err) => {
+                    tracked.buf.truncate(filled);
+                    self.component.error("read_error");
+                    tracing::warn!(source = %self.source, file = %tracked.path.display(), error = %err, "Read failed; will retry.");
+                    tracked.dirty = false;
+                    return progressed;
+                }
+            };
+            tracked.buf.truncate(filled + n);
+            if n == 0 {
+                tracked.at_eof = true;
+                tracked.dirty = false;
+                break;
+            }
+            progressed = true;
+            tracked.at_eof = false;
+            tracked.read_pos += n as u64;
+            tracked.last_activity = Instant::now();
+            metrics::READ_BYTES.add(n as u64, &self.attrs);
+            self.emit_lines(key, false);
+            if self.outbox.closed() {
+                break;
+            }
+        }
+        progressed
+    }
+
+    /// Splits what is buffered and sends the lines as one batch.
+    pub(super) fn emit_lines(&mut self, key: FileKey, flush_partial: bool) {
+        let Some(tracked) = self.files.get_mut(&key) else {
+            return;
+        };
+        let split = tracked.splitter.split(&mut tracked.buf, flush_partial);
+        if split.consumed == 0 {
+            return;
+        }
+        tracked.emitted += split.consumed as u64;
+        if split.truncated > 0 {
+            metrics::LINES_TRUNCATED.add(split.truncated as u64, &self.attrs);
+        }
+        if split.dropped > 0 {
+            self.component.dropped(split.dropped, "oversize");
+        }
+        if split.invalid_utf8 > 0 {
+            metrics::INVALID_UTF8_LINES.add(split.invalid_utf8 as u64, &self.attrs);
+        }
+        let end = tracked.emitted;
+        // The marker: the bytes just before `end`, taken from the lines themselves when they
+        // reach that far back, else read from the file.
+        let marker = match &tracked.file {
+            Some(file) => Marker::at(file, end),
+            None => Marker::default(),
+        };
+        tracked.marker = marker;
+        let token = AckToken {
+            key,
+            epoch: tracked.epoch,
+            end,
+            marker: marker.hash,
+            marker_len: marker.len,
+        };
+        let path = tracked.path.clone();
+        let lines = split.lines;
+        self.shared.with_table(|table| {
+            if let Some(entry) = table.get_mut(&key) {
+                entry.position.read_offset = end;
+            }
+        });
+        // Registered before the batch is sent, so the committer sees tokens in send order.
+        let Some(notifier) = self.outbox.register(token) else {
+            return;
+        };
+        if lines.is_empty() {
+            // Only skipped bytes (oversize tail, dropped line): the notifier is dropped unused,
+            // so the committed offset may move past them once earlier batches are done.
+            return;
+        }
+        // One allocation per batch; every event of it shares the path.
+        let file: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
+        let now = now_ns();
+        let count = lines.len();
+        let events: Vec<LogEvent> = lines
+            .into_iter()
+            .map(|line| LogEvent {
+                timestamp_ns: now,
+                observed_ns: now,
+                line,
+                labels: self.labels.clone(),
+                metadata: Vec::new(),
+                source: self.source.clone(),
+                file: Some(file.clone()),
+                replays: 0,
+                fields: Default::default(),
+            })
+            .collect();
+        metrics::LINES_READ.add(count as u64, &self.attrs);
+        self.component.processed(count);
+        self.outbox.add(events, notifier, split.consumed);
+    }
+}
