@@ -11,6 +11,9 @@
 //! Metrics are installed (as in the running binary), so per-batch metric updates are measured.
 //! Run: `cargo bench --bench hot_paths`; quick: `-- --warm-up-time 1 --measurement-time 2`.
 
+// A failure in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::{Arc, Once};

@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench --bench pipeline`. Criterion reports lines/s ("elem/s").
 
+// A failure in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

@@ -17,14 +17,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use log_capturer_components::telemetry::HealthRegistry;
-use opentelemetry::KeyValue;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::api;
 use crate::config::{self, Config, ConfigErrors, ConfigSource, ReloadPlan};
-use crate::telemetry::{Telemetry, init_logging};
+use crate::telemetry::{ConfigReloadRefused, ConfigReloaded, Telemetry, init_logging};
 use crate::topology::{self, ShutdownOutcome, TopologyControls};
+use log_capturer_components::telemetry::TelemetryEvent;
 
 /// State shared by the signal handlers and the API.
 pub struct App {
@@ -69,18 +69,9 @@ impl App {
     pub async fn reload(&self) -> Result<ReloadReport, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let result = self.reload_inner();
-        let outcome = if result.is_ok() { "success" } else { "failure" };
-        crate::telemetry::CONFIG_RELOADS.add(1, &[KeyValue::new("result", outcome)]);
         match &result {
-            Ok(report) => tracing::info!(
-                applied = ?report.plan.applied,
-                restart_required = ?report.plan.restart_required,
-                "Configuration reloaded."
-            ),
-            Err(errors) => tracing::warn!(
-                errors = %errors.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
-                "Configuration reload refused; the running configuration is unchanged."
-            ),
+            Ok(report) => ConfigReloaded { report }.emit(),
+            Err(errors) => ConfigReloadRefused { errors }.emit(),
         }
         result
     }

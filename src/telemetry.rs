@@ -13,7 +13,7 @@ use prometheus::{Encoder, TextEncoder};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
-use log_capturer_components::telemetry::{Counter, Gauge, MetricDef};
+use log_capturer_components::telemetry::{Counter, Gauge, MetricDef, TelemetryEvent};
 
 /// Always 1; the `version` label says which build runs.
 pub static BUILD_INFO: Gauge = Gauge::new(
@@ -27,6 +27,37 @@ pub static CONFIG_RELOADS: Counter = Counter::new(
     "Configuration reloads, by result (success or failure).",
     &["result"],
 );
+/// A reload applied what it could live.
+pub struct ConfigReloaded<'a> {
+    pub report: &'a crate::app::ReloadReport,
+}
+
+impl TelemetryEvent for ConfigReloaded<'_> {
+    fn emit(self) {
+        CONFIG_RELOADS.add(1, &[KeyValue::new("result", "success")]);
+        tracing::info!(
+            applied = ?self.report.plan.applied,
+            restart_required = ?self.report.plan.restart_required,
+            "Configuration reloaded."
+        );
+    }
+}
+
+/// A reload was refused: the new configuration is invalid and the running one stays.
+pub struct ConfigReloadRefused<'a> {
+    pub errors: &'a crate::config::ConfigErrors,
+}
+
+impl TelemetryEvent for ConfigReloadRefused<'_> {
+    fn emit(self) {
+        CONFIG_RELOADS.add(1, &[KeyValue::new("result", "failure")]);
+        tracing::warn!(
+            errors = %self.errors.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            "Configuration reload refused; the running configuration is unchanged."
+        );
+    }
+}
+
 /// API connections the server closed.
 pub static API_CONNECTIONS_CLOSED: Counter = Counter::new(
     "api_connections_closed",

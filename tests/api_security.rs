@@ -1,6 +1,9 @@
 //! Process-level tests of the API's defences: the bearer token on every endpoint but the probes,
 //! the header-read timeout, the body limit and the connection limit.
 
+// A failure in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{ErrorKind, Read, Write};

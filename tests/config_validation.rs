@@ -1,6 +1,9 @@
 //! Process-level tests of configuration checks: each mistake is an error naming its key, with a
 //! hint, from `validate` (and so from `run`); warnings do not stop the start.
 
+// A failure in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{Read, Write};

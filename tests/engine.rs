@@ -1,5 +1,8 @@
 //! Process-level tests of the engine: the real binary, real files, real HTTP, real signals.
 
+// A failure in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashSet;

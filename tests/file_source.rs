@@ -1,6 +1,9 @@
 //! Process-level tests of the file source: the real binary following real files while other
 //! threads write, rotate, truncate and kill it.
 
+// A failure in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;

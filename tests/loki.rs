@@ -3,6 +3,9 @@
 //! The receiver binary (`loki-receiver`, harness crate) is built next to `log-capturer` by
 //! `cargo nextest run --workspace` / `cargo build --workspace`.
 
+// A failure in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::Write;
@@ -307,6 +310,35 @@ sinks:
     });
     assert_eq!(stats["sequences"]["missing"], 0, "{stats}");
     assert_eq!(stats["sequences"]["duplicated"], 0, "{stats}");
+}
+
+/// A dead-letter queue with `when_full: drop_newest` that fills drops what does not fit, as
+/// asked; every line it drops is counted in `dropped_total{reason="dlq_full"}`, so what was
+/// read is all accounted for: queued or counted.
+#[test]
+fn a_full_dead_letter_queue_that_drops_counts_every_line_it_drops() {
+    // Every push refused for good (401: no tenant): every batch goes to the queue.
+    let receiver = Receiver::start(&["--require-tenant", "true"]);
+    let config = loki_config(receiver.port)
+        .replace("    tenant_id: team-a\n", "")
+        .replace(
+            "    dlq: {reprocess_interval: 1s}",
+            "    dlq: {max_entries: 100, when_full: drop_newest, reprocess_interval: 1h}",
+        );
+    let instance = start_shipper(&config);
+    write_lines(&instance.path("in/app.log"), 1..=500);
+    let dropped = r#"log_capturer_dropped_total{component="loki",reason="dlq_full"}"#;
+    let (queued, dropped) = wait_for(
+        "every line queued or counted",
+        Duration::from_secs(60),
+        || {
+            let queued = dlq_entries(&instance)?;
+            let dropped = metric(&instance, dropped) as u64;
+            (queued + dropped == 500).then_some((queued, dropped))
+        },
+    );
+    assert!(queued <= 100, "the queue keeps its bound: {queued}");
+    assert!(dropped >= 400, "{dropped}");
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //! process): cutoffs stated to the second, grouped counts, ingester listings, replays that
 //! keep their stream, refusals no retry can fix, pushes too large in Loki's other words.
 
+// A failure in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

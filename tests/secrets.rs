@@ -4,6 +4,9 @@
 //! string, `{value}`, `{env}`, `{file}`) goes through `validate --print` and a running instance's
 //! `GET /config` and log; the secret's text must appear in none of them.
 
+// A failure in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

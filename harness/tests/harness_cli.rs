@@ -1,6 +1,9 @@
 //! The `harness` binary end to end: the real shipper as its own process, files written with
 //! rotation, the receiver in the harness, and the figures it prints and writes.
 
+// A failure in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

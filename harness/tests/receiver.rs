@@ -1,6 +1,9 @@
 //! The Loki receiver over HTTP: each test starts one in-process on 127.0.0.1:0 and pushes to it
 //! with a hyper client, as a Loki client would. One test runs the `loki-receiver` binary.
 
+// A failure in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use log_capturer_components::lock::DataDirLock;
 use log_capturer_components::sources::file::positions::{
-    CHECKPOINT_GENERATIONS, LoadOutcome, PositionStore, PositionsDocument,
+    CHECKPOINT_GENERATIONS, CheckpointError, LoadOutcome, PositionStore, PositionsDocument,
 };
 
 use super::{PositionsAction, exit_code};
@@ -131,7 +131,10 @@ fn show(data_dir: &Path, sources: &[String]) -> ExitCode {
                     document.updated_at,
                     document.files.len()
                 ),
-                Err(reason) => println!("  checkpoint {generation}: {reason}"),
+                Err(CheckpointError::NotWritten(_)) => {
+                    println!("  checkpoint {generation}: not written yet")
+                }
+                Err(error) => println!("  checkpoint {generation}: unusable: {error}"),
             }
         }
     }
@@ -143,7 +146,11 @@ fn restore(data_dir: &Path, sources: &[String], generation: usize) -> ExitCode {
     for name in sources {
         let result = PositionStore::open(data_dir, name)
             .map_err(|e| e.to_string())
-            .and_then(|mut store| store.restore_generation(generation));
+            .and_then(|mut store| {
+                store
+                    .restore_generation(generation)
+                    .map_err(|e| e.to_string())
+            });
         match result {
             Ok(document) => {
                 println!("source {name}: restored checkpoint {generation}");

@@ -2,6 +2,8 @@
 //! API, wait for conditions with a deadline, stop it with a signal.
 
 #![allow(dead_code)]
+// Test helpers: a failure here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod loki;
 

@@ -18,10 +18,11 @@ use tokio::time::Instant;
 
 use super::DispatcherConfig;
 use super::backoff::{Backoffs, Holding};
+use super::events::{BatchSplit, EventsDeadLettered, EventsLost, SendRefused, SendRetrying};
 use super::service::{DeadLetter, PartitionKey, Rejected, SendOutcome, SinkRequest, SinkService};
 use crate::ack::BatchStatus;
 use crate::event::{EventBatch, LogEvent};
-use crate::telemetry::{self, ComponentAttrs, HealthHandle, LogThrottle};
+use crate::telemetry::{self, ComponentAttrs, HealthHandle, LogThrottle, TelemetryEvent};
 
 /// What every delivery of one dispatcher shares.
 pub(super) struct Delivery {
@@ -145,11 +146,11 @@ impl Delivery {
                         finalizers,
                     } = std::mem::take(batch);
                     let second = events.split_off(events.len() / 2);
-                    tracing::info!(
-                        sink = %self.attrs.key(),
-                        events = events.len() + second.len(),
-                        "Request too large; splitting the batch in two."
-                    );
+                    BatchSplit {
+                        attrs: &self.attrs,
+                        events: events.len() + second.len(),
+                    }
+                    .emit();
                     work.push(EventBatch::new(second, finalizers.clone()));
                     work.push(EventBatch::new(events, finalizers));
                     return Next::Split;
@@ -162,29 +163,41 @@ impl Delivery {
                 detail,
                 retry_after,
             } => {
-                self.attrs.error(reason);
-                self.health.unhealthy(format!("{reason}: {detail}"));
                 let Some(delay) = backoff.next() else {
+                    self.attrs.error(reason);
+                    SendRefused {
+                        attrs: &self.attrs,
+                        health: &self.health,
+                        reason: "retries_exhausted",
+                        detail: &detail,
+                    }
+                    .emit();
                     let all: Vec<&LogEvent> = batch.events.iter().collect();
                     return Next::Settle(self.failed(all, "retries_exhausted", &detail).await);
                 };
                 let delay = retry_after.map_or(delay, |after| after.max(delay));
-                telemetry::RETRIES.add(1, &self.attrs.sink);
-                tracing::warn!(
-                    sink = %self.attrs.key(),
-                    partition = partition.as_deref().unwrap_or_default(),
+                SendRetrying {
+                    attrs: &self.attrs,
+                    health: &self.health,
+                    partition,
                     reason,
-                    error = %detail,
-                    retry_in = ?delay,
-                    events = batch.len(),
-                    "Send failed; retrying."
-                );
+                    detail: &detail,
+                    delay,
+                    events: batch.len(),
+                }
+                .emit();
                 Next::RetryAfter(delay)
             }
             SendOutcome::Failed { reason, detail } => {
                 // Refused for good: resending cannot help, and the sink is not doing its job
                 // (wrong endpoint, credentials, tenant).
-                self.health.unhealthy(format!("{reason}: {detail}"));
+                SendRefused {
+                    attrs: &self.attrs,
+                    health: &self.health,
+                    reason,
+                    detail: &detail,
+                }
+                .emit();
                 let all: Vec<&LogEvent> = batch.events.iter().collect();
                 Next::Settle(self.failed(all, reason, &detail).await)
             }
@@ -222,48 +235,44 @@ impl Delivery {
         detail: &str,
     ) -> BatchStatus {
         let count = events.len();
-        self.attrs.error(reason);
-        if let Some(dead_letter) = &self.dead_letter {
-            match dead_letter.store(events, reason, detail).await {
-                Ok(()) => {
-                    let held_back = self
+        let Some(dead_letter) = &self.dead_letter else {
+            EventsLost {
+                attrs: &self.attrs,
+                reason,
+                detail: &detail,
+                events: count,
+                dead_letter_refused: false,
+            }
+            .emit();
+            return BatchStatus::Errored;
+        };
+        match dead_letter.store(events, reason, detail).await {
+            Ok(()) => {
+                EventsDeadLettered {
+                    attrs: &self.attrs,
+                    reason,
+                    detail,
+                    events: count,
+                    log: &mut self
                         .dead_letter_log
                         .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .ready();
-                    if let Some(held_back) = held_back {
-                        tracing::warn!(
-                            sink = %self.attrs.key(),
-                            reason,
-                            error = %detail,
-                            events = count,
-                            batches_since_last_report = held_back,
-                            "Events not deliverable; kept in the dead-letter queue (dlq_entries_total counts them all)."
-                        );
-                    }
-                    return BatchStatus::Delivered;
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
                 }
-                Err(error) => {
-                    tracing::error!(
-                        sink = %self.attrs.key(),
-                        reason,
-                        %error,
-                        events = count,
-                        "Events not kept in the dead-letter queue; they stay unacknowledged and are read again after a restart."
-                    );
-                }
+                .emit();
+                BatchStatus::Delivered
             }
-        } else {
-            tracing::error!(
-                sink = %self.attrs.key(),
-                reason,
-                error = %detail,
-                events = count,
-                "Events not delivered and no dead-letter queue; they are lost to this sink."
-            );
+            Err(error) => {
+                EventsLost {
+                    attrs: &self.attrs,
+                    reason,
+                    detail: &error,
+                    events: count,
+                    dead_letter_refused: true,
+                }
+                .emit();
+                BatchStatus::Errored
+            }
         }
-        self.attrs.dropped(count, reason);
-        BatchStatus::Errored
     }
 }
 

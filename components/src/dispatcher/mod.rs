@@ -34,6 +34,7 @@ mod backoff;
 mod batcher;
 mod config;
 mod deliver;
+mod events;
 mod service;
 
 use std::collections::VecDeque;

@@ -90,6 +90,7 @@
 
 mod archive;
 mod cursor;
+mod events;
 mod frame;
 mod metrics;
 mod queue;

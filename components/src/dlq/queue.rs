@@ -306,13 +306,8 @@ impl Dlq {
                 return match self.config.when_full {
                     DlqFullPolicy::Block => Err(DlqError::Full { bytes, entries }),
                     DlqFullPolicy::DropNewest => {
+                        // The caller tells and counts it (the queue does not know the events).
                         self.dropped_records += 1;
-                        tracing::warn!(
-                            sink = %self.sink,
-                            entries = record.entries.len(),
-                            bytes = frame_len,
-                            "Dead-letter queue full; record dropped (when_full: drop_newest)."
-                        );
                         Ok(AppendOutcome::Dropped)
                     }
                 };

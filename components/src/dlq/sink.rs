@@ -35,6 +35,10 @@ use futures::future::BoxFuture;
 use opentelemetry::KeyValue;
 use tokio::sync::Notify;
 
+use super::events::{
+    DlqFullWaiting, DlqRecordDropped, DlqWritableAgain, DlqWriteFailed, DlqWriteGivenUp,
+    EntriesArchived, ReplayFailed,
+};
 use super::metrics;
 use super::{AppendOutcome, Dlq, DlqEntry, DlqError, DlqRecord, RecordId};
 use crate::ack::{BatchNotifier, BatchStatus, BatchStatusReceiver, Finalizers};
@@ -42,7 +46,7 @@ use crate::dispatcher::{DeadLetter, DeadLetterError};
 use crate::event::{EventBatch, Labels, LogEvent, now_ns};
 use crate::queue::WeakQueueSender;
 use crate::shutdown::ShutdownSignal;
-use crate::telemetry::{HealthHandle, LogThrottle};
+use crate::telemetry::{ComponentAttrs, HealthHandle, LogThrottle, TelemetryEvent};
 
 /// First delay before a failed dead-letter write is tried again; it doubles up to the next.
 const WRITE_RETRY_MIN: Duration = Duration::from_millis(100);
@@ -214,14 +218,14 @@ impl SinkDlq {
         }
         if !spent.is_empty() {
             let records = self.records(&spent, reason, detail);
-            tracing::warn!(
-                sink = %self.sink,
+            EntriesArchived {
+                sink: &self.sink,
                 reason,
-                error = %detail.trim_end(),
-                entries = spent.len(),
-                replays = self.max_replays,
-                "Entries refused on every replay; kept in the dead-letter archive as refused for good."
-            );
+                detail,
+                entries: spent.len(),
+                replays: self.max_replays,
+            }
+            .emit();
             self.write_all(records, reason, Destination::Archive)
                 .await?;
         }
@@ -268,7 +272,14 @@ impl SinkDlq {
                         break;
                     }
                     Ok(AppendOutcome::Dropped) => {
-                        tracing::error!(sink = %self.sink, entries, "Dead-letter queue full; record dropped (when_full: drop_newest).");
+                        self.with_throttle(|log| {
+                            DlqRecordDropped {
+                                component: &ComponentAttrs::new(&self.sink),
+                                entries: record.entries.len(),
+                                log,
+                            }
+                            .emit();
+                        });
                         break;
                     }
                     Err(DlqError::Full { .. }) if self.block_when_full => {
@@ -277,33 +288,37 @@ impl SinkDlq {
                                 "dead-letter queue full".to_string(),
                             ));
                         }
-                        if self.throttled_log().is_some() {
-                            tracing::warn!(sink = %self.sink, "Dead-letter queue full; waiting for the replay to make room.");
-                        }
+                        self.with_throttle(|log| {
+                            DlqFullWaiting {
+                                sink: &self.sink,
+                                log,
+                            }
+                            .emit();
+                        });
                         self.trigger_reprocess();
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     Err(DlqError::Encode(message)) => {
-                        metrics::WRITE_FAILURES.add(1, &self.attrs);
+                        DlqWriteGivenUp { attrs: &self.attrs }.emit();
                         return Err(DeadLetterError::Refused(message));
                     }
                     Err(err) => {
-                        metrics::WRITE_FAILURES.add(1, &self.attrs);
                         if self.shutdown.is_triggered() {
+                            DlqWriteGivenUp { attrs: &self.attrs }.emit();
                             return Err(DeadLetterError::Stopping(err.to_string()));
                         }
                         failing = true;
-                        self.health
-                            .unhealthy(format!("the dead-letter queue cannot be written: {err}"));
-                        if let Some(held_back) = self.throttled_log() {
-                            tracing::error!(
-                                sink = %self.sink,
-                                error = %err,
-                                failures_since_last_report = held_back,
-                                retry_in = ?delay,
-                                "Dead-letter queue write failed; retrying, and holding the events (reading waits) until it succeeds."
-                            );
-                        }
+                        self.with_throttle(|log| {
+                            DlqWriteFailed {
+                                sink: &self.sink,
+                                attrs: &self.attrs,
+                                health: &self.health,
+                                error: &err,
+                                retry_in: delay,
+                                log,
+                            }
+                            .emit();
+                        });
                         let mut shutdown = self.shutdown.clone();
                         tokio::select! {
                             () = tokio::time::sleep(delay) => {}
@@ -315,8 +330,13 @@ impl SinkDlq {
             }
         }
         if failing {
-            tracing::info!(sink = %self.sink, "Dead-letter queue writable again; the held events are stored.");
-            self.with_throttle(LogThrottle::reset);
+            self.with_throttle(|log| {
+                DlqWritableAgain {
+                    sink: &self.sink,
+                    log,
+                }
+                .emit();
+            });
         }
         self.report_size();
         Ok(())
@@ -329,8 +349,14 @@ impl SinkDlq {
         }
     }
 
-    fn throttled_log(&self) -> Option<u64> {
-        self.with_throttle(LogThrottle::ready)
+    fn replay_failed(&self, what: &'static str, error: &dyn std::fmt::Display) {
+        ReplayFailed {
+            sink: &self.sink,
+            attrs: &self.attrs,
+            what,
+            error,
+        }
+        .emit();
     }
 
     /// Replays up to `max_records` records through the sink's queue (`input`) and waits until
@@ -340,13 +366,11 @@ impl SinkDlq {
         let records = match self.blocking(move |queue| queue.peek(max_records)).await {
             Ok(Ok(records)) => records,
             Ok(Err(err)) => {
-                metrics::REPROCESS_FAILURES.add(1, &self.attrs);
-                tracing::warn!(sink = %self.sink, error = %err, "Cannot read the dead-letter queue.");
+                self.replay_failed("Cannot read the dead-letter queue.", &err);
                 return Some(0);
             }
             Err(err) => {
-                metrics::REPROCESS_FAILURES.add(1, &self.attrs);
-                tracing::warn!(sink = %self.sink, error = %err, "Cannot read the dead-letter queue.");
+                self.replay_failed("Cannot read the dead-letter queue.", &err);
                 return Some(0);
             }
         };
@@ -375,8 +399,10 @@ impl SinkDlq {
                 () = shutdown.wait() => break,
             };
             if status == BatchStatus::Errored {
-                metrics::REPROCESS_FAILURES.add(1, &self.attrs);
-                tracing::info!(sink = %self.sink, record = %id, "A replayed record was not settled; it stays queued.");
+                self.replay_failed(
+                    "A replayed record was not settled; it stays queued.",
+                    &format_args!("record {id}"),
+                );
                 continue;
             }
             settled.push(id);
@@ -385,14 +411,14 @@ impl SinkDlq {
         if !settled.is_empty() {
             match self.blocking(move |queue| queue.ack(&settled)).await {
                 Ok(Ok(())) => metrics::REPROCESSED.add(replayed, &self.attrs),
-                Ok(Err(err)) => {
-                    metrics::REPROCESS_FAILURES.add(1, &self.attrs);
-                    tracing::warn!(sink = %self.sink, error = %err, "Cannot mark replayed records handled; they may be replayed again.");
-                }
-                Err(err) => {
-                    metrics::REPROCESS_FAILURES.add(1, &self.attrs);
-                    tracing::warn!(sink = %self.sink, error = %err, "Cannot mark replayed records handled; they may be replayed again.");
-                }
+                Ok(Err(err)) => self.replay_failed(
+                    "Cannot mark replayed records handled; they may be replayed again.",
+                    &err,
+                ),
+                Err(err) => self.replay_failed(
+                    "Cannot mark replayed records handled; they may be replayed again.",
+                    &err,
+                ),
             }
         }
         self.report_size();

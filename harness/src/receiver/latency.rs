@@ -53,8 +53,11 @@ pub struct LatencyRecorder {
     seconds: Vec<Histogram<u64>>,
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "constant bounds that hdrhistogram accepts (low >= 1, high >= 2 * low, sigfig <= 5)"
+)]
 fn histogram(sigfig: u8) -> Histogram<u64> {
-    // Constant bounds that hdrhistogram accepts (low >= 1, high >= 2 * low, sigfig <= 5).
     Histogram::new_with_bounds(1, HIGHEST_US, sigfig).expect("constant histogram bounds are valid")
 }
 

@@ -20,11 +20,15 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
+use super::events::{
+    FileOpenFailed, GivenUp, InodeReused, OldFileIgnored, SavedFileGone, SavedPositionMismatch,
+};
 use super::fingerprint::{self, Head, Marker, Remembered, born_ns};
 use super::open_retry::Scheduled;
 use super::positions::{FileKey, FilePosition};
 use super::reader::Reader;
-use super::{FileSourceConfig, ReadFrom, metrics};
+use super::{FileSourceConfig, ReadFrom};
+use crate::telemetry::TelemetryEvent;
 
 /// The `include` and `exclude` patterns.
 pub(super) struct Globs {
@@ -186,8 +190,12 @@ impl Reader {
                 .and_then(|m| SystemTime::now().duration_since(m).ok())
                 .is_some_and(|age| age > limit);
             if old {
-                metrics::OLD_LOGS_IGNORED.add(1, &self.attrs);
-                tracing::info!(source = %self.source, file = %path.display(), "File older than ignore_older; skipped.");
+                OldFileIgnored {
+                    source: &self.source,
+                    attrs: &self.attrs,
+                    path,
+                }
+                .emit();
                 let head = Head::of(file, meta.len());
                 self.ignored
                     .insert(key, Remembered::of(file, meta, head, meta.len()));
@@ -221,24 +229,28 @@ impl Reader {
         }
         let head_ok = known.head.matches(file);
         let marker_ok = known.marker.matches(file, committed, meta.len());
-        metrics::POSITION_VALIDATION_FAILURES.add(1, &self.attrs);
-        tracing::warn!(
-            source = %self.source,
-            file = %path.display(),
+        SavedPositionMismatch {
+            source: &self.source,
+            attrs: &self.attrs,
+            path,
             committed,
-            size = meta.len(),
+            size: meta.len(),
             head_ok,
             marker_ok,
-            "Saved position does not match the file (truncated or replaced); reading it from the start."
-        );
+        }
+        .emit();
         self.drain_copy_of(path, known.head, committed);
         0
     }
 
     /// Counts and logs a file found under the inode of one followed before.
     pub(super) fn count_inode_reuse(&self, path: &Path) {
-        metrics::FILES_INODE_REUSED.add(1, &self.attrs);
-        tracing::debug!(source = %self.source, file = %path.display(), "New file under a reused inode; reading it from the start.");
+        InodeReused {
+            source: &self.source,
+            attrs: &self.attrs,
+            path,
+        }
+        .emit();
     }
 
     /// Saved positions whose file was not found at its path: look for it by inode in its
@@ -262,13 +274,13 @@ impl Reader {
                     self.track(&path, key, start, &meta, true);
                 }
                 None => {
-                    tracing::warn!(
-                        source = %self.source,
-                        file = %saved.path.display(),
-                        committed = saved.committed_offset,
-                        "A file with a saved position is gone; what it held after the committed offset cannot be read."
-                    );
-                    metrics::POSITION_VALIDATION_FAILURES.add(1, &self.attrs);
+                    SavedFileGone {
+                        source: &self.source,
+                        attrs: &self.attrs,
+                        path: &saved.path,
+                        committed: saved.committed_offset,
+                    }
+                    .emit();
                     self.shared.with_table(|table| {
                         table.remove(&key);
                     });
@@ -279,16 +291,19 @@ impl Reader {
 
     /// A file that matched could not be opened: try again later (see [`super::open_retry`]).
     pub(super) fn schedule_retry(&mut self, path: &Path, error: &str) {
-        match self.retries.schedule(path, Instant::now()) {
+        let given_up = match self.retries.schedule(path, Instant::now()) {
             Scheduled::AlreadyQueued => return,
-            Scheduled::Refused => {
-                metrics::RETRY_DROPPED.add(1, &self.attrs);
-                tracing::error!(source = %self.source, file = %path.display(), error, "Retry queue full; file dropped (its lines are not read).");
-            }
-            Scheduled::Queued => {
-                tracing::warn!(source = %self.source, file = %path.display(), error, "Cannot open file; will retry.");
-            }
+            Scheduled::Refused => Some(GivenUp::QueueFull),
+            Scheduled::Queued => None,
+        };
+        FileOpenFailed {
+            source: &self.source,
+            attrs: &self.attrs,
+            path,
+            error: &error,
+            given_up,
         }
+        .emit();
         self.report_retries();
     }
 
@@ -301,8 +316,14 @@ impl Reader {
                 Err(err) => {
                     let (path, attempts) = (entry.path.clone(), entry.attempts);
                     if !self.retries.failed_again(entry, now) {
-                        metrics::RETRY_DROPPED.add(1, &self.attrs);
-                        tracing::error!(source = %self.source, file = %path.display(), error = %err, attempts, "File given up after repeated open errors (its lines are not read).");
+                        FileOpenFailed {
+                            source: &self.source,
+                            attrs: &self.attrs,
+                            path: &path,
+                            error: &err,
+                            given_up: Some(GivenUp::Attempts(attempts)),
+                        }
+                        .emit();
                     }
                 }
             }

@@ -80,6 +80,22 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
+/// Why a checkpoint cannot be read or restored; callers tell a checkpoint not written yet
+/// (normal for a new store) from a damaged one.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint generation {generation} does not exist (generations are 0 to {last})")]
+    NoSuchGeneration { generation: usize, last: usize },
+    #[error("{}: not written yet", .0.display())]
+    NotWritten(PathBuf),
+    /// The checkpoint is there but unusable (bad checksum, wrong source, unparsable).
+    #[error("{0}")]
+    Invalid(String),
+    /// Restoring it failed while writing.
+    #[error("{0}")]
+    Write(String),
+}
+
 /// The format version this code reads and writes.
 pub const POSITIONS_VERSION: u32 = 1;
 
@@ -372,26 +388,30 @@ impl PositionStore {
         write_atomic(&newest, &bytes)
     }
 
-    /// Reads and validates checkpoint `generation`.
-    pub fn read_generation(&self, generation: usize) -> Result<PositionsDocument, String> {
+    /// Reads and validates checkpoint `generation`; a checkpoint not written yet (a new store)
+    /// is [`CheckpointError::NotWritten`], not a damaged one.
+    pub fn read_generation(&self, generation: usize) -> Result<PositionsDocument, CheckpointError> {
         if generation >= CHECKPOINT_GENERATIONS {
-            return Err(format!(
-                "checkpoint generation {generation} does not exist (generations are 0 to {})",
-                CHECKPOINT_GENERATIONS - 1
-            ));
+            return Err(CheckpointError::NoSuchGeneration {
+                generation,
+                last: CHECKPOINT_GENERATIONS - 1,
+            });
         }
         let path = self.checkpoint_path(generation);
         self.read_document(&path)
             .map_err(|rejected| match rejected {
-                Rejected::Missing => format!("{}: missing", path.display()),
-                Rejected::Invalid(reason) => reason,
+                Rejected::Missing => CheckpointError::NotWritten(path),
+                Rejected::Invalid(reason) => CheckpointError::Invalid(reason),
             })
     }
 
     /// Makes checkpoint `generation` the positions file: validates it, keeps the current
     /// positions file (valid or not) as `<source>.json.bak`, and writes the checkpoint's files
     /// with a new, higher sequence. Returns the document written.
-    pub fn restore_generation(&mut self, generation: usize) -> Result<PositionsDocument, String> {
+    pub fn restore_generation(
+        &mut self,
+        generation: usize,
+    ) -> Result<PositionsDocument, CheckpointError> {
         let checkpoint = self.read_generation(generation)?;
         let positions = self.path();
         match fs::read(&positions) {
@@ -400,23 +420,31 @@ impl PositionStore {
                     self.observe(&document);
                 }
                 write_atomic(&self.bak_path(), &current).map_err(|error| {
-                    format!("cannot keep the positions file as a backup: {error}")
+                    CheckpointError::Write(format!(
+                        "cannot keep the positions file as a backup: {error}"
+                    ))
                 })?;
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => return Err(format!("{}: cannot read: {error}", positions.display())),
+            Err(error) => {
+                return Err(CheckpointError::Write(format!(
+                    "{}: cannot read: {error}",
+                    positions.display()
+                )));
+            }
         }
         let mut restored = PositionsDocument {
             sequence: self.take_sequence(),
             updated_at: now_rfc3339(),
             ..checkpoint
         };
-        restored.seal().map_err(|error| error.to_string())?;
+        let write = |error: &dyn std::fmt::Display| CheckpointError::Write(error.to_string());
+        restored.seal().map_err(|error| write(&error))?;
         let bytes = restored
             .as_ref()
             .sealed_bytes()
-            .map_err(|error| error.to_string())?;
-        write_atomic(&positions, &bytes).map_err(|error| error.to_string())?;
+            .map_err(|error| write(&error))?;
+        write_atomic(&positions, &bytes).map_err(|error| write(&error))?;
         tracing::info!(
             source = %self.source,
             generation,

@@ -34,8 +34,10 @@ use super::{FileSourceConfig, Shared, metrics};
 use crate::ComponentKey;
 use crate::event::{EventBatch, Labels};
 use crate::shutdown::ShutdownSignal;
-use crate::telemetry::ComponentAttrs;
+use crate::telemetry::{ComponentAttrs, LogThrottle};
 
+/// How often a read error is logged while reads keep failing.
+const READ_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Longest wait for a notify event when nothing was read.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
@@ -65,6 +67,8 @@ pub(super) struct Reader {
     pub(super) next_epoch: u64,
     /// Saved positions not matched to a file yet (start-up).
     pub(super) resume: BTreeMap<FileKey, FilePosition>,
+    /// Read errors are logged at most this often per source (all are counted).
+    pub(super) read_error_log: LogThrottle,
 }
 
 impl Reader {
@@ -98,6 +102,7 @@ impl Reader {
             open_count: 0,
             next_epoch: 1,
             resume,
+            read_error_log: LogThrottle::new(READ_ERROR_LOG_EVERY),
         })
     }
 

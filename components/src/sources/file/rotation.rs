@@ -25,10 +25,11 @@ use std::time::Instant;
 
 use schnellru::{ByLength, LruMap};
 
+use super::events::{FileRotated, FileTruncated};
 use super::fingerprint::{self, HEAD_BYTES, Head, Marker, Remembered, born_ns};
-use super::metrics;
 use super::positions::FileKey;
 use super::reader::Reader;
+use crate::telemetry::TelemetryEvent;
 
 /// Released files remembered at most: only files released while still linked (renamed out of
 /// the globs) are kept, in case they are renamed back in.
@@ -102,8 +103,13 @@ impl Reader {
             .shared
             .with_table(|table| table.get(&key).map(|e| e.position.committed_offset))
             .unwrap_or(0);
-        metrics::FILES_TRUNCATED.add(1, &self.attrs);
-        tracing::info!(source = %self.source, file = %path.display(), size = meta.len(), "File truncated or replaced in place; reading it again from the start.");
+        FileTruncated {
+            source: &self.source,
+            attrs: &self.attrs,
+            path: &path,
+            size: meta.len(),
+        }
+        .emit();
         self.drain_copy_of(&path, old_head, committed);
         let epoch = self.next_epoch;
         self.next_epoch += 1;
@@ -216,8 +222,12 @@ impl Reader {
         if self.by_path.get(&tracked.path) == Some(&key) {
             self.by_path.remove(&tracked.path);
         }
-        metrics::FILES_ROTATED.add(1, &self.attrs);
-        tracing::debug!(source = %self.source, file = %tracked.path.display(), "File rotated or deleted; draining it.");
+        FileRotated {
+            source: &self.source,
+            attrs: &self.attrs,
+            path: &tracked.path,
+        }
+        .emit();
     }
 
     /// Periodic check of every followed file.

@@ -20,12 +20,14 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
+use super::events::FileReadFailed;
 use super::fingerprint::{self, Head, Marker, born_ns};
 use super::lines::LineSplitter;
 use super::positions::{FileKey, FilePosition};
 use super::reader::Reader;
 use super::{AckToken, Entry, metrics, now_rfc3339};
 use crate::event::{LogEvent, now_ns};
+use crate::telemetry::TelemetryEvent;
 
 /// Most reads of one file before the reader moves on to the next (fairness).
 const READS_PER_TURN: usize = 16;
@@ -268,9 +270,14 @@ impl Reader {
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => 0,
                 Err(err) => {
                     tracked.buf.truncate(filled);
-                    self.component.error("read_error");
-                    tracing::warn!(source = %self.source, file = %tracked.path.display(), error = %err, "Read failed; will retry.");
                     tracked.dirty = false;
+                    FileReadFailed {
+                        component: &self.component,
+                        path: &tracked.path,
+                        error: &err,
+                        log: &mut self.read_error_log,
+                    }
+                    .emit();
                     return progressed;
                 }
             };

@@ -1,0 +1,303 @@
+//! The committer: applies the source's acknowledgements in order and saves positions.
+//!
+//! Guarantees:
+//! - A file's committed offset moves only to the end of a batch that every sink acknowledged
+//!   as handled, and only when every earlier batch of the source was too (an
+//!   [`OrderedFinalizer`]); an `Errored` batch freezes its file's committed offset for the
+//!   rest of the run.
+//! - Positions are saved at most `flush_interval` after an offset was committed, and always
+//!   at shutdown; checkpoints every `checkpoint_interval`. A failing save is retried, logged
+//!   once and then at most every 30 s, and once more when saves succeed again.
+//! - When positions cannot be saved for longer than `max(10 * flush_interval, 10s)`, reading
+//!   pauses (`position_backpressure` = 1).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use opentelemetry::KeyValue;
+use tokio::sync::mpsc;
+
+use super::events::{PositionSaveFailed, PositionsBehind};
+use super::positions::{FilePosition, PositionStore};
+use super::{AckToken, Shared, metrics, now_rfc3339};
+use crate::ack::{BatchStatus, BatchStatusReceiver, OrderedFinalizer};
+use crate::shutdown::ShutdownSignal;
+use crate::telemetry::{LogThrottle, TelemetryEvent};
+
+/// Applies acknowledgements in order and saves positions.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_committer(
+    source: String,
+    data_dir: std::path::PathBuf,
+    mut store: PositionStore,
+    shared: Arc<Shared>,
+    mut registrations: mpsc::UnboundedReceiver<(AckToken, BatchStatusReceiver)>,
+    flush_interval: Duration,
+    checkpoint_interval: Duration,
+    mut shutdown: ShutdownSignal,
+) {
+    let attrs: [KeyValue; 1] = [KeyValue::new("component", source.clone())];
+    let mut finalizer: OrderedFinalizer<AckToken> = OrderedFinalizer::new();
+    let mut registering = true;
+    let mut unsaved_since: Option<Instant> = None;
+    let mut last_save = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    let behind_after = (flush_interval * 10).max(Duration::from_secs(10));
+    let mut ticker = tokio::time::interval(flush_interval.min(Duration::from_millis(250)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutting_down = false;
+    let mut failures = SaveFailures {
+        log: LogThrottle::new(SAVE_FAILURE_LOG_EVERY),
+        failing: false,
+    };
+    metrics::POSITION_BACKPRESSURE.record(0, &attrs);
+
+    loop {
+        tokio::select! {
+            registration = registrations.recv(), if registering => match registration {
+                Some((token, receiver)) => finalizer.add(token, receiver),
+                None => registering = false,
+            },
+            Some((token, status)) = finalizer.next(), if !finalizer.is_empty() => {
+                commit(&shared, &source, token, status);
+                unsaved_since.get_or_insert_with(Instant::now);
+            }
+            _ = ticker.tick() => {
+                if shutting_down {
+                    tracing::debug!(source = %source, pending = finalizer.len(), registering, "Committer waiting for acknowledgements.");
+                }
+            }
+            () = shutdown.wait(), if !shutting_down => {
+                shutting_down = true;
+            }
+        }
+        let finished = !registering && finalizer.is_empty();
+        let due = unsaved_since.is_some() && last_save.elapsed() >= flush_interval;
+        if due || (shutting_down && unsaved_since.is_some()) || finished {
+            let (returned, saved) = save(store, &shared, &source, &attrs, &mut failures).await;
+            let Some(kept) = keep_store(returned, &data_dir, &source, &shared, &attrs) else {
+                return;
+            };
+            store = kept;
+            if saved {
+                unsaved_since = None;
+                last_save = Instant::now();
+                shared.saves_behind.store(false, Ordering::Release);
+                metrics::POSITION_BACKPRESSURE.record(0, &attrs);
+            }
+        }
+        if let Some(since) = unsaved_since {
+            let lag = since.elapsed();
+            metrics::POSITION_SAVE_LAG.record(lag.as_secs_f64(), &attrs);
+            if lag > behind_after && !shared.saves_behind.swap(true, Ordering::AcqRel) {
+                PositionsBehind {
+                    source: &source,
+                    attrs: &attrs,
+                    lag,
+                }
+                .emit();
+            }
+        } else {
+            metrics::POSITION_SAVE_LAG.record(0.0, &attrs);
+        }
+        if last_checkpoint.elapsed() >= checkpoint_interval || finished {
+            let (returned, ok) = checkpoint(store, &source, &attrs, &mut failures).await;
+            let Some(kept) = keep_store(returned, &data_dir, &source, &shared, &attrs) else {
+                return;
+            };
+            store = kept;
+            if ok {
+                last_checkpoint = Instant::now();
+            }
+        }
+        if let Some(age) = store.checkpoint_age() {
+            metrics::CHECKPOINT_AGE.record(age.as_secs_f64(), &attrs);
+        }
+        if finished {
+            tracing::debug!(source = %source, "Positions committer finished.");
+            return;
+        }
+    }
+}
+
+fn commit(shared: &Shared, source: &str, token: AckToken, status: BatchStatus) {
+    shared.with_table(|table| {
+        let Some(entry) = table.get_mut(&token.key) else {
+            return;
+        };
+        if entry.epoch != token.epoch || entry.frozen {
+            return;
+        }
+        if !status.is_handled() {
+            entry.frozen = true;
+            tracing::warn!(
+                source = %source,
+                file = %entry.position.path.display(),
+                offset = entry.position.committed_offset,
+                "A batch of this file was not delivered; its committed offset stays here until a restart reads it again."
+            );
+            return;
+        }
+        if token.end > entry.position.committed_offset {
+            entry.position.committed_offset = token.end;
+            entry.position.marker = token.marker;
+            entry.position.marker_len = token.marker_len;
+            entry.position.updated_at = now_rfc3339();
+        }
+    });
+}
+
+/// How often a positions write that keeps failing is logged.
+const SAVE_FAILURE_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Failed positions writes, for logging them without a flood.
+struct SaveFailures {
+    log: LogThrottle,
+    failing: bool,
+}
+
+impl SaveFailures {
+    fn failed(
+        &mut self,
+        source: &str,
+        attrs: &[KeyValue],
+        what: &'static str,
+        error: &dyn std::fmt::Display,
+    ) {
+        self.failing = true;
+        PositionSaveFailed {
+            source,
+            attrs,
+            what,
+            error,
+            log: Some(&mut self.log),
+        }
+        .emit();
+    }
+
+    fn succeeded(&mut self, source: &str) {
+        if std::mem::take(&mut self.failing) {
+            tracing::info!(source = %source, "Positions saved again.");
+            self.log.reset();
+        }
+    }
+}
+
+async fn save(
+    mut store: PositionStore,
+    shared: &Shared,
+    source: &str,
+    attrs: &[KeyValue; 1],
+    failures: &mut SaveFailures,
+) -> (Option<PositionStore>, bool) {
+    let files: Vec<FilePosition> = shared.with_table(|table| {
+        // A released file leaves the table once all it read is committed. A frozen one stays,
+        // so that a restart finds it and reads again what was not delivered.
+        table.retain(|_, e| {
+            !(e.released && !e.frozen && e.position.committed_offset >= e.position.read_offset)
+        });
+        let mut files: Vec<FilePosition> = table.values().map(|e| e.position.clone()).collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path).then(a.inode.cmp(&b.inode)));
+        files
+    });
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || {
+        let result = store.save(&files);
+        (store, result)
+    })
+    .await;
+    match result {
+        Ok((store, Ok(()))) => {
+            metrics::POSITION_SAVES.add(1, attrs);
+            metrics::POSITION_SAVE_DURATION.record(started.elapsed().as_secs_f64(), attrs);
+            failures.succeeded(source);
+            (Some(store), true)
+        }
+        Ok((store, Err(err))) => {
+            failures.failed(source, attrs, "Position save", &err);
+            (Some(store), false)
+        }
+        Err(join) if join.is_cancelled() => {
+            // The runtime is going away (the end of a shutdown): the last save already ran or
+            // was never due.
+            tracing::debug!(source = %source, "Position save cancelled at exit.");
+            (None, false)
+        }
+        Err(join) => {
+            PositionSaveFailed {
+                source,
+                attrs,
+                what: "Position save",
+                error: &join,
+                log: None,
+            }
+            .emit();
+            (None, false)
+        }
+    }
+}
+
+async fn checkpoint(
+    mut store: PositionStore,
+    source: &str,
+    attrs: &[KeyValue; 1],
+    failures: &mut SaveFailures,
+) -> (Option<PositionStore>, bool) {
+    let result = tokio::task::spawn_blocking(move || {
+        let result = store.checkpoint();
+        (store, result)
+    })
+    .await;
+    match result {
+        Ok((store, Ok(()))) => (Some(store), true),
+        Ok((store, Err(err))) => {
+            // No positions file yet (nothing committed) is not a failure.
+            if err.kind() != std::io::ErrorKind::NotFound {
+                failures.failed(source, attrs, "Positions checkpoint", &err);
+            }
+            (Some(store), false)
+        }
+        Err(join) if join.is_cancelled() => {
+            tracing::debug!(source = %source, "Positions checkpoint cancelled at exit.");
+            (None, false)
+        }
+        Err(join) => {
+            PositionSaveFailed {
+                source,
+                attrs,
+                what: "Positions checkpoint",
+                error: &join,
+                log: None,
+            }
+            .emit();
+            (None, false)
+        }
+    }
+}
+
+/// The store handed back by a save or checkpoint, or, after a panic inside the store (a bug), a
+/// fresh handle on the same directory. Without either, reading stays paused for good
+/// (`position_backpressure` = 1): nothing read could be committed any more.
+fn keep_store(
+    returned: Option<PositionStore>,
+    data_dir: &Path,
+    source: &str,
+    shared: &Shared,
+    attrs: &[KeyValue; 1],
+) -> Option<PositionStore> {
+    let store = returned.or_else(|| match PositionStore::open(data_dir, source) {
+        Ok(store) => Some(store),
+        Err(err) => {
+            tracing::error!(source = %source, error = %err, "Cannot reopen the positions store.");
+            None
+        }
+    });
+    if store.is_none() {
+        shared.saves_behind.store(true, Ordering::Release);
+        metrics::POSITION_BACKPRESSURE.record(1, attrs);
+    }
+    store
+}
