@@ -734,3 +734,31 @@ fn a_missing_include_directory_is_reported_and_followed_once_it_appears() {
         metric(0),
     );
 }
+
+/// With the periodic scan out of the way (`scan_interval: 1h`), only file events can find new
+/// files: a file created in a watched directory, and one in a directory created under a `**`
+/// pattern after the start, are both read.
+#[test]
+fn new_files_and_new_directories_under_a_recursive_glob_are_found_by_their_events() {
+    let config = config("")
+        .replace(
+            r#"include: ["{dir}/in/*.log"]"#,
+            r#"include: ["{dir}/in/**/*.log"]"#,
+        )
+        .replace("scan_interval: 1s", "scan_interval: 1h");
+    let mut instance = Instance::prepare(&config);
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    instance.spawn(&[], &[]);
+    let out = instance.path("out/out.log");
+    std::fs::write(instance.path("in/top.log"), line(1)).unwrap();
+    wait_all(&out, 1..=1, Duration::from_secs(20));
+    let nested = instance.path("in/app/2026/12");
+    std::fs::create_dir_all(&nested).unwrap();
+    let mut text = String::new();
+    for seq in 2..=100 {
+        text.push_str(&line(seq));
+    }
+    std::fs::write(nested.join("deep.log"), text).unwrap();
+    let counts = wait_all(&out, 1..=100, Duration::from_secs(20));
+    assert_eq!(duplicates(&counts), 0);
+}

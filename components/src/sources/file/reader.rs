@@ -117,9 +117,8 @@ impl Reader {
                 std::thread::sleep(IDLE_WAIT);
                 continue;
             }
-            while let Some(event) = self.watcher.try_next() {
-                self.on_event(event);
-            }
+            let changes = self.watcher.drain(&self.source);
+            self.on_changes(changes);
             if last_scan.elapsed() >= self.config.scan_interval {
                 self.watch_dirs();
                 self.scan(false);
@@ -147,20 +146,14 @@ impl Reader {
             self.outbox.flush();
             if !progressed {
                 let idle_since = Instant::now();
-                match self.watcher.wait(IDLE_WAIT) {
-                    Ok(event) => {
-                        self.on_event(event);
-                        // New data after an idle spell: let more of it arrive before reading,
-                        // so a file written line by line is read in chunks (fewer, larger
-                        // batches) at the cost of at most `coalesce_interval` of latency.
-                        let waited = idle_since.elapsed();
-                        if waited < self.config.coalesce_interval {
-                            std::thread::sleep(self.config.coalesce_interval - waited);
-                        }
-                    }
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                        std::thread::sleep(IDLE_WAIT);
+                if self.watcher.wait(IDLE_WAIT) {
+                    // New data after an idle spell: let more of it arrive before reading, so a
+                    // file written line by line is read in chunks (fewer, larger batches) at
+                    // the cost of at most `coalesce_interval` of latency. The events queue up
+                    // meanwhile and are read in one go at the top of the next turn.
+                    let waited = idle_since.elapsed();
+                    if waited < self.config.coalesce_interval {
+                        std::thread::sleep(self.config.coalesce_interval - waited);
                     }
                 }
             }
