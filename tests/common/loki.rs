@@ -160,6 +160,21 @@ pub fn metric(instance: &Instance, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Polls a series of /metrics until `ready` holds for its value (0 while absent); panics on
+/// timeout. For counters the shipper moves after Loki's answer: the receiver has stored a push
+/// before it answers, so a test that saw the lines arrive has not yet seen those counters move.
+pub fn wait_metric(
+    instance: &Instance,
+    series: &str,
+    limit: Duration,
+    ready: impl Fn(f64) -> bool,
+) -> f64 {
+    super::wait_for(&format!("{series} to reach its value"), limit, || {
+        let value = metric(instance, series);
+        ready(value).then_some(value)
+    })
+}
+
 pub fn dlq_entries(instance: &Instance) -> Option<u64> {
     let (_, body) = instance.get("/dlq");
     let stats: serde_json::Value = serde_json::from_str(&body).ok()?;
