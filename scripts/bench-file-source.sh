@@ -4,13 +4,17 @@
 # million lines and peak RSS (VmHWM) of the shipper (the receiver's own CPU is not counted).
 # Usage: scripts/bench-file-source.sh [LINES] [blackhole|loki]
 #        (default 5,000,000 lines, blackhole; needs ~LINES*100 bytes in /tmp)
+#        SHIPPER=path/to/log-capturer measures that binary instead of building this checkout's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-5000000}
 sink=${2:-blackhole}
 port=18499
 receiver_port=18498
-cargo build --release --quiet --workspace --bins
+if [ -z "${SHIPPER:-}" ]; then
+    cargo build --release --quiet --workspace --bins
+    SHIPPER=./target/release/log-capturer
+fi
 work=$(mktemp -d)
 pid=""
 receiver_pid=""
@@ -42,7 +46,7 @@ sinks:
   out: $sink_config
 YAML
 start=$(date +%s.%N)
-./target/release/log-capturer run --config "$work/config.yaml" 2>"$work/stderr.log" &
+"$SHIPPER" run --config "$work/config.yaml" 2>"$work/stderr.log" &
 pid=$!
 while :; do
     if [ "$sink" = loki ]; then

@@ -31,6 +31,15 @@ const LEVEL_WORDS: [(&str, &str); 9] = [
     ("info", "info"),
 ];
 
+/// The level words' searchers, built once: building one costs more than a search in a line.
+static LEVEL_FINDERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+    std::sync::LazyLock::new(|| {
+        LEVEL_WORDS
+            .iter()
+            .map(|(word, _)| memchr::memmem::Finder::new(word.as_bytes()))
+            .collect()
+    });
+
 /// Settings of level discovery.
 #[derive(Clone, Debug)]
 pub struct LevelDetector {
@@ -140,8 +149,8 @@ fn is_json(line: &[u8]) -> bool {
 fn level_word(line: &[u8]) -> &'static str {
     let lower = line.to_ascii_lowercase();
     let mut best = (lower.len(), UNKNOWN);
-    for (word, level) in LEVEL_WORDS {
-        if let Some(at) = bounded_position(&lower, word.as_bytes())
+    for (finder, (_, level)) in LEVEL_FINDERS.iter().zip(LEVEL_WORDS) {
+        if let Some(at) = bounded_position(&lower, finder)
             && at < best.0
         {
             best = (at, level);
@@ -153,7 +162,8 @@ fn level_word(line: &[u8]) -> &'static str {
     best.1
 }
 
-fn bounded_position(line: &[u8], word: &[u8]) -> Option<usize> {
+fn bounded_position(line: &[u8], finder: &memchr::memmem::Finder<'_>) -> Option<usize> {
+    let word_len = finder.needle().len();
     let left = |at: usize| {
         at == 0
             || matches!(
@@ -180,7 +190,9 @@ fn bounded_position(line: &[u8], word: &[u8]) -> Option<usize> {
                     | b'='
             )
     };
-    memchr::memmem::find_iter(line, word).find(|&at| left(at) && right(at + word.len()))
+    finder
+        .find_iter(line)
+        .find(|&at| left(at) && right(at + word_len))
 }
 
 /// `getValueUsingLogfmtParser`: the value of the first field (in `fields` order) present,
