@@ -940,7 +940,8 @@ pub fn is_hot_reloadable(path: &str, running: &Value) -> bool {
         ["dispatcher", key] | ["sinks", _, "dispatcher", key] => {
             DispatcherConfig::HOT_RELOADABLE.contains(key)
         }
-        ["transforms", name, key] => running
+        // A key holding a map (a labels stage's `from_fields`) changes as its entries' paths.
+        ["transforms", name, key, ..] => running
             .pointer(&format!("/transforms/{name}/type"))
             .and_then(Value::as_str)
             .is_some_and(|type_name| registry::transform_hot_reloadable(type_name).contains(key)),
@@ -1415,6 +1416,19 @@ sinks:
         assert_eq!(
             plan.restart_required,
             vec!["transforms.d.inputs", "transforms.f.pattern"]
+        );
+
+        // A live key holding a map: its entries change, are applied, and one removed is gone.
+        let old = json!({"transforms": {"l": {"type": "labels", "inputs": ["a"],
+            "from_fields": {"level": "level"}}}});
+        let new = json!({"transforms": {"l": {"type": "labels", "inputs": ["a"],
+            "from_fields": {"severity": "level"}}}});
+        let plan = plan_reload(&old, &new);
+        assert!(plan.restart_required.is_empty(), "{plan:?}");
+        let merged = apply_plan(&old, &new, &plan);
+        assert_eq!(
+            merged["transforms"]["l"]["from_fields"],
+            json!({"severity": "level"})
         );
     }
 }

@@ -386,3 +386,49 @@ sinks:
         assert!(!log.contains("pushes will be retried"), "{log}");
     }
 }
+
+#[test]
+fn every_shipped_config_validates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut checked = 0;
+    for dir in [root.clone(), root.join("examples"), root.join("profiles")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let output =
+                    run_cli_with_env(&["validate", "--config", path.to_str().unwrap()], &[]);
+                assert!(
+                    output.status.success(),
+                    "{}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 7, "only {checked} configs found");
+}
+
+#[test]
+fn a_broken_stage_names_its_key_and_the_fix() {
+    let config = r#"
+sources:
+  gen: {type: generator, labels: {job: app}}
+transforms:
+  time: {type: timestamp, inputs: [gen], field: ts, format: sometime, timezone: Mars/Olympus}
+  labels: {type: labels, inputs: [time], from_fields: {"bad-name": level}}
+sinks:
+  out: {type: blackhole, inputs: [labels]}
+"#;
+    let (ok, _, stderr) = validate(config, &[], &[]);
+    assert!(!ok);
+    for key in [
+        "transforms.time.format",
+        "transforms.time.timezone",
+        "transforms.labels.from_fields.bad-name",
+    ] {
+        assert!(stderr.contains(key), "{key} not named in:\n{stderr}");
+    }
+    assert!(stderr.contains("hint"), "{stderr}");
+}

@@ -12,6 +12,11 @@ use log_capturer::components::sources::file::FileSourceConfig;
 use log_capturer::components::sources::generator::GeneratorConfig;
 use log_capturer::components::transforms::dedup::DedupConfig;
 use log_capturer::components::transforms::filter::FilterConfig;
+use log_capturer::components::transforms::json::JsonParserConfig;
+use log_capturer::components::transforms::labels::LabelsConfig;
+use log_capturer::components::transforms::logfmt::LogfmtParserConfig;
+use log_capturer::components::transforms::regex_parser::RegexParserConfig;
+use log_capturer::components::transforms::timestamp::TimestampConfig as TimestampStageConfig;
 use log_capturer::config::{ApiConfig, LogConfig, RootConfig};
 
 fn read(path: &str) -> String {
@@ -31,6 +36,11 @@ fn configuration_reference_documents_every_key_and_type() {
         ("file source", struct_fields::<FileSourceConfig>()),
         ("filter", struct_fields::<FilterConfig>()),
         ("dedup", struct_fields::<DedupConfig>()),
+        ("json", struct_fields::<JsonParserConfig>()),
+        ("logfmt", struct_fields::<LogfmtParserConfig>()),
+        ("regex", struct_fields::<RegexParserConfig>()),
+        ("timestamp stage", struct_fields::<TimestampStageConfig>()),
+        ("labels", struct_fields::<LabelsConfig>()),
         ("file", struct_fields::<FileSinkConfig>()),
         ("loki", struct_fields::<LokiSinkConfig>()),
         ("loki timestamps", struct_fields::<TimestampConfig>()),

@@ -50,6 +50,11 @@ pub static SOURCES: &[Registration<SourceConfig>] = &[
 pub static TRANSFORMS: &[Registration<TransformConfig>] = &[
     transform::<crate::transforms::filter::FilterConfig>(),
     transform::<crate::transforms::dedup::DedupConfig>(),
+    transform::<crate::transforms::json::JsonParserConfig>(),
+    transform::<crate::transforms::logfmt::LogfmtParserConfig>(),
+    transform::<crate::transforms::regex_parser::RegexParserConfig>(),
+    transform::<crate::transforms::timestamp::TimestampConfig>(),
+    transform::<crate::transforms::labels::LabelsConfig>(),
     transform::<crate::transforms::PassthroughConfig>(),
 ];
 

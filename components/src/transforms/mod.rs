@@ -3,6 +3,14 @@
 
 pub mod dedup;
 pub mod filter;
+pub mod json;
+pub mod labels;
+pub mod logfmt;
+pub mod parse;
+pub mod regex_parser;
+#[cfg(test)]
+pub mod testing;
+pub mod timestamp;
 
 use crate::component::{
     Component, FunctionTransform, Transform, TransformComponent, TransformContext,

@@ -1,0 +1,194 @@
+//! Processing stages in a real pipeline: the binary reads a file, parses each line, takes its
+//! timestamp and labels from the parsed fields, deduplicates and pushes to the harness's Loki
+//! receiver (a real process); a label rule changed by a reload applies without a restart.
+
+// A failure in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::loki::{Receiver, metric};
+use common::{Instance, wait_for};
+use http::StatusCode;
+
+const PIPELINE: &str = r#"
+data_dir: "{dir}/data"
+api: {listen: "127.0.0.1:{port}"}
+sources:
+  app: {type: file, include: ["{dir}/in/*.log"], read_from: beginning, poll_interval: 200ms}
+transforms:
+  parse: {type: json, inputs: [app]}
+  time: {type: timestamp, inputs: [parse], field: ts, format: rfc3339}
+  level: {type: labels, inputs: [time], from_fields: {LABEL: level}}
+  dedup: {type: dedup, inputs: [level]}
+sinks:
+  loki:
+    type: loki
+    inputs: [dedup]
+    endpoint: "http://127.0.0.1:RECEIVER"
+    tenant_id: team-a
+    labels: {job: app}
+    dispatcher: {batch_timeout: 100ms}
+"#;
+
+fn pipeline(receiver: u16, label: &str) -> String {
+    PIPELINE
+        .replace("RECEIVER", &receiver.to_string())
+        .replace("LABEL", label)
+}
+
+/// Appends JSON lines `seq` in `range`, each stamped `ts_of(seq)`, with a level by seq.
+fn append(instance: &Instance, range: std::ops::RangeInclusive<u64>, ts_of: impl Fn(u64) -> i64) {
+    let mut text = String::new();
+    for seq in range {
+        let level = ["info", "warn", "error"][(seq % 3) as usize];
+        let ts = rfc3339(ts_of(seq));
+        text.push_str(&format!(
+            "{{\"ts\":\"{ts}\",\"level\":\"{level}\",\"msg\":\"seq={seq} hello\"}}\n"
+        ));
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(instance.path("in/app.log"))
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+fn rfc3339(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn now_ns() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap()
+}
+
+/// Waits until the receiver has stored `n` entries. (Sequence numbers are tracked per stream,
+/// and the labels stage spreads them over one stream per level.)
+fn stored(receiver: &Receiver, n: u64) -> serde_json::Value {
+    wait_for(
+        &format!("{n} entries stored"),
+        Duration::from_secs(60),
+        || {
+            let stats = receiver.stats();
+            (stats["stored_entries"].as_u64() >= Some(n)).then_some(stats)
+        },
+    )
+}
+
+fn start(receiver: &Receiver, label: &str) -> Instance {
+    let mut instance = Instance::prepare(&pipeline(receiver.port, label));
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    instance.spawn(&[], &[]);
+    instance
+}
+
+#[test]
+fn a_parsed_pipeline_delivers_each_distinct_line_once_with_its_label_and_own_time() {
+    let receiver = Receiver::start(&[]);
+    let instance = start(&receiver, "level");
+    // Times a minute in the past, one millisecond apart: not when the lines are read.
+    let base = now_ns() - 60_000_000_000;
+    let ts_of = |seq: u64| base + i64::try_from(seq).unwrap() * 1_000_000;
+    append(&instance, 1..=300, ts_of);
+    // The same 300 lines again: duplicates inside dedup's ttl.
+    append(&instance, 1..=300, ts_of);
+    let stats = stored(&receiver, 300);
+    wait_for("the repeats to be counted", Duration::from_secs(30), || {
+        (metric(
+            &instance,
+            "log_capturer_dropped_total{component=\"dedup\",reason=\"duplicate\"}",
+        ) >= 300.0)
+            .then_some(())
+    });
+    let stats_after = receiver.stats();
+    assert_eq!(stats_after["sequences"]["duplicated"], 0, "{stats}");
+    let accepted = receiver.accepted();
+    assert_eq!(accepted.len(), 300);
+    for entry in accepted {
+        let line = entry["line"].as_str().unwrap();
+        let seq: u64 = line
+            .split("seq=")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let level = ["info", "warn", "error"][(seq % 3) as usize];
+        let labels = entry["labels"].as_str().unwrap();
+        assert!(
+            labels.contains(&format!("level=\"{level}\"")),
+            "{labels} for {line}"
+        );
+        assert!(labels.contains("job=\"app\""), "{labels}");
+        assert_eq!(entry["ts"], ts_of(seq).to_string(), "{line}");
+        assert!(
+            line.starts_with("{\"ts\":"),
+            "the line is sent as it was read: {line}"
+        );
+    }
+}
+
+#[test]
+fn a_reloaded_label_rule_applies_without_a_restart_or_a_lost_line() {
+    let receiver = Receiver::start(&[]);
+    let mut instance = start(&receiver, "level");
+    let base = now_ns() - 60_000_000_000;
+    let ts_of = |seq: u64| base + i64::try_from(seq).unwrap() * 1_000_000;
+    append(&instance, 1..=200, ts_of);
+    stored(&receiver, 200);
+    let pid = instance.pid();
+
+    instance.write_config(&pipeline(receiver.port, "severity"));
+    let (status, body) = instance.post("/config/reload");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["status"], "applied", "{body}");
+    append(&instance, 201..=400, ts_of);
+    let stats = stored(&receiver, 400);
+    assert_eq!(stats["sequences"]["duplicated"], 0, "{stats}");
+    assert!(instance.is_running());
+    assert_eq!(instance.pid(), pid, "no restart");
+    for entry in receiver.accepted() {
+        let line = entry["line"].as_str().unwrap();
+        let seq: u64 = line
+            .split("seq=")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let labels = entry["labels"].as_str().unwrap();
+        let wanted = if seq <= 200 { "level=" } else { "severity=" };
+        assert!(labels.contains(wanted), "{labels} for seq {seq}");
+    }
+}
