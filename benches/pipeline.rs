@@ -114,6 +114,7 @@ fn file_source(c: &mut Criterion) {
                             log_capturer::components::telemetry::ComponentKind::Source,
                         ),
                         data_dir: data_dir.clone(),
+                        finishing: Default::default(),
                     };
                     let mut stream = config.build(cx).expect("file source starts");
                     let mut lines = 0u64;

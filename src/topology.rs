@@ -29,7 +29,7 @@ use log_capturer_components::queue::{
 use log_capturer_components::registry::{SettingsSender, TransformConfig};
 use log_capturer_components::shutdown::{ShutdownTrigger, shutdown_pair};
 use log_capturer_components::telemetry::{ComponentAttrs, ComponentKind, HealthRegistry};
-use log_capturer_components::{BuildError, EventStream, SourceContext, Transform};
+use log_capturer_components::{BuildError, EventStream, Finishing, SourceContext, Transform};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -122,19 +122,22 @@ pub fn start(
     drop(inputs);
 
     let (shutdown, signal) = shutdown_pair();
-    let mut sources: Vec<(String, EventStream, Fanout)> = Vec::new();
+    let mut sources: Vec<(String, EventStream, Fanout, Finishing)> = Vec::new();
     for (name, spec) in &config.sources {
         let cx = SourceContext {
             key: name.as_str().into(),
             shutdown: signal.clone(),
             health: health.register(name, ComponentKind::Source),
             data_dir: data_dir.to_path_buf(),
+            finishing: Finishing::default(),
         };
+        let finishing = cx.finishing.clone();
         match spec.config.build(cx) {
             Ok(stream) => sources.push((
                 name.clone(),
                 stream,
                 fanouts.remove(name).unwrap_or_default(),
+                finishing,
             )),
             Err(err) => errors.push(err),
         }
@@ -227,13 +230,18 @@ pub fn start(
     {
         tasks.spawn(run_transform(name, transform, rx, fanout));
     }
-    for (name, mut stream, mut fanout) in sources {
+    for (name, mut stream, mut fanout, finishing) in sources {
         tasks.spawn(async move {
             while let Some(batch) = stream.next().await {
                 if !fanout.send(batch).await {
                     break;
                 }
             }
+            // Downstream sees the end first: what it holds until then is emitted, delivered
+            // and acknowledged, and the source's last positions can be saved.
+            drop(fanout);
+            drop(stream);
+            finishing.wait().await;
             tracing::info!(source = %name, "Source finished.");
         });
     }

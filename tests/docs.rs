@@ -15,6 +15,7 @@ use log_capturer::components::transforms::filter::FilterConfig;
 use log_capturer::components::transforms::json::JsonParserConfig;
 use log_capturer::components::transforms::labels::LabelsConfig;
 use log_capturer::components::transforms::logfmt::LogfmtParserConfig;
+use log_capturer::components::transforms::multiline::MultilineConfig;
 use log_capturer::components::transforms::regex_parser::RegexParserConfig;
 use log_capturer::components::transforms::timestamp::TimestampConfig as TimestampStageConfig;
 use log_capturer::config::{ApiConfig, LogConfig, RootConfig};
@@ -41,6 +42,7 @@ fn configuration_reference_documents_every_key_and_type() {
         ("regex", struct_fields::<RegexParserConfig>()),
         ("timestamp stage", struct_fields::<TimestampStageConfig>()),
         ("labels", struct_fields::<LabelsConfig>()),
+        ("multiline", struct_fields::<MultilineConfig>()),
         ("file", struct_fields::<FileSinkConfig>()),
         ("loki", struct_fields::<LokiSinkConfig>()),
         ("loki timestamps", struct_fields::<TimestampConfig>()),

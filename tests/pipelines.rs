@@ -192,3 +192,109 @@ fn a_reloaded_label_rule_applies_without_a_restart_or_a_lost_line() {
         assert!(labels.contains(wanted), "{labels} for seq {seq}");
     }
 }
+
+const MULTILINE: &str = r#"
+data_dir: "{dir}/data"
+api: {listen: "127.0.0.1:{port}"}
+sources:
+  app: {type: file, include: ["{dir}/in/*.log"], read_from: beginning, poll_interval: 200ms}
+transforms:
+  traces: {type: multiline, inputs: [app], first_line: '^\d{4}-\d{2}-\d{2} ', max_wait: WAIT}
+sinks:
+  out: {type: file, inputs: [traces], path: "{dir}/out/events.jsonl"}
+"#;
+
+/// A Java error with its stack trace: six lines, one event.
+fn java_trace(n: u64) -> String {
+    format!(
+        "2026-12-02 08:00:00 ERROR request {n} failed\n\
+         java.lang.IllegalStateException: boom {n}\n\
+         \tat com.shop.Cart.add(Cart.java:42)\n\
+         \tat com.shop.Api.post(Api.java:7)\n\
+         Caused by: java.io.IOException: disk\n\
+         \t... 12 more\n"
+    )
+}
+
+fn append_traces(instance: &Instance, file: &str, range: std::ops::RangeInclusive<u64>) {
+    let text: String = range.map(java_trace).collect();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(instance.path(file))
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+/// The events the file sink wrote, as lines.
+fn written_events(instance: &Instance) -> Vec<String> {
+    std::fs::read_to_string(instance.path("out/events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let value: serde_json::Value = serde_json::from_str(l).unwrap();
+            value["line"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn assert_whole_traces(events: &[String], n: u64) {
+    let mut numbers: Vec<u64> = events
+        .iter()
+        .map(|event| {
+            assert_eq!(event.lines().count(), 6, "not one whole trace: {event:?}");
+            event
+                .split("request ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=n).collect::<Vec<_>>());
+}
+
+#[test]
+fn java_stack_traces_arrive_whole_across_a_rotation() {
+    let mut instance = Instance::prepare(&MULTILINE.replace("WAIT", "500ms"));
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    instance.spawn(&[], &[]);
+    append_traces(&instance, "in/app.log", 1..=50);
+    wait_for("the first traces", Duration::from_secs(30), || {
+        (written_events(&instance).len() >= 10).then_some(())
+    });
+    // logrotate's pattern: rename, then a new file under the old name.
+    std::fs::rename(instance.path("in/app.log"), instance.path("in/app.log.1")).unwrap();
+    append_traces(&instance, "in/app.log", 51..=100);
+    let events = wait_for("100 traces", Duration::from_secs(30), || {
+        let events = written_events(&instance);
+        (events.len() >= 100).then_some(events)
+    });
+    assert_whole_traces(&events, 100);
+    assert!(
+        metric(
+            &instance,
+            "log_capturer_multiline_merged_lines_total{component=\"traces\"}"
+        ) >= 500.0
+    );
+}
+
+#[test]
+fn a_trace_held_at_shutdown_is_emitted_not_lost() {
+    // The stage would hold the last trace for an hour; the shutdown must emit it.
+    let mut instance = Instance::prepare(&MULTILINE.replace("WAIT", "1h"));
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    instance.spawn(&[], &[]);
+    append_traces(&instance, "in/app.log", 1..=20);
+    wait_for(
+        "19 traces out, the last one held",
+        Duration::from_secs(30),
+        || (written_events(&instance).len() >= 19).then_some(()),
+    );
+    let (status, _) = instance.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    assert_whole_traces(&written_events(&instance), 20);
+}

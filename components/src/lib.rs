@@ -52,6 +52,39 @@ pub struct SourceContext {
     pub health: telemetry::HealthHandle,
     /// Where the source may keep state (positions).
     pub data_dir: PathBuf,
+    /// Work the source leaves running after its stream ended, which shutdown waits for.
+    pub finishing: Finishing,
+}
+
+/// Work a source leaves running after its stream has ended (the file source's committer
+/// saving the final positions once the last batches are acknowledged). The topology waits for
+/// it only after the source's downstream has seen the stream end, so a stage that holds events
+/// until its input ends (`multiline`) emits them, and their acknowledgements can arrive.
+#[derive(Clone, Debug, Default)]
+pub struct Finishing(std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>);
+
+impl Finishing {
+    /// Adds a task to wait for.
+    pub fn add(&self, task: tokio::task::JoinHandle<()>) {
+        if let Ok(mut tasks) = self.0.lock() {
+            tasks.push(task);
+        }
+    }
+
+    /// Waits for every task added so far.
+    pub async fn wait(&self) {
+        let tasks = match self.0.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(_) => Vec::new(),
+        };
+        for task in tasks {
+            if let Err(err) = task.await
+                && err.is_panic()
+            {
+                tracing::error!(error = %err, "A source's finishing task panicked.");
+            }
+        }
+    }
 }
 
 pub use component::{FunctionTransform, StreamTransform, Transform};

@@ -55,6 +55,7 @@ pub static TRANSFORMS: &[Registration<TransformConfig>] = &[
     transform::<crate::transforms::regex_parser::RegexParserConfig>(),
     transform::<crate::transforms::timestamp::TimestampConfig>(),
     transform::<crate::transforms::labels::LabelsConfig>(),
+    transform::<crate::transforms::multiline::MultilineConfig>(),
     transform::<crate::transforms::PassthroughConfig>(),
 ];
 

@@ -212,6 +212,7 @@ mod tests {
             shutdown,
             health: HealthRegistry::default().register("gen", ComponentKind::Source),
             data_dir: std::env::temp_dir(),
+            finishing: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod filter;
 pub mod json;
 pub mod labels;
 pub mod logfmt;
+pub mod multiline;
 pub mod parse;
 pub mod regex_parser;
 #[cfg(test)]

@@ -45,7 +45,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -354,14 +353,11 @@ impl FileSourceConfig {
             self.checkpoint_interval,
             cx.shutdown,
         ));
-        // The stream ends only after the committer has saved the final positions, so shutdown
-        // waits for them.
+        // Shutdown waits for the committer to save the final positions, after the stream has
+        // ended (so that stages holding events until their input ends let go of them first).
+        cx.finishing.add(committer);
         let batches = futures::stream::poll_fn(move |cx| batches_rx.poll_recv(cx));
-        let done = futures::stream::once(async move {
-            let _ = committer.await;
-        })
-        .filter_map(|()| std::future::ready(None));
-        Ok(Box::pin(batches.chain(done)))
+        Ok(Box::pin(batches))
     }
 }
 
