@@ -2,8 +2,9 @@
 //! resume point skipped, the size cap applied.
 //!
 //! With `timestamps=1` every entry Docker sends starts with its own RFC 3339 timestamp
-//! (nanoseconds) and a space. An entry that does not end in `\n` is a *partial message*: Docker
-//! cut a longer line into 16 KiB pieces, each an entry of its own with its own timestamp. For a
+//! (nanoseconds) and a space. An entry of 16 KiB or more that does not end in `\n` is a *partial
+//! message*: Docker cut a longer line into 16 KiB pieces, each an entry of its own with its own
+//! timestamp; the last piece is shorter (and ends in `\n` with json-file, not with local). For a
 //! TTY container there is no framing at all: entries follow each other in one byte stream, so
 //! lines are cut at `\n` and a partial piece is recognised by the timestamp found right after
 //! its 16 KiB.
@@ -290,9 +291,14 @@ impl Assembler {
             self.skip = None;
         }
         self.last_ts = ts_ns;
-        let complete = content.last() == Some(&b'\n');
+        // A piece of a longer line is 16 KiB without a newline (json-file may make it a few
+        // bytes longer: it stores a character cut at the boundary as U+FFFD). The json-file
+        // driver ends the last piece with '\n'; the local driver does not, so a shorter entry
+        // without one also ends its line (as does a last line without newline at exit).
+        let newline = content.last() == Some(&b'\n');
+        let complete = newline || content.len() < PARTIAL_SIZE;
         let mut body = content.clone();
-        if complete {
+        if newline {
             body.truncate(body.len() - 1);
             if self.tty && body.last() == Some(&b'\r') {
                 body.truncate(body.len() - 1);
@@ -462,16 +468,31 @@ mod tests {
 
     #[test]
     fn the_cap_never_cuts_a_character_and_counts_once() {
-        let mut a = Assembler::new(false, 5, Cursor::default());
+        let mut a = Assembler::new(false, PARTIAL_SIZE + 3, Cursor::default());
         let mut out = Vec::new();
-        // The cap of 5 bytes falls inside "é" (bytes 4 and 5 of "abcdé").
-        a.push(Stream::Stdout, entry(T1, "abcdéfgh"), &mut out);
-        a.push(Stream::Stdout, entry(T2, "ijk\n"), &mut out);
-        assert_eq!(&out[0].line[..], b"abcd");
-        a.push(Stream::Stdout, entry(T3, "xyzéé\n"), &mut out);
-        assert_eq!(std::str::from_utf8(&out[1].line).unwrap(), "xyzé");
+        // The cap falls inside "é" (bytes PARTIAL_SIZE + 2 and + 3 of the merged line).
+        a.push(
+            Stream::Stdout,
+            entry(T1, &"a".repeat(PARTIAL_SIZE)),
+            &mut out,
+        );
+        a.push(Stream::Stdout, entry(T2, "bcéfgh\n"), &mut out);
+        assert_eq!(out[0].line.len(), PARTIAL_SIZE + 2);
+        assert!(out[0].line.ends_with(b"abc"));
+        // The local driver's last piece has no newline: a short entry ends the line.
+        a.push(
+            Stream::Stdout,
+            entry(T1, &"a".repeat(PARTIAL_SIZE)),
+            &mut out,
+        );
+        a.push(Stream::Stdout, entry(T2, "end"), &mut out);
+        a.push(Stream::Stdout, entry(T3, "next\n"), &mut out);
+        assert_eq!(out[1].line.len(), PARTIAL_SIZE + 3);
+        assert_eq!(&out[2].line[..], b"next");
         let counts = a.take_counts();
-        assert_eq!((counts.truncated, counts.merges), (2, 1));
+        assert_eq!((counts.truncated, counts.merges), (1, 2));
+        assert_eq!(char_boundary("xyzéé".as_bytes(), 5), 5);
+        assert_eq!(char_boundary("xyzéé".as_bytes(), 4), 3);
     }
 
     #[test]
