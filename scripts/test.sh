@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A Docker engine and the test image for tests/docker.rs (a note, not a failure, outside CI).
+./scripts/docker-setup.sh
+
 if command -v cargo-nextest >/dev/null 2>&1; then
     # nextest does not run doctests; run them first so nextest's summary closes the output.
     cargo test --workspace --doc

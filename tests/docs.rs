@@ -8,6 +8,7 @@ use log_capturer::components::sinks::console::ConsoleConfig;
 use log_capturer::components::sinks::file::FileSinkConfig;
 use log_capturer::components::sinks::loki::timestamps::TimestampConfig;
 use log_capturer::components::sinks::loki::{LokiAuth, LokiSinkConfig};
+use log_capturer::components::sources::docker::DockerSourceConfig;
 use log_capturer::components::sources::file::FileSourceConfig;
 use log_capturer::components::sources::generator::GeneratorConfig;
 use log_capturer::components::transforms::dedup::DedupConfig;
@@ -35,6 +36,7 @@ fn configuration_reference_documents_every_key_and_type() {
         ("dispatcher", struct_fields::<DispatcherConfig>()),
         ("generator", struct_fields::<GeneratorConfig>()),
         ("file source", struct_fields::<FileSourceConfig>()),
+        ("docker source", struct_fields::<DockerSourceConfig>()),
         ("filter", struct_fields::<FilterConfig>()),
         ("dedup", struct_fields::<DedupConfig>()),
         ("json", struct_fields::<JsonParserConfig>()),

@@ -8,6 +8,7 @@
 //!   type, one line each, mapping a configuration `type` to its typed configuration and builder.
 //! - [`sources`], [`transforms`], [`sinks`]: the components.
 //! - [`config`]: typed-configuration helpers (durations, key-path errors, did-you-mean).
+//! - [`positions`]: the durable positions store of the file and docker sources.
 //! - [`secret`]: [`secret::Secret`], a configuration value that never prints in clear.
 //! - [`telemetry`]: every metric the components emit, and component health.
 //!
@@ -23,6 +24,7 @@ pub mod durable;
 pub mod event;
 pub mod fields;
 pub mod lock;
+pub mod positions;
 pub mod queue;
 pub mod registry;
 pub mod secret;

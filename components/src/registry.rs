@@ -44,6 +44,8 @@ pub static SOURCES: &[Registration<SourceConfig>] = &[
     source::<crate::sources::generator::GeneratorConfig>(),
     #[cfg(feature = "sources-file")]
     source::<crate::sources::file::FileSourceConfig>(),
+    #[cfg(feature = "sources-docker")]
+    source::<crate::sources::docker::DockerSourceConfig>(),
 ];
 
 /// Every transform type.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use log_capturer_components::lock::DataDirLock;
-use log_capturer_components::sources::file::positions::{
+use log_capturer_components::positions::{
     CHECKPOINT_GENERATIONS, CheckpointError, LoadOutcome, PositionStore, PositionsDocument,
 };
 
@@ -72,10 +72,11 @@ fn refuse_if_running(data_dir: &Path) -> Option<ExitCode> {
 
 fn print_document(document: &PositionsDocument) {
     println!(
-        "  sequence {}, saved {}, {} file(s)",
+        "  sequence {}, saved {}, {} file(s), {} container(s)",
         document.sequence,
         document.updated_at,
-        document.files.len()
+        document.files.len(),
+        document.containers.len()
     );
     for file in &document.files {
         println!(
@@ -87,6 +88,33 @@ fn print_document(document: &PositionsDocument) {
             file.inode,
             file.updated_at
         );
+    }
+    for container in &document.containers {
+        let id: String = container.id.chars().take(12).collect();
+        println!(
+            "    container {} ({id}, {})  committed {}  read {}{}  (updated {})",
+            container.name,
+            container.image,
+            format_ns(container.committed_ns),
+            format_ns(container.read_ns),
+            if container.removed_ns.is_some() {
+                "  removed"
+            } else {
+                ""
+            },
+            container.updated_at
+        );
+    }
+}
+
+/// A Docker timestamp (ns since the epoch) as RFC 3339 with nanoseconds; `-` for none.
+fn format_ns(ns: i64) -> String {
+    match u64::try_from(ns) {
+        Ok(ns) if ns > 0 => humantime::format_rfc3339_nanos(
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns),
+        )
+        .to_string(),
+        _ => "-".to_owned(),
     }
 }
 
@@ -126,10 +154,11 @@ fn show(data_dir: &Path, sources: &[String]) -> ExitCode {
         for generation in 0..CHECKPOINT_GENERATIONS {
             match store.read_generation(generation) {
                 Ok(document) => println!(
-                    "  checkpoint {generation}: sequence {}, saved {}, {} file(s)",
+                    "  checkpoint {generation}: sequence {}, saved {}, {} file(s), {} container(s)",
                     document.sequence,
                     document.updated_at,
-                    document.files.len()
+                    document.files.len(),
+                    document.containers.len()
                 ),
                 Err(CheckpointError::NotWritten(_)) => {
                     println!("  checkpoint {generation}: not written yet")

@@ -5,6 +5,7 @@
 // Test helpers: a failure here is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod docker;
 pub mod loki;
 
 use std::net::TcpListener;

@@ -1,5 +1,7 @@
 //! Sources: where events come from.
 
+#[cfg(feature = "sources-docker")]
+pub mod docker;
 #[cfg(feature = "sources-file")]
 pub mod file;
 pub mod generator;

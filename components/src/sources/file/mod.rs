@@ -33,7 +33,8 @@ pub mod lines;
 pub mod metrics;
 mod open_retry;
 mod outbox;
-pub mod positions;
+/// The positions store, shared with the docker source (kept here for its old path).
+pub use crate::positions;
 mod reader;
 mod rotation;
 mod tail;

@@ -1,5 +1,6 @@
-//! Durable positions of the `file` source: for every file, how far it has been read and how far
-//! every sink has acknowledged it, so that a restart resumes where delivery stopped.
+//! Durable positions of the `file` and `docker` sources: for every file (or container), how far
+//! it has been read and how far every sink has acknowledged it, so that a restart resumes where
+//! delivery stopped.
 //!
 //! # On-disk format
 //!
@@ -41,6 +42,29 @@
 //!   "checksum": "5a0c9e17b2d4f688"
 //! }
 //! ```
+//!
+//! A docker source's document has `"containers"` in place of (or beside) `"files"`; the key is
+//! left out when there are none, so a file source's document is byte for byte what it was:
+//!
+//! ```json
+//!   "containers": [
+//!     {
+//!       "id": "3f1c…(64 hex digits)",
+//!       "name": "web",
+//!       "image": "nginx:1.27",
+//!       "read_ns": 1777629000123456789,
+//!       "committed_ns": 1777629000120000000,
+//!       "committed_hash": "0123456789abcdef",
+//!       "updated_at": "2026-05-01T10:00:00.120Z"
+//!     }
+//!   ],
+//! ```
+//!
+//! - `committed_ns` is Docker's own nanosecond timestamp of the last log entry every sink
+//!   acknowledged, `committed_hash` the xxh3-64 of that entry's content: a restart asks Docker
+//!   for the entries from that second on and drops those up to and including this one.
+//! - `removed_ns`, when present, is when the container was seen removed; the entry is dropped a
+//!   grace period later.
 //!
 //! - `sequence` grows by one with every save and never goes back for a source.
 //! - `head_hash` is the xxh3-64 of the file's first `head_len` bytes; `marker` the xxh3-64 of the
@@ -158,6 +182,32 @@ impl FilePosition {
     }
 }
 
+/// One container's position (docker source).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContainerPosition {
+    /// The container's full id.
+    pub id: String,
+    /// Its name when last seen (informational; containers are identified by `id`).
+    pub name: String,
+    /// Its image when last seen (informational).
+    pub image: String,
+    /// Docker's timestamp (ns since the epoch) of the last entry read; 0 before the first.
+    pub read_ns: i64,
+    /// Docker's timestamp (ns since the epoch) of the last entry every sink acknowledged, with
+    /// every entry before it; 0 when none was. A restart resumes after it.
+    pub committed_ns: i64,
+    /// xxh3-64 of that entry's content (after Docker's timestamp): tells it from other entries
+    /// of the same nanosecond.
+    #[serde(with = "hex_u64")]
+    pub committed_hash: u64,
+    /// When the container was seen removed (ns since the epoch); the position is dropped a
+    /// grace period later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_ns: Option<i64>,
+    /// When this position last changed (RFC 3339, milliseconds).
+    pub updated_at: String,
+}
+
 /// The content of a positions file or checkpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PositionsDocument {
@@ -171,6 +221,9 @@ pub struct PositionsDocument {
     pub updated_at: String,
     /// One entry per tracked file.
     pub files: Vec<FilePosition>,
+    /// One entry per tracked container (docker source); absent from the JSON when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerPosition>,
     /// Hex xxh3-64 of the document serialized with `checksum` set to `""`.
     pub checksum: String,
 }
@@ -194,6 +247,7 @@ impl PositionsDocument {
             sequence: self.sequence,
             updated_at: &self.updated_at,
             files: &self.files,
+            containers: &self.containers,
             checksum: &self.checksum,
         }
     }
@@ -340,6 +394,19 @@ impl PositionStore {
     /// Writes `files` as the new positions file, atomically, with the next sequence. A failed
     /// save still uses up its sequence, so a number is never written twice.
     pub fn save(&mut self, files: &[FilePosition]) -> io::Result<()> {
+        self.save_all(files, &[])
+    }
+
+    /// Writes `containers` as the new positions file (docker source); see [`Self::save`].
+    pub fn save_containers(&mut self, containers: &[ContainerPosition]) -> io::Result<()> {
+        self.save_all(&[], containers)
+    }
+
+    fn save_all(
+        &mut self,
+        files: &[FilePosition],
+        containers: &[ContainerPosition],
+    ) -> io::Result<()> {
         let sequence = self.take_sequence();
         let updated_at = now_rfc3339();
         let document = DocumentRef {
@@ -348,6 +415,7 @@ impl PositionStore {
             sequence,
             updated_at: &updated_at,
             files,
+            containers,
             checksum: "",
         };
         let bytes = document.sealed_bytes().map_err(io::Error::other)?;
@@ -569,6 +637,8 @@ struct DocumentRef<'a> {
     sequence: u64,
     updated_at: &'a str,
     files: &'a [FilePosition],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    containers: &'a [ContainerPosition],
     checksum: &'a str,
 }
 
