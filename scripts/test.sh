@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 
 # A Docker engine and the test image for tests/docker.rs (a note, not a failure, outside CI).
 ./scripts/docker-setup.sh
+# Prometheus and promtool for tests/operator_kit.rs (installed as root; required under CI).
+if ! ./scripts/prometheus-setup.sh; then
+    if [ -n "${CI:-}" ]; then exit 1; fi
+    echo "prometheus-setup failed; tests/operator_kit.rs will skip its Prometheus checks" >&2
+fi
 
 if command -v cargo-nextest >/dev/null 2>&1; then
     # nextest does not run doctests; run them first so nextest's summary closes the output.

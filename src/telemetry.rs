@@ -65,12 +65,81 @@ pub static API_CONNECTIONS_CLOSED: Counter = Counter::new(
     &["reason"],
 );
 
+/// The process's resident memory, sampled at each scrape.
+pub static PROCESS_RESIDENT_MEMORY: Gauge = Gauge::new(
+    "process_resident_memory_bytes",
+    "Resident memory of the process in bytes (from /proc/self/statm, at each scrape).",
+    &[],
+);
+/// Open descriptors, sampled at each scrape.
+pub static PROCESS_OPEN_FDS: Gauge = Gauge::new(
+    "process_open_fds",
+    "Open file descriptors of the process (entries of /proc/self/fd, at each scrape).",
+    &[],
+);
+/// The descriptor limit.
+pub static PROCESS_MAX_FDS: Gauge = Gauge::new(
+    "process_max_fds",
+    "The process's soft limit on open file descriptors (RLIMIT_NOFILE).",
+    &[],
+);
+/// Threads, sampled at each scrape.
+pub static PROCESS_THREADS: Gauge = Gauge::new(
+    "process_threads",
+    "Threads of the process (from /proc/self/status, at each scrape).",
+    &[],
+);
+
 /// The engine's own metrics (the components' are in `log_capturer_components::telemetry`).
 pub static METRICS: &[&MetricDef] = &[
     &BUILD_INFO.def,
     &CONFIG_RELOADS.def,
     &API_CONNECTIONS_CLOSED.def,
+    &PROCESS_RESIDENT_MEMORY.def,
+    &PROCESS_OPEN_FDS.def,
+    &PROCESS_MAX_FDS.def,
+    &PROCESS_THREADS.def,
 ];
+
+/// Records the process gauges from /proc (Linux); a value that cannot be read is left as it
+/// was, so a scrape never fails for it.
+fn sample_process() {
+    let page = {
+        // SAFETY: sysconf has no memory effects.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        u64::try_from(size).unwrap_or(4096)
+    };
+    if let Some(resident) = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+    {
+        PROCESS_RESIDENT_MEMORY.record_count(resident.saturating_mul(page), &[]);
+    }
+    if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+        // The directory handle itself is one of the entries; it is gone after the count.
+        PROCESS_OPEN_FDS.record_count(entries.count().saturating_sub(1), &[]);
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } == 0 {
+        PROCESS_MAX_FDS.record_count(limit.rlim_cur, &[]);
+    }
+    if let Some(threads) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    {
+        PROCESS_THREADS.record_count(threads, &[]);
+    }
+}
 
 /// Every metric the program exports.
 pub fn all_metrics() -> Vec<&'static MetricDef> {
@@ -104,6 +173,7 @@ impl Telemetry {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Result<String, String> {
+        sample_process();
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

@@ -109,6 +109,17 @@ pub static POSITION_BACKPRESSURE: Gauge = Gauge::new(
     C,
 );
 
+pub static POSITIONS_LAG_BYTES: Gauge = Gauge::new(
+    "positions_lag_bytes",
+    "Bytes read from files but not yet committed (acknowledged by every sink): read offset minus committed offset, summed over files.",
+    C,
+);
+pub static FILES_FROZEN: Gauge = Gauge::new(
+    "files_frozen",
+    "Files whose committed offset stays put until a restart because a batch of theirs was not delivered (lost or refused by the dead-letter queue).",
+    C,
+);
+
 /// Every metric of the file source.
 pub static METRICS: &[&MetricDef] = &[
     &FILES_WATCHED.def,
@@ -132,6 +143,8 @@ pub static METRICS: &[&MetricDef] = &[
     &CHECKPOINT_RESTORES.def,
     &CHECKPOINT_AGE.def,
     &POSITION_BACKPRESSURE.def,
+    &POSITIONS_LAG_BYTES.def,
+    &FILES_FROZEN.def,
 ];
 
 /// `component=<name>`, built once.
