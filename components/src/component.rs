@@ -189,3 +189,17 @@ pub fn build_error(key: &str, message: impl std::fmt::Display) -> BuildError {
         message: message.to_string(),
     }
 }
+
+/// The build error for a configuration that `validate` would have refused: its first error,
+/// all of them joined when there are several.
+pub fn config_build_error(key: &str, errors: Vec<crate::config::ConfigError>) -> BuildError {
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    build_error(
+        key,
+        if text.is_empty() {
+            "invalid configuration".into()
+        } else {
+            text.join("; ")
+        },
+    )
+}

@@ -26,7 +26,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::component::{
     Component, FunctionTransform, Reconfigurable, Reconfigure, Transform, TransformComponent,
-    TransformContext, build_error,
+    TransformContext, config_build_error,
 };
 use crate::config::{ConfigError, join_path, valid_label_name};
 use crate::event::{Label, Labels, LogEvent};
@@ -96,13 +96,9 @@ impl Component for LabelsConfig {
 
 impl TransformComponent for LabelsConfig {
     fn build(&self, cx: TransformContext<Self>) -> Result<Transform, BuildError> {
-        let rules = self.compile(&cx.key).map_err(|errors| {
-            let first = errors.into_iter().next();
-            build_error(
-                &cx.key,
-                first.unwrap_or_else(|| ConfigError::new(cx.key.to_string(), "invalid")),
-            )
-        })?;
+        let rules = self
+            .compile(&cx.key)
+            .map_err(|errors| config_build_error(&cx.key, errors))?;
         let stage = LabelsStage::new(rules, &cx.key);
         Ok(Transform::function(Reconfigurable::new(cx, stage)))
     }

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use crate::ack::{BatchStatus, Finalizers};
 use crate::component::{
     Component, LiveSettings, StreamTransform, Transform, TransformComponent, TransformContext,
-    build_error,
+    config_build_error,
 };
 use crate::config::{ConfigError, duration, join_path};
 use crate::event::{ComponentKey, Labels, LogEvent};
@@ -171,13 +171,9 @@ impl Component for MultilineConfig {
 
 impl TransformComponent for MultilineConfig {
     fn build(&self, cx: TransformContext<Self>) -> Result<Transform, BuildError> {
-        let compiled = self.compile(&cx.key).map_err(|errors| {
-            let first = errors.into_iter().next();
-            build_error(
-                &cx.key,
-                first.unwrap_or_else(|| ConfigError::new(cx.key.to_string(), "invalid")),
-            )
-        })?;
+        let compiled = self
+            .compile(&cx.key)
+            .map_err(|errors| config_build_error(&cx.key, errors))?;
         Ok(Transform::stream(Multiline {
             merger: Merger::new(compiled, &cx.key),
             settings: cx.settings,

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::component::{
     Component, FunctionTransform, Reconfigurable, Reconfigure, Transform, TransformComponent,
-    TransformContext, build_error,
+    TransformContext, config_build_error,
 };
 use crate::config::{ConfigError, join_path};
 use crate::telemetry::{ComponentAttrs, Counter, MetricDef};
@@ -89,13 +89,9 @@ impl Component for TimestampConfig {
 
 impl TransformComponent for TimestampConfig {
     fn build(&self, cx: TransformContext<Self>) -> Result<Transform, BuildError> {
-        let compiled = self.compile(&cx.key).map_err(|errors| {
-            let first = errors.into_iter().next();
-            build_error(
-                &cx.key,
-                first.unwrap_or_else(|| ConfigError::new(cx.key.to_string(), "invalid")),
-            )
-        })?;
+        let compiled = self
+            .compile(&cx.key)
+            .map_err(|errors| config_build_error(&cx.key, errors))?;
         let stage = TimestampStage {
             compiled,
             attrs: ComponentAttrs::new(&cx.key),
