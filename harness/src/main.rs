@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use log_capturer_harness::profile::{self, PROFILES, Profile};
 use log_capturer_harness::report;
-use log_capturer_harness::run::{LoadKind, RunOptions, RunReport, run};
+use log_capturer_harness::run::{LoadKind, ReceiverMode, RunOptions, RunReport, run};
 
 #[derive(Parser, Debug)]
 #[command(name = "harness", version, about = "Load profiles for log-capturer")]
@@ -84,6 +84,10 @@ struct Common {
     /// The receiver waits this long before answering each push: a slow Loki.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     loki_latency: Duration,
+    /// What the receiver does with pushes: `loki` validates as Loki 3.7 does, `count` decodes
+    /// and counts only. Default: `count` for `max`, `loki` for the rated profiles.
+    #[arg(long, value_enum)]
+    receiver: Option<ReceiverMode>,
     /// Where the JSON and SVG go (default: target/harness in the workspace).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -147,6 +151,9 @@ impl Common {
                 config.display()
             ));
         }
+        let receiver = self
+            .receiver
+            .unwrap_or_else(|| ReceiverMode::default_for(&profile));
         Ok(RunOptions {
             profile,
             config,
@@ -156,6 +163,7 @@ impl Common {
             keep_work_dir: self.keep,
             drain_timeout: self.drain_timeout,
             loki_latency: self.loki_latency,
+            receiver,
             sets: self.sets.clone(),
         })
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use crate::run::RunReport;
+use crate::run::{ReceiverMode, RunReport};
 
 /// The figures of one run as an aligned two-column table.
 pub fn table(report: &RunReport) -> String {
@@ -70,6 +70,13 @@ pub fn table(report: &RunReport) -> String {
         (
             "Loki answers after",
             format!("{} ms", report.loki_latency_ms),
+        ),
+        (
+            "receiver",
+            report
+                .receiver
+                .map_or("loki (not recorded)", ReceiverMode::describe)
+                .to_string(),
         ),
         ("shipper exit", report.shipper_exit.clone()),
     ];
@@ -290,6 +297,7 @@ mod tests {
             rotations: 2,
             shipper_exit: "exit status: 0".into(),
             loki_latency_ms: 0.0,
+            receiver: None,
             samples: (1..=30)
                 .map(|t| Sample {
                     t: f64::from(t),

@@ -35,6 +35,36 @@ pub enum LoadKind {
     Generator,
 }
 
+/// What the harness's receiver does with a push.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiverMode {
+    /// Answers as Loki 3.7 does: validates labels and limits, deduplicates, detects levels.
+    Loki,
+    /// Decodes and counts entries and sequence numbers only (`loki-receiver --count-only`):
+    /// costs a fraction of `loki`, so the shipper, not the receiver, sets the pace of `max`.
+    Count,
+}
+
+impl ReceiverMode {
+    /// The mode a profile uses unless `--receiver` says otherwise: `count` for `max` (it
+    /// measures the shipper's top speed), `loki` for the rated profiles.
+    pub fn default_for(profile: &Profile) -> Self {
+        if profile.rate.is_none() {
+            Self::Count
+        } else {
+            Self::Loki
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Loki => "loki (validates, deduplicates and detects levels as Loki 3.7)",
+            Self::Count => "count (decodes and counts only: the shipper's figures, not Loki's)",
+        }
+    }
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -52,6 +82,8 @@ pub struct RunOptions {
     pub drain_timeout: Duration,
     /// How long the receiver waits before answering each push (a slow Loki).
     pub loki_latency: Duration,
+    /// What the receiver does with a push.
+    pub receiver: ReceiverMode,
     /// `key=value` overrides passed to the shipper as `--set` (after the config file).
     pub sets: Vec<String>,
 }
@@ -117,6 +149,9 @@ pub struct RunReport {
     /// The receiver's delay before each answer (0 unless `--loki-latency`).
     #[serde(default)]
     pub loki_latency_ms: f64,
+    /// What the receiver did with pushes (absent in reports written before it was recorded).
+    #[serde(default)]
+    pub receiver: Option<ReceiverMode>,
     pub samples: Vec<Sample>,
 }
 
@@ -180,9 +215,10 @@ fn tail(path: &Path) -> String {
 
 /// A receiver configured like Loki but without the per-tenant and per-stream rate limits, which
 /// would measure the limits instead of the shipper.
-fn receiver_config(latency: Duration) -> ReceiverConfig {
+fn receiver_config(latency: Duration, mode: ReceiverMode) -> ReceiverConfig {
     ReceiverConfig {
         latency,
+        count_only: mode == ReceiverMode::Count,
         require_tenant: false,
         ingestion_rate_mb: 1_000_000.0,
         ingestion_burst_size_mb: 1_000_000.0,
@@ -366,7 +402,7 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|err| format!("binding the receiver: {err}"))?;
-    let receiver = serve(receiver_config(options.loki_latency), listener)
+    let receiver = serve(receiver_config(options.loki_latency, options.receiver), listener)
         .await
         .map_err(|err| format!("starting the receiver: {err}"))?;
 
@@ -486,6 +522,7 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
         rotations: measured.rotations,
         shipper_exit: exit,
         loki_latency_ms: options.loki_latency.as_secs_f64() * 1000.0,
+        receiver: Some(options.receiver),
         samples: measured.samples,
     })
 }

@@ -1341,3 +1341,46 @@ async fn binary_answers_empty_ring_during_its_shutdown_window() {
     assert!(log.contains("Answering pushes 500 empty ring"), "{log}");
     assert!(log.contains("stored_entries=1"), "{log}");
 }
+
+#[tokio::test]
+async fn count_only_counts_entries_and_sequences_without_validating() {
+    let h = start(ReceiverConfig {
+        count_only: true,
+        ..ReceiverConfig::for_tests()
+    })
+    .await;
+    let now = now_ns();
+    // Labels Loki refuses (400 in the default mode) and a line a week old: counted all the same.
+    let answer = h
+        .push_proto(
+            "t",
+            &[
+                (r#"{job="fine"}"#, lines("a", now, 1..=3)),
+                (r#"{app-name="x"}"#, lines("b", now - 200 * HOUR, 1..=2)),
+            ],
+        )
+        .await;
+    assert_eq!((answer.status, answer.body.as_str()), (204, ""));
+    // The same numbers again on one stream: duplicated, as in the default mode.
+    let answer = h
+        .push_proto("t", &[(r#"{job="fine"}"#, lines("a", now, [2, 4]))])
+        .await;
+    assert_eq!(answer.status, 204);
+    let stats = h.receiver.stats();
+    assert_eq!(stats.stored_entries, 7);
+    assert_eq!(stats.received_entries, 7);
+    assert_eq!(stats.sequences.max_seq, 4);
+    assert_eq!(stats.sequences.duplicated, 1);
+    assert_eq!(stats.sequences.missing, 0);
+    // A body that is not a push still fails to decode: the wire format is checked.
+    let answer = h
+        .request(
+            Method::POST,
+            "/loki/api/v1/push",
+            &[("Content-Type", "application/x-protobuf"), ("X-Scope-OrgID", "t")],
+            Bytes::from_static(b"not snappy"),
+        )
+        .await;
+    assert_eq!(answer.status, 400);
+    h.receiver.shutdown().await;
+}

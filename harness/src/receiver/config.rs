@@ -219,6 +219,13 @@ pub struct ReceiverConfig {
     #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
     pub latency: Duration,
 
+    /// Measurement mode, not Loki: decode each push (size limits, snappy, protobuf or JSON) and
+    /// count its entries and sequence numbers, answering 204, without label validation, limits,
+    /// deduplication, sharding or level detection. For measuring a shipper's top speed with a
+    /// receiver that costs a fraction of a real one; every other check is off.
+    #[arg(long)]
+    pub count_only: bool,
+
     /// Fault injection: fraction of pushes answered 500 (nothing stored).
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction, value_name = "FRACTION")]
     pub fail_rate: f64,
@@ -289,6 +296,7 @@ impl Default for ReceiverConfig {
             shutdown_empty_ring: Duration::ZERO,
             ready_delay: Duration::ZERO,
             latency: Duration::ZERO,
+            count_only: false,
             fail_rate: 0.0,
             status_429_rate: 0.0,
             status_260_rate: 0.0,

@@ -360,6 +360,12 @@ fn answer_push(shared: &Shared, parts: &Parts, body: PushBody, draws: Draws) -> 
         Err(DecodeError::TooLarge(message)) => return reply(413, message),
         Err(DecodeError::Invalid(message)) => return reply(400, message),
     };
+    if config.count_only {
+        let mut store = lock(&shared.store);
+        store.count_only(&tenant, &streams, now_ns(), Instant::now());
+        drop(store);
+        return reply(204, String::new());
+    }
     let mut parsed = Vec::with_capacity(streams.len());
     for stream in streams {
         match labels::parse(&stream.labels) {

@@ -40,7 +40,7 @@ use bytes::Bytes;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use super::config::ReceiverConfig;
-use super::decode::PushEntry;
+use super::decode::{PushEntry, PushStream};
 use super::labels::LabelSet;
 use super::latency::{LatencyRecorder, SecondSample};
 use super::levels::LevelDetector;
@@ -576,6 +576,35 @@ impl Store {
 
     fn second(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_secs()
+    }
+
+    /// The counting-only mode (`--count-only`): records each entry's sequence number, latency
+    /// and size as stored, per stream as pushed, with no validation, limits or deduplication.
+    pub fn count_only(&mut self, tenant: &str, streams: &[PushStream], now_ns: i64, now: Instant) {
+        for stream in streams {
+            let stored_count = stream.entries.len() as u64;
+            let stored_bytes: u64 = stream.entries.iter().map(|e| e.line.len() as u64).sum();
+            self.tenant(tenant);
+            let Some(sequences) = self
+                .tenants
+                .get_mut(tenant)
+                .map(|t| t.sequences.entry(stream.labels.clone()).or_default())
+            else {
+                continue;
+            };
+            for entry in &stream.entries {
+                if let Some(seq) = find_seq(&entry.line) {
+                    sequences.record(seq, &mut self.seq_budget);
+                }
+                self.latency.record(now_ns, now, &entry.line, entry.ts_ns);
+            }
+            self.totals.counters.received += stored_count;
+            self.tenant(tenant).counters.received += stored_count;
+            self.count(tenant, &stream.labels, |c| {
+                c.stored += stored_count;
+                c.stored_bytes += stored_bytes;
+            });
+        }
     }
 
     /// Runs a push through validation, limits and storage. `now_ns` is the wall clock in
