@@ -245,7 +245,7 @@ fn batching(c: &mut Criterion) {
 
     group.bench_function("queue_send_recv_1000", |b| {
         // A sink queue (counted in the metrics) at its default capacity.
-        let (tx, mut rx) = queue(50_000, WhenFull::Block, Some("bench"));
+        let (tx, mut rx) = queue(50_000, usize::MAX, WhenFull::Block, Some("bench"));
         b.iter_custom(|iters| {
             in_chunks(iters, |n| {
                 let (input, acks) = batches(n, &template);
@@ -280,7 +280,12 @@ fn batching(c: &mut Criterion) {
                 );
                 let started = Instant::now();
                 runtime.block_on(async {
-                    let (tx, rx) = queue(config.queue_size, config.when_full, Some("bench"));
+                    let (tx, rx) = queue(
+                        config.queue_size,
+                        config.queue_max_bytes,
+                        config.when_full,
+                        Some("bench"),
+                    );
                     let running = tokio::spawn(dispatcher.run(rx));
                     for batch in input {
                         tx.send(batch).await.expect("queue open");

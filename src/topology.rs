@@ -37,6 +37,9 @@ use crate::config::Config;
 
 /// Capacity, in events, of each transform's input queue.
 pub const TRANSFORM_QUEUE_EVENTS: usize = 8_192;
+/// Bytes a transform's input queue holds at most (see `queue::batch_bytes`): what 8 192 events
+/// of 500-byte lines take, so long lines cannot make a transform queue a memory sink.
+pub const TRANSFORM_QUEUE_BYTES: usize = 5 << 20;
 
 /// A started pipeline.
 pub struct RunningTopology {
@@ -83,6 +86,7 @@ pub fn start(
     for (name, sink) in &config.sinks {
         let (tx, rx) = queue(
             sink.dispatcher.queue_size,
+            sink.dispatcher.queue_max_bytes,
             sink.dispatcher.when_full,
             Some(name),
         );
@@ -90,7 +94,12 @@ pub fn start(
         sink_receivers.insert(name.clone(), rx);
     }
     for name in config.transforms.keys() {
-        let (tx, rx) = queue(TRANSFORM_QUEUE_EVENTS, WhenFull::Block, None);
+        let (tx, rx) = queue(
+            TRANSFORM_QUEUE_EVENTS,
+            TRANSFORM_QUEUE_BYTES,
+            WhenFull::Block,
+            None,
+        );
         inputs.insert(name.clone(), tx);
         transform_receivers.insert(name.clone(), rx);
     }
@@ -418,8 +427,8 @@ mod tests {
     async fn a_stream_transform_is_driven_and_keeps_acknowledgements() {
         use log_capturer_components::ack::{BatchNotifier, Finalizers};
         use log_capturer_components::event::{EventBatch, Labels, LogEvent};
-        let (tx, rx) = queue(100, WhenFull::Block, None);
-        let (out_tx, mut out_rx) = queue(100, WhenFull::Block, None);
+        let (tx, rx) = queue(100, usize::MAX, WhenFull::Block, None);
+        let (out_tx, mut out_rx) = queue(100, usize::MAX, WhenFull::Block, None);
         let mut fanout = Fanout::new();
         fanout.add("out".into(), out_tx);
         let task = tokio::spawn(run_transform(

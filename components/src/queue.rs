@@ -1,8 +1,11 @@
-//! Bounded queues of batches, counted in events, and fan-out.
+//! Bounded queues of batches, counted in events and in bytes, and fan-out.
 //!
 //! Guarantees:
-//! - A queue never holds more than its capacity in events (a batch larger than the whole capacity
-//!   waits until the queue is empty and then passes alone).
+//! - A queue never holds more than its capacity in events, nor more than its capacity in bytes
+//!   (a batch larger than either whole capacity waits until the queue is empty and then passes
+//!   alone). A batch's bytes are its lines' lengths plus the size of each event's own record
+//!   ([`batch_bytes`]), so the bound holds memory to the configured figure whatever the lines'
+//!   length: long lines fill the byte capacity before the event capacity.
 //! - `when_full: block` (the default) makes the sender wait: backpressure travels up to the
 //!   source, which stops reading. `drop_newest` discards the incoming batch instead, counts it in
 //!   `dropped_total{reason="queue_full"}` and acknowledges it as [`BatchStatus::Dropped`].
@@ -41,6 +44,8 @@ pub enum SendError {
 struct Shared {
     permits: Arc<Semaphore>,
     capacity: usize,
+    byte_permits: Arc<Semaphore>,
+    capacity_bytes: usize,
     attrs: Option<ComponentAttrs>,
 }
 
@@ -51,14 +56,29 @@ impl Shared {
                 .capacity
                 .saturating_sub(self.permits.available_permits());
             telemetry::QUEUE_SIZE.record(i64::try_from(used).unwrap_or(i64::MAX), &attrs.sink);
+            let used_bytes = self
+                .capacity_bytes
+                .saturating_sub(self.byte_permits.available_permits());
+            telemetry::QUEUE_BYTES
+                .record(i64::try_from(used_bytes).unwrap_or(i64::MAX), &attrs.sink);
         }
     }
 }
 
+/// What a batch counts against a queue's byte capacity: its lines plus each event's own record
+/// (the struct, labels and source are shared, so they are not counted per line).
+pub fn batch_bytes(batch: &EventBatch) -> usize {
+    let lines: usize = batch.events.iter().map(|event| event.line.len()).sum();
+    lines + batch.events.len() * std::mem::size_of::<crate::event::LogEvent>()
+}
+
+/// A batch's permits: events and bytes, released together when the receiver takes it.
+type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
 /// The sending half; cheap to clone.
 #[derive(Clone)]
 pub struct QueueSender {
-    tx: mpsc::UnboundedSender<(EventBatch, OwnedSemaphorePermit)>,
+    tx: mpsc::UnboundedSender<(EventBatch, Permits)>,
     shared: Arc<Shared>,
     when_full: WhenFull,
 }
@@ -67,7 +87,7 @@ pub struct QueueSender {
 /// while some other sender still exists, `None` once all are gone (the pipeline has drained).
 #[derive(Clone)]
 pub struct WeakQueueSender {
-    tx: mpsc::WeakUnboundedSender<(EventBatch, OwnedSemaphorePermit)>,
+    tx: mpsc::WeakUnboundedSender<(EventBatch, Permits)>,
     shared: Arc<Shared>,
 }
 
@@ -85,27 +105,38 @@ impl WeakQueueSender {
 
 /// The receiving half; also a [`Stream`] of batches.
 pub struct QueueReceiver {
-    rx: mpsc::UnboundedReceiver<(EventBatch, OwnedSemaphorePermit)>,
+    rx: mpsc::UnboundedReceiver<(EventBatch, Permits)>,
     shared: Arc<Shared>,
 }
 
-/// A queue of `capacity` events. `metrics_key` names the sink for `queue_size{sink}` and
+/// A queue of `capacity` events and `capacity_bytes` bytes (see [`batch_bytes`]).
+/// `metrics_key` names the sink for `queue_size{sink}`, `queue_bytes{sink}` and
 /// `dropped_total`; `None` keeps the queue out of the metrics (transform inputs).
 pub fn queue(
     capacity: usize,
+    capacity_bytes: usize,
     when_full: WhenFull,
     metrics_key: Option<&str>,
 ) -> (QueueSender, QueueReceiver) {
-    let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let most = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+    let capacity = capacity.clamp(1, most);
+    let capacity_bytes = capacity_bytes.clamp(1, most);
     let (tx, rx) = mpsc::unbounded_channel();
     let attrs = metrics_key.map(ComponentAttrs::new);
     if let Some(attrs) = &attrs {
         telemetry::QUEUE_CAPACITY.record(i64::try_from(capacity).unwrap_or(i64::MAX), &attrs.sink);
+        telemetry::QUEUE_CAPACITY_BYTES.record(
+            i64::try_from(capacity_bytes).unwrap_or(i64::MAX),
+            &attrs.sink,
+        );
         telemetry::QUEUE_SIZE.record(0, &attrs.sink);
+        telemetry::QUEUE_BYTES.record(0, &attrs.sink);
     }
     let shared = Arc::new(Shared {
         permits: Arc::new(Semaphore::new(capacity)),
         capacity,
+        byte_permits: Arc::new(Semaphore::new(capacity_bytes)),
+        capacity_bytes,
         attrs,
     });
     (
@@ -126,32 +157,54 @@ impl QueueSender {
             batch.finalizers.settle(BatchStatus::Delivered);
             return Ok(());
         }
-        // u32 cannot overflow: capacity was clamped to u32 above.
+        // u32 cannot overflow: both capacities were clamped to u32 above.
         let wanted = batch.len().min(self.shared.capacity) as u32;
-        let permit = match self.when_full {
-            WhenFull::Block => self
-                .shared
-                .permits
-                .clone()
-                .acquire_many_owned(wanted)
-                .await
-                .map_err(|_| SendError::Closed)?,
+        let wanted_bytes = batch_bytes(&batch).min(self.shared.capacity_bytes) as u32;
+        let permits = match self.when_full {
+            // Events first, then bytes: a sender holding event permits while it waits for bytes
+            // cannot block the receiver, which releases both as it takes batches.
+            WhenFull::Block => {
+                let events = self
+                    .shared
+                    .permits
+                    .clone()
+                    .acquire_many_owned(wanted)
+                    .await
+                    .map_err(|_| SendError::Closed)?;
+                let bytes = self
+                    .shared
+                    .byte_permits
+                    .clone()
+                    .acquire_many_owned(wanted_bytes)
+                    .await
+                    .map_err(|_| SendError::Closed)?;
+                (events, bytes)
+            }
             WhenFull::DropNewest => {
-                match self.shared.permits.clone().try_acquire_many_owned(wanted) {
-                    Ok(permit) => permit,
-                    Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let events = self.shared.permits.clone().try_acquire_many_owned(wanted);
+                let bytes = self
+                    .shared
+                    .byte_permits
+                    .clone()
+                    .try_acquire_many_owned(wanted_bytes);
+                match (events, bytes) {
+                    (Ok(events), Ok(bytes)) => (events, bytes),
+                    (Err(tokio::sync::TryAcquireError::Closed), _)
+                    | (_, Err(tokio::sync::TryAcquireError::Closed)) => {
+                        return Err(SendError::Closed);
+                    }
+                    _ => {
                         if let Some(attrs) = &self.shared.attrs {
                             attrs.dropped(batch.len(), "queue_full");
                         }
                         batch.finalizers.settle(BatchStatus::Dropped);
                         return Ok(());
                     }
-                    Err(tokio::sync::TryAcquireError::Closed) => return Err(SendError::Closed),
                 }
             }
         };
         self.tx
-            .send((batch, permit))
+            .send((batch, permits))
             .map_err(|_| SendError::Closed)?;
         self.shared.report_size();
         Ok(())
@@ -179,6 +232,13 @@ impl QueueSender {
     pub fn capacity(&self) -> usize {
         self.shared.capacity
     }
+
+    /// Bytes currently queued (see [`batch_bytes`]).
+    pub fn len_bytes(&self) -> usize {
+        self.shared
+            .capacity_bytes
+            .saturating_sub(self.shared.byte_permits.available_permits())
+    }
 }
 
 impl QueueReceiver {
@@ -189,8 +249,8 @@ impl QueueReceiver {
 
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<EventBatch>> {
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some((batch, permit))) => {
-                drop(permit);
+            Poll::Ready(Some((batch, permits))) => {
+                drop(permits);
                 self.shared.report_size();
                 Poll::Ready(Some(batch))
             }
@@ -204,6 +264,7 @@ impl Drop for QueueReceiver {
     fn drop(&mut self) {
         // Wakes senders blocked on a full queue: their consumer is gone for good.
         self.shared.permits.close();
+        self.shared.byte_permits.close();
     }
 }
 
@@ -263,12 +324,19 @@ mod tests {
     use crate::event::{Labels, LogEvent};
     use bytes::Bytes;
 
+    const NO_BYTE_LIMIT: usize = usize::MAX;
+
     fn batch(n: usize) -> EventBatch {
+        batch_of_lines(n, 0)
+    }
+
+    /// `n` events whose lines are `len` bytes long (at least `line {i}`).
+    fn batch_of_lines(n: usize, len: usize) -> EventBatch {
         let events = (0..n)
             .map(|i| LogEvent {
                 timestamp_ns: i as i64,
                 observed_ns: 0,
-                line: Bytes::from(format!("line {i}")),
+                line: Bytes::from(format!("line {i:0>len$}")),
                 labels: Labels::default(),
                 metadata: Vec::new(),
                 source: "t".into(),
@@ -282,7 +350,7 @@ mod tests {
 
     #[tokio::test]
     async fn block_waits_for_room() {
-        let (tx, mut rx) = queue(10, WhenFull::Block, None);
+        let (tx, mut rx) = queue(10, NO_BYTE_LIMIT, WhenFull::Block, None);
         tx.send(batch(8)).await.unwrap();
         assert_eq!(tx.len(), 8);
         let pending = tx.send(batch(5));
@@ -295,14 +363,14 @@ mod tests {
 
     #[tokio::test]
     async fn oversize_batch_passes_alone() {
-        let (tx, mut rx) = queue(4, WhenFull::Block, None);
+        let (tx, mut rx) = queue(4, NO_BYTE_LIMIT, WhenFull::Block, None);
         tx.send(batch(9)).await.unwrap();
         assert_eq!(rx.recv().await.map(|b| b.len()), Some(9));
     }
 
     #[tokio::test]
     async fn drop_newest_drops_and_acknowledges_as_dropped() {
-        let (tx, mut rx) = queue(10, WhenFull::DropNewest, Some("q"));
+        let (tx, mut rx) = queue(10, NO_BYTE_LIMIT, WhenFull::DropNewest, Some("q"));
         tx.send(batch(8)).await.unwrap();
         let (notifier, status) = BatchNotifier::new_with_receiver();
         let mut overflow = batch(5);
@@ -316,8 +384,8 @@ mod tests {
 
     #[tokio::test]
     async fn fanout_forks_to_every_output_and_survives_a_closed_one() {
-        let (a_tx, mut a_rx) = queue(100, WhenFull::Block, None);
-        let (b_tx, b_rx) = queue(100, WhenFull::Block, None);
+        let (a_tx, mut a_rx) = queue(100, NO_BYTE_LIMIT, WhenFull::Block, None);
+        let (b_tx, b_rx) = queue(100, NO_BYTE_LIMIT, WhenFull::Block, None);
         let mut fanout = Fanout::new();
         fanout.add("a".into(), a_tx);
         fanout.add("b".into(), b_tx);
@@ -326,5 +394,51 @@ mod tests {
         assert_eq!(a_rx.recv().await.map(|b| b.len()), Some(3));
         assert!(fanout.send(batch(2)).await);
         assert_eq!(a_rx.recv().await.map(|b| b.len()), Some(2));
+    }
+
+    #[tokio::test]
+    async fn long_lines_fill_the_byte_capacity_first() {
+        let one = batch_bytes(&batch_of_lines(1, 1000));
+        // Room for 1000 events but only three of these lines' bytes.
+        let (tx, mut rx) = queue(1000, 3 * one, WhenFull::Block, None);
+        tx.send(batch_of_lines(2, 1000)).await.unwrap();
+        assert_eq!((tx.len(), tx.len_bytes()), (2, 2 * one));
+        let pending = tx.send(batch_of_lines(2, 1000));
+        tokio::pin!(pending);
+        assert!(futures::poll!(pending.as_mut()).is_pending());
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(2));
+        pending.await.unwrap();
+        assert_eq!(tx.len_bytes(), 2 * one);
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(2));
+        assert_eq!((tx.len(), tx.len_bytes()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_batch_over_the_byte_capacity_passes_alone() {
+        let (tx, mut rx) = queue(1000, 100, WhenFull::Block, None);
+        tx.send(batch_of_lines(3, 1000)).await.unwrap();
+        let pending = tx.send(batch(1));
+        tokio::pin!(pending);
+        assert!(futures::poll!(pending.as_mut()).is_pending());
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(3));
+        pending.await.unwrap();
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(1));
+    }
+
+    #[tokio::test]
+    async fn drop_newest_drops_when_the_bytes_are_full() {
+        let one = batch_bytes(&batch_of_lines(1, 1000));
+        let (tx, mut rx) = queue(1000, 2 * one, WhenFull::DropNewest, Some("q"));
+        tx.send(batch_of_lines(2, 1000)).await.unwrap();
+        let (notifier, status) = BatchNotifier::new_with_receiver();
+        let mut overflow = batch_of_lines(1, 1000);
+        overflow.finalizers = Finalizers::new(notifier);
+        tx.send(overflow).await.unwrap();
+        assert_eq!(status.await, BatchStatus::Dropped);
+        // The refused batch holds no event permits either.
+        assert_eq!(tx.len(), 2);
+        drop(tx);
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(2));
+        assert!(rx.recv().await.is_none());
     }
 }

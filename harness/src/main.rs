@@ -78,6 +78,9 @@ struct Common {
     /// Lines `max` writes beforehand instead of the profile's.
     #[arg(long)]
     lines: Option<u64>,
+    /// Bytes per line (newline included) instead of the profile's 100, e.g. 1000.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+    line_bytes: Option<u64>,
     /// How long to wait for the last lines after the load ends.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -127,6 +130,9 @@ impl Common {
         }
         if let Some(lines) = self.lines {
             profile.prefill_lines = lines.max(1);
+        }
+        if let Some(bytes) = self.line_bytes {
+            profile.line_bytes = usize::try_from(bytes).map_err(|e| e.to_string())?;
         }
         Ok(profile)
     }

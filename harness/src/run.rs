@@ -402,9 +402,12 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|err| format!("binding the receiver: {err}"))?;
-    let receiver = serve(receiver_config(options.loki_latency, options.receiver), listener)
-        .await
-        .map_err(|err| format!("starting the receiver: {err}"))?;
+    let receiver = serve(
+        receiver_config(options.loki_latency, options.receiver),
+        listener,
+    )
+    .await
+    .map_err(|err| format!("starting the receiver: {err}"))?;
 
     let shape = LineShape {
         line_bytes: profile.line_bytes,

@@ -1377,7 +1377,10 @@ async fn count_only_counts_entries_and_sequences_without_validating() {
         .request(
             Method::POST,
             "/loki/api/v1/push",
-            &[("Content-Type", "application/x-protobuf"), ("X-Scope-OrgID", "t")],
+            &[
+                ("Content-Type", "application/x-protobuf"),
+                ("X-Scope-OrgID", "t"),
+            ],
             Bytes::from_static(b"not snappy"),
         )
         .await;

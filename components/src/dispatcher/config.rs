@@ -15,6 +15,9 @@ use crate::queue::WhenFull;
 pub struct DispatcherConfig {
     /// Capacity of the sink's queue, in events. Restart required to change.
     pub queue_size: usize,
+    /// Capacity of the sink's queue, in bytes (lines plus about 150 bytes of record per event):
+    /// with long lines this, not `queue_size`, bounds the queue's memory. Restart required.
+    pub queue_max_bytes: usize,
     /// What a full queue does: `block` (backpressure to the sources) or `drop_newest` (counted).
     pub when_full: WhenFull,
     /// Sends in flight at once. Hot-reloadable.
@@ -43,10 +46,16 @@ pub struct DispatcherConfig {
     pub retry_jitter: bool,
 }
 
+/// 16 MiB: above what 50 000 events of 100-byte lines take (so the event capacity binds for
+/// short lines, as before this limit existed), and what keeps a sink's queue to 16 MiB when
+/// lines are long (about 14 000 events of 1000-byte lines).
+pub const DEFAULT_QUEUE_MAX_BYTES: usize = 16 << 20;
+
 impl Default for DispatcherConfig {
     fn default() -> Self {
         Self {
             queue_size: 50_000,
+            queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
             when_full: WhenFull::Block,
             worker_count: 4,
             batch_size: 1_000,
@@ -79,14 +88,20 @@ impl DispatcherConfig {
             }
         };
         at_least_one("queue_size", self.queue_size);
+        at_least_one("queue_max_bytes", self.queue_max_bytes);
         at_least_one("worker_count", self.worker_count);
         at_least_one("batch_size", self.batch_size);
         at_least_one("batch_max_bytes", self.batch_max_bytes);
-        if self.queue_size > u32::MAX as usize {
-            errors.push(ConfigError::new(
-                join_path(prefix, "queue_size"),
-                format!("must be at most {}", u32::MAX),
-            ));
+        for (key, value) in [
+            ("queue_size", self.queue_size),
+            ("queue_max_bytes", self.queue_max_bytes),
+        ] {
+            if value > u32::MAX as usize {
+                errors.push(ConfigError::new(
+                    join_path(prefix, key),
+                    format!("must be at most {}", u32::MAX),
+                ));
+            }
         }
         if self.send_timeout.is_zero() {
             errors.push(ConfigError::new(

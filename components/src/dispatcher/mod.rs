@@ -291,7 +291,7 @@ mod tests {
     ) {
         let (settings_tx, settings) = watch::channel(config);
         let health = HealthRegistry::default().register("s", ComponentKind::Sink);
-        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let (tx, rx) = queue(1000, usize::MAX, WhenFull::Block, None);
         let task = tokio::spawn(Dispatcher::new("s", sink, settings, health).run(rx));
         (tx, task, settings_tx)
     }
@@ -506,7 +506,7 @@ mod tests {
     ) {
         let (_settings_tx, settings) = watch::channel(fast_config());
         let health = HealthRegistry::default().register("s", ComponentKind::Sink);
-        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let (tx, rx) = queue(1000, usize::MAX, WhenFull::Block, None);
         let dispatcher = Dispatcher::new("s", sink, settings, health).with_dead_letter(dead_letter);
         let task = tokio::spawn(dispatcher.run(rx));
         tx.send(batch).await.unwrap();
@@ -585,7 +585,7 @@ mod tests {
         };
         let (_settings_tx, settings) = watch::channel(config);
         let health = HealthRegistry::default().register("s", ComponentKind::Sink);
-        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let (tx, rx) = queue(1000, usize::MAX, WhenFull::Block, None);
         let dispatcher = Dispatcher::new("s", sink.clone(), settings, health.clone())
             .with_dead_letter(dead_letter.clone());
         let task = tokio::spawn(dispatcher.run(rx));
@@ -652,7 +652,7 @@ mod tests {
             ..fast_config()
         });
         let health = HealthRegistry::default().register("s", ComponentKind::Sink);
-        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let (tx, rx) = queue(1000, usize::MAX, WhenFull::Block, None);
         let task = tokio::spawn(Dispatcher::new("s", Arc::new(Hang), settings, health).run(rx));
         let (sending, sending_rx) = BatchNotifier::new_with_receiver();
         let (queued, queued_rx) = BatchNotifier::new_with_receiver();
@@ -688,7 +688,7 @@ mod tests {
             .push_back(SendOutcome::Partial { rejected: all });
         let (_settings_tx, settings) = watch::channel(fast_config());
         let health = HealthRegistry::default().register("s", ComponentKind::Sink);
-        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let (tx, rx) = queue(1000, usize::MAX, WhenFull::Block, None);
         let dispatcher = Dispatcher::new("s", sink, settings, health.clone())
             .with_dead_letter(Arc::new(RecordingDeadLetter::default()));
         let task = tokio::spawn(dispatcher.run(rx));
@@ -820,7 +820,7 @@ mod tests {
         });
         let (settings_tx, settings) = watch::channel(backing_off_config());
         let health = HealthRegistry::default().register("s", ComponentKind::Sink);
-        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let (tx, rx) = queue(1000, usize::MAX, WhenFull::Block, None);
         let task = tokio::spawn(Dispatcher::new("s", sink.clone(), settings, health).run(rx));
         let (a_notifier, a_status) = BatchNotifier::new_with_receiver();
         // One input batch with both tenants: each gets its own batch.
@@ -878,7 +878,7 @@ mod tests {
         };
         let (settings_tx, settings) = watch::channel(config);
         let health = HealthRegistry::default().register("s", ComponentKind::Sink);
-        let (tx, rx) = queue(1000, WhenFull::Block, None);
+        let (tx, rx) = queue(1000, usize::MAX, WhenFull::Block, None);
         let task = tokio::spawn(Dispatcher::new("s", sink.clone(), settings, health).run(rx));
         let (first, first_status) = BatchNotifier::new_with_receiver();
         tx.send(EventBatch::new(

@@ -611,7 +611,8 @@ mod tests {
             .store(vec![&original], "http_4xx", "401 no org id\n")
             .await
             .unwrap();
-        let (tx, mut rx) = crate::queue::queue(1000, crate::queue::WhenFull::DropNewest, None);
+        let (tx, mut rx) =
+            crate::queue::queue(1000, usize::MAX, crate::queue::WhenFull::DropNewest, None);
         let weak = tx.downgrade();
         let replay = tokio::spawn({
             let dlq = dlq.clone();

@@ -63,6 +63,18 @@ pub static QUEUE_CAPACITY: Gauge = Gauge::new(
     "Capacity of a sink's queue in log events.",
     &["sink"],
 );
+/// Bytes waiting in a sink's queue (lines plus each event's record; see `queue::batch_bytes`).
+pub static QUEUE_BYTES: Gauge = Gauge::new(
+    "queue_bytes",
+    "Bytes of log events waiting in a sink's queue (lines plus each event's own record).",
+    &["sink"],
+);
+/// A sink queue's capacity in bytes (`queue_max_bytes`).
+pub static QUEUE_CAPACITY_BYTES: Gauge = Gauge::new(
+    "queue_capacity_bytes",
+    "Capacity of a sink's queue in bytes (dispatcher.queue_max_bytes).",
+    &["sink"],
+);
 /// Events per batch handed to a sink.
 pub static BATCH_SIZE: Histogram = Histogram::new(
     "batch_size",
@@ -107,6 +119,8 @@ pub static METRICS: &[&MetricDef] = &[
     &DROPPED.def,
     &QUEUE_SIZE.def,
     &QUEUE_CAPACITY.def,
+    &QUEUE_BYTES.def,
+    &QUEUE_CAPACITY_BYTES.def,
     &BATCH_SIZE.def,
     &SEND_DURATION.def,
     &RETRIES.def,
