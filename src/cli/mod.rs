@@ -1,6 +1,8 @@
 //! The command line: `run` (the default), `validate`, `health`, `positions`, `dlq`; one module per command family beside this one.
 
 mod dlq;
+pub mod health;
+pub mod metrics_text;
 mod positions;
 
 use std::path::PathBuf;
@@ -57,11 +59,23 @@ pub enum Command {
         #[arg(long, global = true, value_name = "NAME")]
         sink: Option<String>,
     },
-    /// Ask a running instance for its health; exit 0 when healthy.
+    /// Check a running instance: API, every component, queues, error and loss rates,
+    /// positions, dead-letter queues, dedup, timestamps, descriptors, memory. Prints a table;
+    /// exit 0 when every check is ok, 1 on a warning, 2 on a critical check (named on the
+    /// last line). Thresholds: docs/runbook.md.
     Health {
         /// The API's base URL; by default taken from the configuration's api.listen.
         #[arg(long)]
         url: Option<String>,
+        /// Bearer token for GET /dlq (the dead-letter age); by default api.token.
+        #[arg(long)]
+        token: Option<String>,
+        /// Time between the two scrapes of /metrics that rates are measured over.
+        #[arg(long, default_value = "2s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+        /// Also write the report as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -144,7 +158,20 @@ pub fn main() -> ExitCode {
     match cli.command {
         None | Some(Command::Run) => runtime.block_on(crate::app::run(source)),
         Some(Command::Validate { print }) => validate(&source, print),
-        Some(Command::Health { url }) => runtime.block_on(health(&source, url)),
+        Some(Command::Health {
+            url,
+            token,
+            interval,
+            output,
+        }) => runtime.block_on(health::run(
+            &source,
+            health::HealthArgs {
+                url,
+                token,
+                interval,
+                output,
+            },
+        )),
         Some(Command::Dlq {
             action,
             data_dir,
@@ -185,10 +212,14 @@ fn validate(source: &ConfigSource, print: bool) -> ExitCode {
     }
 }
 
-async fn health(source: &ConfigSource, url: Option<String>) -> ExitCode {
-    let config = config::load(source).ok();
-    let url = format!("{}/health", api_base(url, config.as_ref()));
-    print_api_answer(http::Method::GET, &url, None, "is log-capturer running?").await
+/// A positive duration in humantime form (`500ms`, `2s`), for rate intervals.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (write it like 2s or 500ms)"))?;
+    if interval.is_zero() {
+        return Err("must be more than 0 (rates need two scrapes apart), e.g. 2s".into());
+    }
+    Ok(interval)
 }
 
 /// The API's base URL: `url` if given, else the configuration's `api.listen`.
