@@ -441,27 +441,7 @@ impl Rates<'_> {
         label: &str,
         keep: impl Fn(&Sample) -> bool,
     ) -> BTreeMap<String, (f64, f64)> {
-        // Series by their whole label set, so a reset of one is seen even when others grow.
-        let key = |s: &Sample| format!("{:?}", s.labels);
-        let before: BTreeMap<String, f64> = self
-            .first
-            .series(name)
-            .filter(|s| keep(s))
-            .map(|s| (key(s), s.value))
-            .collect();
-        let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-        for sample in self.second.series(name).filter(|s| keep(s)) {
-            let was = before.get(&key(sample)).copied().unwrap_or(0.0);
-            let increase = if sample.value >= was {
-                sample.value - was
-            } else {
-                sample.value
-            };
-            let entry = out.entry(sample.label(label).to_string()).or_default();
-            entry.0 += increase;
-            entry.1 += sample.value;
-        }
-        out
+        self.second.increase_since(self.first, name, label, keep)
     }
 }
 

@@ -74,6 +74,88 @@ impl Scrape {
         out
     }
 
+    /// Per value of `label`: how much counter `name` grew since `earlier` over the series `keep`
+    /// accepts, and its total now. A series that went down (the instance restarted) counts
+    /// from zero; a series new since `earlier` counts all of its value.
+    pub fn increase_since(
+        &self,
+        earlier: &Scrape,
+        name: &str,
+        label: &str,
+        keep: impl Fn(&Sample) -> bool,
+    ) -> BTreeMap<String, (f64, f64)> {
+        // Series by their whole label set, so a reset of one is seen even when others grow.
+        let before: BTreeMap<&BTreeMap<String, String>, f64> = earlier
+            .series(name)
+            .filter(|s| keep(s))
+            .map(|s| (&s.labels, s.value))
+            .collect();
+        let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        for sample in self.series(name).filter(|s| keep(s)) {
+            let was = before.get(&sample.labels).copied().unwrap_or(0.0);
+            let increase = if sample.value >= was {
+                sample.value - was
+            } else {
+                sample.value
+            };
+            let entry = out.entry(sample.label(label).to_string()).or_default();
+            entry.0 += increase;
+            entry.1 += sample.value;
+        }
+        out
+    }
+
+    /// The `q` quantile (0..=1) of histogram `name` (its `_bucket` series) over what was
+    /// observed since `earlier`, for the series whose `label` is `value`, estimated by linear
+    /// interpolation inside the bucket as Prometheus's `histogram_quantile` does. `None` when
+    /// nothing was observed.
+    pub fn quantile_since(
+        &self,
+        earlier: &Scrape,
+        name: &str,
+        label: &str,
+        value: &str,
+        q: f64,
+    ) -> Option<f64> {
+        let buckets = format!("{name}_bucket");
+        let increase = self.increase_since(earlier, &buckets, "le", |s| s.label(label) == value);
+        let mut cumulative: Vec<(f64, f64)> = increase
+            .iter()
+            .filter_map(|(le, (count, _))| {
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((bound, *count))
+            })
+            .collect();
+        cumulative.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let total = cumulative.last()?.1;
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total;
+        let mut lower = (0.0, 0.0);
+        for &(bound, count) in &cumulative {
+            if count >= rank {
+                if bound.is_infinite() {
+                    // Above the highest finite bound: that bound is all that can be said.
+                    return Some(lower.0);
+                }
+                let in_bucket = count - lower.1;
+                let share = if in_bucket > 0.0 {
+                    (rank - lower.1) / in_bucket
+                } else {
+                    1.0
+                };
+                return Some(lower.0 + (bound - lower.0) * share);
+            }
+            lower = (bound, count);
+        }
+        Some(lower.0)
+    }
+
     /// The value of a series without labels (the process gauges), if present.
     pub fn single(&self, name: &str) -> Option<f64> {
         self.series(name).map(|s| s.value).next()
@@ -181,6 +263,28 @@ this is not a sample
         let weird = scrape.series("weird").next().unwrap();
         assert_eq!(weird.label("path"), "C:\\logs\"q\"\nend");
         assert!(weird.value.is_nan());
+    }
+
+    #[test]
+    fn increases_count_resets_from_zero_and_quantiles_interpolate_within_buckets() {
+        let earlier = Scrape::parse(
+            "c{k=\"a\"} 10\nc{k=\"b\"} 5\n\
+             h_bucket{s=\"x\",le=\"0.1\"} 0\nh_bucket{s=\"x\",le=\"1\"} 0\nh_bucket{s=\"x\",le=\"+Inf\"} 0\n",
+        );
+        let now = Scrape::parse(
+            "c{k=\"a\"} 12\nc{k=\"b\"} 2\nc{k=\"c\"} 1\n\
+             h_bucket{s=\"x\",le=\"0.1\"} 50\nh_bucket{s=\"x\",le=\"1\"} 100\nh_bucket{s=\"x\",le=\"+Inf\"} 100\n\
+             h_bucket{s=\"y\",le=\"+Inf\"} 0\n",
+        );
+        let increase = now.increase_since(&earlier, "c", "k", |_| true);
+        assert_eq!(increase["a"], (2.0, 12.0));
+        assert_eq!(increase["b"], (2.0, 2.0));
+        assert_eq!(increase["c"], (1.0, 1.0));
+        let median = now.quantile_since(&earlier, "h", "s", "x", 0.5).unwrap();
+        assert!((median - 0.1).abs() < 1e-9, "{median}");
+        let p75 = now.quantile_since(&earlier, "h", "s", "x", 0.75).unwrap();
+        assert!((p75 - 0.55).abs() < 1e-9, "{p75}");
+        assert_eq!(now.quantile_since(&earlier, "h", "s", "y", 0.5), None);
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! The command line: `run` (the default), `validate`, `health`, `positions`, `dlq`; one module per command family beside this one.
+//! The command line: `run` (the default), `validate`, `health`, `top`, `positions`, `dlq`; one module per command family beside this one.
 
 mod dlq;
 pub mod health;
 pub mod metrics_text;
 mod positions;
+pub mod top;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +77,22 @@ pub enum Command {
         /// Also write the report as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+    /// A live view of a running instance: per component, events in and out per second,
+    /// errors, drops, queue fill and send latency, refreshed every --interval (Ctrl-C quits).
+    Top {
+        /// The API's base URL; by default taken from the configuration's api.listen.
+        #[arg(long)]
+        url: Option<String>,
+        /// Bearer token for GET /config (each component's inputs); by default api.token.
+        #[arg(long)]
+        token: Option<String>,
+        /// Time between frames (and between the two scrapes of the first).
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+        /// Print one frame and exit.
+        #[arg(long)]
+        once: bool,
     },
 }
 
@@ -170,6 +187,20 @@ pub fn main() -> ExitCode {
                 token,
                 interval,
                 output,
+            },
+        )),
+        Some(Command::Top {
+            url,
+            token,
+            interval,
+            once,
+        }) => runtime.block_on(top::run(
+            &source,
+            top::TopArgs {
+                url,
+                token,
+                interval,
+                once,
             },
         )),
         Some(Command::Dlq {
