@@ -61,6 +61,11 @@ impl App {
         &self.controls.dlqs
     }
 
+    /// The tap points of the running sources and transforms.
+    pub fn taps(&self) -> &crate::tap::Taps {
+        &self.controls.taps
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }

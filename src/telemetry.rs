@@ -65,6 +65,13 @@ pub static API_CONNECTIONS_CLOSED: Counter = Counter::new(
     &["reason"],
 );
 
+/// Tapped events a slow tapper did not take in time.
+pub static TAP_DROPPED: Counter = Counter::new(
+    "tap_dropped",
+    "Events a tap (GET /tap, log-capturer tap) did not pass on because the tapper read too slowly; the pipeline never waits for a tap.",
+    &["component"],
+);
+
 /// The process's resident memory, sampled at each scrape.
 pub static PROCESS_RESIDENT_MEMORY: Gauge = Gauge::new(
     "process_resident_memory_bytes",
@@ -95,6 +102,7 @@ pub static METRICS: &[&MetricDef] = &[
     &BUILD_INFO.def,
     &CONFIG_RELOADS.def,
     &API_CONNECTIONS_CLOSED.def,
+    &TAP_DROPPED.def,
     &PROCESS_RESIDENT_MEMORY.def,
     &PROCESS_OPEN_FDS.def,
     &PROCESS_MAX_FDS.def,

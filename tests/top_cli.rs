@@ -10,16 +10,9 @@ use std::time::Duration;
 
 use common::{Instance, run_cli_with_env, wait_for};
 
-/// The embedded default configuration, its data directory and API moved into the test's.
-fn default_like() -> String {
-    let text = include_str!("../configs/default.yaml").replace("./data", "{dir}/data");
-    assert!(text.contains("listen: \"127.0.0.1:8401\""));
-    text.replace("127.0.0.1:8401", "127.0.0.1:{port}")
-}
-
 #[test]
 fn top_once_prints_one_frame_of_every_component_of_the_default_configuration() {
-    let instance = Instance::start(&default_like());
+    let instance = Instance::start(&common::default_like_config());
     // The demo generator has emitted (its counter exists) before the frame is taken.
     wait_for("the demo source to emit", Duration::from_secs(20), || {
         let (_, metrics) = instance.get("/metrics");

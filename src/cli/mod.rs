@@ -1,9 +1,10 @@
-//! The command line: `run` (the default), `validate`, `health`, `top`, `positions`, `dlq`; one module per command family beside this one.
+//! The command line: `run` (the default), `validate`, `health`, `top`, `tap`, `positions`, `dlq`; one module per command family beside this one.
 
 mod dlq;
 pub mod health;
 pub mod metrics_text;
 mod positions;
+pub mod tap;
 pub mod top;
 
 use std::path::PathBuf;
@@ -93,6 +94,24 @@ pub enum Command {
         /// Print one frame and exit.
         #[arg(long)]
         once: bool,
+    },
+    /// Print a sample of the events leaving a source or transform of a running instance, as
+    /// JSON lines (component, timestamp, line, labels, source), until --limit were printed.
+    Tap {
+        /// The source or transform to tap.
+        component: String,
+        /// The API's base URL; by default taken from the configuration's api.listen.
+        #[arg(long)]
+        url: Option<String>,
+        /// Bearer token (needed when the API has api.token); by default api.token.
+        #[arg(long)]
+        token: Option<String>,
+        /// Events to print before exiting (1 to 1000000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        limit: u64,
+        /// Share of the events to keep, above 0 and at most 1 (0.1: one event in ten).
+        #[arg(long, default_value_t = 1.0, value_parser = parse_sample_rate)]
+        sample_rate: f64,
     },
 }
 
@@ -203,6 +222,22 @@ pub fn main() -> ExitCode {
                 once,
             },
         )),
+        Some(Command::Tap {
+            component,
+            url,
+            token,
+            limit,
+            sample_rate,
+        }) => runtime.block_on(tap::run(
+            &source,
+            tap::TapArgs {
+                component,
+                url,
+                token,
+                limit,
+                sample_rate,
+            },
+        )),
         Some(Command::Dlq {
             action,
             data_dir,
@@ -240,6 +275,14 @@ fn validate(source: &ConfigSource, print: bool) -> ExitCode {
             eprint!("{errors}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A share above 0 and at most 1.
+fn parse_sample_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate <= 1.0 => Ok(rate),
+        _ => Err("give a number above 0 and at most 1, e.g. 0.1 for one event in ten".into()),
     }
 }
 
