@@ -322,6 +322,10 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
                 json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"ready": false}))
             }
         }
+        (&Method::GET, "/metrics") if !app.telemetry.prometheus_enabled() => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "telemetry.prometheus is false: metrics are pushed with OTLP only"}),
+        ),
         (&Method::GET, "/metrics") => match app.telemetry.render() {
             Ok(text) => {
                 let mut response = Response::new(Full::new(Bytes::from(text)).boxed_unsync());

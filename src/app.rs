@@ -143,7 +143,7 @@ pub async fn run(source: ConfigSource) -> ExitCode {
     };
     init_logging(&config.root.log);
     log_warnings(&config);
-    let telemetry = match Telemetry::install() {
+    let telemetry = match Telemetry::install(&config.root.telemetry, &config.otlp_headers) {
         Ok(t) => Arc::new(t),
         Err(err) => {
             eprintln!("{err}");
