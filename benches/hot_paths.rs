@@ -40,7 +40,8 @@ const BATCH: usize = 1000;
 fn install_metrics() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let telemetry = Telemetry::install().expect("telemetry");
+        let telemetry =
+            Telemetry::install(&Default::default(), &Default::default()).expect("telemetry");
         // Kept for the life of the process.
         std::mem::forget(telemetry);
     });

@@ -18,7 +18,8 @@ use serde_json::json;
 const LINES: u64 = 2_000_000;
 
 fn pipeline(c: &mut Criterion) {
-    let telemetry = Telemetry::install().expect("telemetry");
+    let telemetry =
+        Telemetry::install(&Default::default(), &Default::default()).expect("telemetry");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

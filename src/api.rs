@@ -9,6 +9,7 @@
 //! | `POST /config/reload`  | re-read the configuration: 200 with what was applied and what needs a restart, 400 with every error |
 //! | `GET /dlq`             | each sink's dead-letter queue statistics |
 //! | `POST /dlq/reprocess`  | replay the dead-letter queues now (202) |
+//! | `GET /tap/COMPONENT`   | a sample of the events leaving a source or transform, streamed as JSON lines (`?limit=N&sample_rate=R`) |
 //!
 //! Guarantees:
 //! - When `api.token` is set (it must be when `api.listen` is not a loopback address), every
@@ -33,7 +34,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -46,7 +48,7 @@ use tokio::sync::oneshot;
 
 use crate::app::App;
 
-type Body = Full<Bytes>;
+type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// The endpoints anyone may call: probes and scrapes carry no credentials.
 const OPEN: &[&str] = &["/health", "/ready", "/metrics"];
@@ -63,7 +65,13 @@ const ENDPOINTS: &[&str] = &[
     "/config/reload",
     "/dlq",
     "/dlq/reprocess",
+    "/tap/COMPONENT",
 ];
+
+/// Events a tap sends when the request does not say (`limit`).
+const TAP_DEFAULT_LIMIT: u64 = 100;
+/// The most events one tap may ask for.
+const TAP_MAX_LIMIT: u64 = 1_000_000;
 
 fn count_closed(reason: &'static str) {
     crate::telemetry::API_CONNECTIONS_CLOSED.add(1, &[KeyValue::new("reason", reason)]);
@@ -229,7 +237,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: ShutdownS
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -314,9 +322,13 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
                 json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"ready": false}))
             }
         }
+        (&Method::GET, "/metrics") if !app.telemetry.prometheus_enabled() => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "telemetry.prometheus is false: metrics are pushed with OTLP only"}),
+        ),
         (&Method::GET, "/metrics") => match app.telemetry.render() {
             Ok(text) => {
-                let mut response = Response::new(Full::new(Bytes::from(text)));
+                let mut response = Response::new(Full::new(Bytes::from(text)).boxed_unsync());
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     header::HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -362,6 +374,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
                 &json!({"status": "reprocessing", "sinks": app.dlqs().keys().collect::<Vec<_>>()}),
             )
         }
+        (&Method::GET, path) if path.starts_with("/tap/") => tap(app, path, req.uri().query()),
         (_, path) if ENDPOINTS.contains(&path) => json_response(
             StatusCode::METHOD_NOT_ALLOWED,
             &json!({"error": format!("{} is not allowed here", req.method())}),
@@ -373,9 +386,117 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// `GET /tap/COMPONENT?limit=N&sample_rate=R`: streams what the tap passes, one JSON object per
+/// line, until `limit` events were sent or the client goes away.
+fn tap(app: &App, path: &str, query: Option<&str>) -> Response<Body> {
+    let component = path.trim_start_matches("/tap/");
+    let request = match tap_request(query) {
+        Ok(request) => request,
+        Err(message) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": message})),
+    };
+    let rx = match app.taps().subscribe(component, request) {
+        Ok(rx) => rx,
+        Err(crate::tap::TapRefused::UnknownComponent) => {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                &json!({
+                    "error": format!("no source or transform named {component:?} (sinks cannot be tapped)"),
+                    "components": app.taps().names(),
+                }),
+            );
+        }
+        Err(crate::tap::TapRefused::TooManyTaps) => {
+            return json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({"error": format!(
+                    "{component} already has {} taps; try again when one ends",
+                    crate::tap::MAX_TAPS_PER_COMPONENT
+                )}),
+            );
+        }
+    };
+    let lines = futures::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Some((
+            Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from(line))),
+            rx,
+        ))
+    });
+    let mut response = Response::new(StreamBody::new(lines).boxed_unsync());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+}
+
+/// Reads `limit` (1 to [`TAP_MAX_LIMIT`], default [`TAP_DEFAULT_LIMIT`]) and `sample_rate`
+/// (above 0, at most 1, default 1: one event in `round(1 / rate)` is kept).
+fn tap_request(query: Option<&str>) -> Result<crate::tap::TapRequest, String> {
+    let mut request = crate::tap::TapRequest {
+        limit: TAP_DEFAULT_LIMIT,
+        every: 1,
+    };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "limit" => {
+                request.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=TAP_MAX_LIMIT).contains(l))
+                    .ok_or_else(|| {
+                        format!("limit={value:?}: give a whole number from 1 to {TAP_MAX_LIMIT}")
+                    })?;
+            }
+            "sample_rate" => {
+                let rate: f64 = value
+                    .parse()
+                    .ok()
+                    .filter(|r: &f64| *r > 0.0 && *r <= 1.0)
+                    .ok_or_else(|| {
+                        format!(
+                            "sample_rate={value:?}: give a number above 0 and at most 1, e.g. 0.1"
+                        )
+                    })?;
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let every = (1.0 / rate).round().max(1.0) as u64;
+                request.every = every;
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?}: the tap takes limit and sample_rate"
+                ));
+            }
+        }
+    }
+    Ok(request)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tap_parameters_are_checked_and_name_the_fix() {
+        let request = tap_request(Some("limit=5&sample_rate=0.25")).unwrap();
+        assert_eq!((request.limit, request.every), (5, 4));
+        let request = tap_request(None).unwrap();
+        assert_eq!((request.limit, request.every), (TAP_DEFAULT_LIMIT, 1));
+        assert!(tap_request(Some("limit=0")).unwrap_err().contains("limit"));
+        assert!(
+            tap_request(Some("sample_rate=2"))
+                .unwrap_err()
+                .contains("at most 1")
+        );
+        assert!(
+            tap_request(Some("rate=1"))
+                .unwrap_err()
+                .contains("unknown parameter")
+        );
+    }
 
     #[test]
     fn a_full_table_makes_room_by_closing_the_oldest_waiting_connection() {

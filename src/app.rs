@@ -61,6 +61,11 @@ impl App {
         &self.controls.dlqs
     }
 
+    /// The tap points of the running sources and transforms.
+    pub fn taps(&self) -> &crate::tap::Taps {
+        &self.controls.taps
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
@@ -138,7 +143,7 @@ pub async fn run(source: ConfigSource) -> ExitCode {
     };
     init_logging(&config.root.log);
     log_warnings(&config);
-    let telemetry = match Telemetry::install() {
+    let telemetry = match Telemetry::install(&config.root.telemetry, &config.otlp_headers) {
         Ok(t) => Arc::new(t),
         Err(err) => {
             eprintln!("{err}");

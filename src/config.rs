@@ -23,6 +23,7 @@
 
 mod layers;
 mod show;
+pub mod telemetry;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -191,6 +192,8 @@ pub struct RootConfig {
     pub data_dir: PathBuf,
     pub api: ApiConfig,
     pub log: LogConfig,
+    /// Where the metrics go: the Prometheus endpoint, an OTLP push.
+    pub telemetry: telemetry::TelemetryConfig,
     /// How long a shutdown may take to drain the pipeline before it gives up.
     #[serde(with = "duration")]
     pub shutdown_timeout: Duration,
@@ -210,6 +213,7 @@ impl Default for RootConfig {
             data_dir: PathBuf::from("./data"),
             api: ApiConfig::default(),
             log: LogConfig::default(),
+            telemetry: telemetry::TelemetryConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
             dispatcher: DispatcherConfig::default(),
             sources: BTreeMap::new(),
@@ -225,6 +229,7 @@ impl fmt::Debug for RootConfig {
             .field("data_dir", &self.data_dir)
             .field("api", &self.api)
             .field("log", &self.log)
+            .field("telemetry", &self.telemetry)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("dispatcher", &self.dispatcher)
             .field("sources", &self.sources.keys().collect::<Vec<_>>())
@@ -266,6 +271,8 @@ pub struct Config {
     pub sinks: BTreeMap<String, SinkSpec>,
     /// `api.token`, read (from its environment variable or file) when the configuration was.
     pub api_token: Option<SecretString>,
+    /// `telemetry.otlp.headers`, read when the configuration was.
+    pub otlp_headers: BTreeMap<String, SecretString>,
     /// Problems that do not stop the start: `validate` prints them, `run` logs them.
     pub warnings: Vec<ConfigWarning>,
     /// The layered configuration as a JSON tree, before typing, secrets in clear: for reload
@@ -281,6 +288,7 @@ impl fmt::Debug for Config {
             .field("transforms", &self.transforms)
             .field("sinks", &self.sinks)
             .field("api_token", &self.api_token)
+            .field("otlp_headers", &self.otlp_headers)
             .field("warnings", &self.warnings)
             .finish_non_exhaustive()
     }
@@ -490,6 +498,7 @@ pub fn validate(raw: Value) -> Result<Config, ConfigErrors> {
     let root = parse_root(&raw, &mut errors);
     errors.extend(root.dispatcher.validate("dispatcher"));
     let api_token = check_root(&root, &mut errors);
+    let otlp_headers = telemetry::check(&root.telemetry, &mut errors);
     let names: BTreeSet<&str> = root
         .sources
         .keys()
@@ -604,6 +613,7 @@ pub fn validate(raw: Value) -> Result<Config, ConfigErrors> {
             transforms,
             sinks,
             api_token,
+            otlp_headers,
             warnings,
             raw,
         })
@@ -656,6 +666,9 @@ fn parse_root(raw: &Value, errors: &mut Vec<ConfigError>) -> RootConfig {
     }
     if let Some(v) = section(map, "log", errors) {
         root.log = v;
+    }
+    if let Some(v) = section(map, "telemetry", errors) {
+        root.telemetry = v;
     }
     if let Some(Timeout(v)) = section(map, "shutdown_timeout", errors) {
         root.shutdown_timeout = v;

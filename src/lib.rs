@@ -6,6 +6,8 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod otlp;
+pub mod tap;
 pub mod telemetry;
 pub mod topology;
 

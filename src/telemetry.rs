@@ -1,5 +1,6 @@
-//! Telemetry set-up: the OpenTelemetry meter provider with its Prometheus exporter, and the
-//! program's own logs through `tracing`.
+//! Telemetry set-up: the OpenTelemetry meter provider with its Prometheus exporter (unless
+//! `telemetry.prometheus` is false) and its OTLP push (when `telemetry.otlp.endpoint` is set,
+//! see `otlp.rs`), and the program's own logs through `tracing`.
 //!
 //! Guarantees: every instrument is exported as `log_capturer_<name>` (counters with one `_total`),
 //! without `otel_scope_*` labels and without a `target_info` series; `build_info` carries the
@@ -65,6 +66,20 @@ pub static API_CONNECTIONS_CLOSED: Counter = Counter::new(
     &["reason"],
 );
 
+/// Tapped events a slow tapper did not take in time.
+pub static TAP_DROPPED: Counter = Counter::new(
+    "tap_dropped",
+    "Events a tap (GET /tap, log-capturer tap) did not pass on because the tapper read too slowly; the pipeline never waits for a tap.",
+    &["component"],
+);
+
+/// OTLP pushes that failed.
+pub static OTLP_EXPORT_FAILURES: Counter = Counter::new(
+    "otlp_export_failures",
+    "OTLP metrics pushes that failed, by reason: connection, timeout, http_status (the collector answered other than 2xx).",
+    &["reason"],
+);
+
 /// The process's resident memory, sampled at each scrape.
 pub static PROCESS_RESIDENT_MEMORY: Gauge = Gauge::new(
     "process_resident_memory_bytes",
@@ -95,6 +110,8 @@ pub static METRICS: &[&MetricDef] = &[
     &BUILD_INFO.def,
     &CONFIG_RELOADS.def,
     &API_CONNECTIONS_CLOSED.def,
+    &TAP_DROPPED.def,
+    &OTLP_EXPORT_FAILURES.def,
     &PROCESS_RESIDENT_MEMORY.def,
     &PROCESS_OPEN_FDS.def,
     &PROCESS_MAX_FDS.def,
@@ -150,33 +167,61 @@ pub fn all_metrics() -> Vec<&'static MetricDef> {
 
 /// The installed metrics pipeline.
 pub struct Telemetry {
-    registry: prometheus::Registry,
+    /// `None` when `telemetry.prometheus` is false.
+    registry: Option<prometheus::Registry>,
     provider: SdkMeterProvider,
 }
 
 impl Telemetry {
-    /// Installs the global meter provider. Call once, before the topology is built.
-    pub fn install() -> Result<Self, String> {
-        let registry = prometheus::Registry::new();
-        let exporter = opentelemetry_prometheus::exporter()
-            .with_registry(registry.clone())
-            .with_namespace("log_capturer")
-            .without_target_info()
-            .scope_info_enabled(false)
-            .build()
-            .map_err(|err| format!("cannot set up the Prometheus exporter: {err}"))?;
-        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+    /// Installs the global meter provider with the readers `config.root.telemetry` asks for.
+    /// Call once, inside the runtime, before the topology is built.
+    /// `headers` are `telemetry.otlp.headers`, resolved.
+    pub fn install(
+        settings: &crate::config::telemetry::TelemetryConfig,
+        headers: &std::collections::BTreeMap<String, log_capturer_components::secret::SecretString>,
+    ) -> Result<Self, String> {
+        let mut builder = SdkMeterProvider::builder();
+        let registry = if settings.prometheus {
+            let registry = prometheus::Registry::new();
+            let exporter = opentelemetry_prometheus::exporter()
+                .with_registry(registry.clone())
+                .with_namespace("log_capturer")
+                .without_target_info()
+                .scope_info_enabled(false)
+                .build()
+                .map_err(|err| format!("cannot set up the Prometheus exporter: {err}"))?;
+            builder = builder.with_reader(exporter);
+            Some(registry)
+        } else {
+            None
+        };
+        if let Some(url) = settings.otlp.url() {
+            let reader = crate::otlp::reader(&settings.otlp, &url, headers)?;
+            builder = builder
+                .with_reader(reader)
+                .with_resource(crate::otlp::resource(&settings.otlp));
+            tracing::info!(endpoint = %url, interval = ?settings.otlp.interval, "Pushing metrics with OTLP.");
+        }
+        let provider = builder.build();
         opentelemetry::global::set_meter_provider(provider.clone());
         BUILD_INFO.record(1, &[KeyValue::new("version", env!("CARGO_PKG_VERSION"))]);
         Ok(Self { registry, provider })
     }
 
+    /// Whether `GET /metrics` is served (`telemetry.prometheus`).
+    pub fn prometheus_enabled(&self) -> bool {
+        self.registry.is_some()
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Result<String, String> {
+        let Some(registry) = &self.registry else {
+            return Err("telemetry.prometheus is false: metrics are pushed with OTLP only".into());
+        };
         sample_process();
         let mut out = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
+            .encode(&registry.gather(), &mut out)
             .map_err(|err| format!("cannot encode metrics: {err}"))?;
         String::from_utf8(out).map_err(|err| format!("metrics are not UTF-8: {err}"))
     }

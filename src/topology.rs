@@ -12,6 +12,8 @@
 //! - [`RunningTopology::shutdown`] stops the sources, lets every queue drain in order
 //!   (transforms end when all their inputs have ended, sinks when theirs have and their
 //!   dispatcher has settled every batch), and reports whether that finished within the limit.
+//! - Each source's and transform's output passes its [`TapPoint`] once per batch before the
+//!   fan-out (an atomic load while nobody taps; see `tap.rs`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,6 +36,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::tap::{TapPoint, Taps};
 
 /// Capacity, in events, of each transform's input queue.
 pub const TRANSFORM_QUEUE_EVENTS: usize = 8_192;
@@ -59,6 +62,8 @@ pub struct TopologyControls {
     transform_settings: BTreeMap<String, SettingsSender>,
     /// Each sink's dead-letter queue, when enabled.
     pub dlqs: BTreeMap<String, SinkDlq>,
+    /// The tap points of every source and transform.
+    pub taps: Taps,
 }
 
 /// How a shutdown ended.
@@ -130,6 +135,7 @@ pub fn start(
     // Only fan-outs hold senders now: a queue closes when all its producers have ended.
     drop(inputs);
 
+    let taps = Taps::new(config.sources.keys().chain(config.transforms.keys()));
     let (shutdown, signal) = shutdown_pair();
     let mut sources: Vec<(String, EventStream, Fanout, Finishing)> = Vec::new();
     for (name, spec) in &config.sources {
@@ -237,11 +243,14 @@ pub fn start(
         fanout,
     } in transforms
     {
-        tasks.spawn(run_transform(name, transform, rx, fanout));
+        let tap = taps.point(&name).unwrap_or_default();
+        tasks.spawn(run_transform(name, transform, rx, fanout, tap));
     }
     for (name, mut stream, mut fanout, finishing) in sources {
+        let tap = taps.point(&name).unwrap_or_default();
         tasks.spawn(async move {
             while let Some(batch) = stream.next().await {
+                tap.offer(&batch);
                 if !fanout.send(batch).await {
                     break;
                 }
@@ -262,6 +271,7 @@ pub fn start(
             dispatcher_settings,
             transform_settings,
             dlqs,
+            taps,
         }),
     })
 }
@@ -276,7 +286,13 @@ struct RunnableTransform {
 
 /// Drives one transform: a function over each batch, or a stream of batches; what comes out
 /// goes to the fan-out.
-async fn run_transform(name: String, transform: Transform, rx: QueueReceiver, mut fanout: Fanout) {
+async fn run_transform(
+    name: String,
+    transform: Transform,
+    rx: QueueReceiver,
+    mut fanout: Fanout,
+    tap: Arc<TapPoint>,
+) {
     let attrs = ComponentAttrs::new(&name);
     let mut output: EventStream = match transform {
         Transform::Function(mut function) => Box::pin(rx.filter_map(move |mut batch| {
@@ -297,6 +313,7 @@ async fn run_transform(name: String, transform: Transform, rx: QueueReceiver, mu
             continue;
         }
         attrs.processed(batch.len());
+        tap.offer(&batch);
         if !fanout.send(batch).await {
             break;
         }
@@ -436,6 +453,7 @@ mod tests {
             Transform::stream(Pairs),
             rx,
             fanout,
+            Arc::default(),
         ));
         let event = || LogEvent {
             timestamp_ns: 1,

@@ -40,6 +40,8 @@ fn with_a_token_every_endpoint_but_the_probes_needs_it() {
         (Method::GET, "/dlq", StatusCode::OK),
         (Method::POST, "/config/reload", StatusCode::OK),
         (Method::POST, "/dlq/reprocess", StatusCode::ACCEPTED),
+        // A tap streams events: as guarded as the rest (limit=1 ends the stream).
+        (Method::GET, "/tap/gen?limit=1", StatusCode::OK),
         // Paths and methods nobody serves are guarded too: nothing is open by omission.
         (Method::GET, "/positions", StatusCode::NOT_FOUND),
         (Method::DELETE, "/config", StatusCode::METHOD_NOT_ALLOWED),

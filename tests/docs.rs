@@ -19,6 +19,7 @@ use log_capturer::components::transforms::logfmt::LogfmtParserConfig;
 use log_capturer::components::transforms::multiline::MultilineConfig;
 use log_capturer::components::transforms::regex_parser::RegexParserConfig;
 use log_capturer::components::transforms::timestamp::TimestampConfig as TimestampStageConfig;
+use log_capturer::config::telemetry::{OtlpConfig, TelemetryConfig};
 use log_capturer::config::{ApiConfig, LogConfig, RootConfig};
 
 fn read(path: &str) -> String {
@@ -33,6 +34,8 @@ fn configuration_reference_documents_every_key_and_type() {
         ("top level", struct_fields::<RootConfig>()),
         ("api", struct_fields::<ApiConfig>()),
         ("log", struct_fields::<LogConfig>()),
+        ("telemetry", struct_fields::<TelemetryConfig>()),
+        ("telemetry.otlp", struct_fields::<OtlpConfig>()),
         ("dispatcher", struct_fields::<DispatcherConfig>()),
         ("generator", struct_fields::<GeneratorConfig>()),
         ("file source", struct_fields::<FileSourceConfig>()),

@@ -1,7 +1,11 @@
-//! The command line: `run` (the default), `validate`, `health`, `positions`, `dlq`; one module per command family beside this one.
+//! The command line: `run` (the default), `validate`, `health`, `top`, `tap`, `positions`, `dlq`; one module per command family beside this one.
 
 mod dlq;
+pub mod health;
+pub mod metrics_text;
 mod positions;
+pub mod tap;
+pub mod top;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,11 +61,57 @@ pub enum Command {
         #[arg(long, global = true, value_name = "NAME")]
         sink: Option<String>,
     },
-    /// Ask a running instance for its health; exit 0 when healthy.
+    /// Check a running instance: API, every component, queues, error and loss rates,
+    /// positions, dead-letter queues, dedup, timestamps, descriptors, memory. Prints a table;
+    /// exit 0 when every check is ok, 1 on a warning, 2 on a critical check (named on the
+    /// last line). Thresholds: docs/runbook.md.
     Health {
         /// The API's base URL; by default taken from the configuration's api.listen.
         #[arg(long)]
         url: Option<String>,
+        /// Bearer token for GET /dlq (the dead-letter age); by default api.token.
+        #[arg(long)]
+        token: Option<String>,
+        /// Time between the two scrapes of /metrics that rates are measured over.
+        #[arg(long, default_value = "2s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+        /// Also write the report as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// A live view of a running instance: per component, events in and out per second,
+    /// errors, drops, queue fill and send latency, refreshed every --interval (Ctrl-C quits).
+    Top {
+        /// The API's base URL; by default taken from the configuration's api.listen.
+        #[arg(long)]
+        url: Option<String>,
+        /// Bearer token for GET /config (each component's inputs); by default api.token.
+        #[arg(long)]
+        token: Option<String>,
+        /// Time between frames (and between the two scrapes of the first).
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+        /// Print one frame and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Print a sample of the events leaving a source or transform of a running instance, as
+    /// JSON lines (component, timestamp, line, labels, source), until --limit were printed.
+    Tap {
+        /// The source or transform to tap.
+        component: String,
+        /// The API's base URL; by default taken from the configuration's api.listen.
+        #[arg(long)]
+        url: Option<String>,
+        /// Bearer token (needed when the API has api.token); by default api.token.
+        #[arg(long)]
+        token: Option<String>,
+        /// Events to print before exiting (1 to 1000000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        limit: u64,
+        /// Share of the events to keep, above 0 and at most 1 (0.1: one event in ten).
+        #[arg(long, default_value_t = 1.0, value_parser = parse_sample_rate)]
+        sample_rate: f64,
     },
 }
 
@@ -144,7 +194,50 @@ pub fn main() -> ExitCode {
     match cli.command {
         None | Some(Command::Run) => runtime.block_on(crate::app::run(source)),
         Some(Command::Validate { print }) => validate(&source, print),
-        Some(Command::Health { url }) => runtime.block_on(health(&source, url)),
+        Some(Command::Health {
+            url,
+            token,
+            interval,
+            output,
+        }) => runtime.block_on(health::run(
+            &source,
+            health::HealthArgs {
+                url,
+                token,
+                interval,
+                output,
+            },
+        )),
+        Some(Command::Top {
+            url,
+            token,
+            interval,
+            once,
+        }) => runtime.block_on(top::run(
+            &source,
+            top::TopArgs {
+                url,
+                token,
+                interval,
+                once,
+            },
+        )),
+        Some(Command::Tap {
+            component,
+            url,
+            token,
+            limit,
+            sample_rate,
+        }) => runtime.block_on(tap::run(
+            &source,
+            tap::TapArgs {
+                component,
+                url,
+                token,
+                limit,
+                sample_rate,
+            },
+        )),
         Some(Command::Dlq {
             action,
             data_dir,
@@ -185,10 +278,22 @@ fn validate(source: &ConfigSource, print: bool) -> ExitCode {
     }
 }
 
-async fn health(source: &ConfigSource, url: Option<String>) -> ExitCode {
-    let config = config::load(source).ok();
-    let url = format!("{}/health", api_base(url, config.as_ref()));
-    print_api_answer(http::Method::GET, &url, None, "is log-capturer running?").await
+/// A share above 0 and at most 1.
+fn parse_sample_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate <= 1.0 => Ok(rate),
+        _ => Err("give a number above 0 and at most 1, e.g. 0.1 for one event in ten".into()),
+    }
+}
+
+/// A positive duration in humantime form (`500ms`, `2s`), for rate intervals.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (write it like 2s or 500ms)"))?;
+    if interval.is_zero() {
+        return Err("must be more than 0 (rates need two scrapes apart), e.g. 2s".into());
+    }
+    Ok(interval)
 }
 
 /// The API's base URL: `url` if given, else the configuration's `api.listen`.

@@ -82,6 +82,7 @@ impl Config {
         shown.insert("data_dir".into(), json(&root.data_dir));
         shown.insert("api".into(), json(&root.api));
         shown.insert("log".into(), json(&root.log));
+        shown.insert("telemetry".into(), json(&root.telemetry));
         shown.insert(
             "shutdown_timeout".into(),
             Value::String(humantime::format_duration(root.shutdown_timeout).to_string()),

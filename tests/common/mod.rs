@@ -297,3 +297,11 @@ pub fn validate(config: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, Str
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// The embedded default configuration with its data directory and API moved into an
+/// [`Instance`]'s (`{dir}/data`, `127.0.0.1:{port}`): "the default config" for process tests.
+pub fn default_like_config() -> String {
+    let text = include_str!("../../configs/default.yaml").replace("./data", "{dir}/data");
+    assert!(text.contains("listen: \"127.0.0.1:8401\""));
+    text.replace("127.0.0.1:8401", "127.0.0.1:{port}")
+}
