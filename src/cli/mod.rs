@@ -1,7 +1,8 @@
-//! The command line: `run` (the default), `validate`, `health`, `positions`, `dlq`; one module per command family beside this one.
+//! The command line: `run` (the default), `validate`, `test`, `health`, `positions`, `dlq`; one module per command family beside this one.
 
 mod dlq;
 mod positions;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,9 @@ pub enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Run the configuration's `tests:` through their stages, in process; exit 0 when all
+    /// pass, 1 with every mismatch otherwise.
+    Test,
     /// Show, restore or reset the file sources' saved positions.
     Positions {
         #[command(subcommand)]
@@ -144,6 +148,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         None | Some(Command::Run) => runtime.block_on(crate::app::run(source)),
         Some(Command::Validate { print }) => validate(&source, print),
+        Some(Command::Test) => test::run(&source, &runtime),
         Some(Command::Health { url }) => runtime.block_on(health(&source, url)),
         Some(Command::Dlq {
             action,
@@ -171,10 +176,11 @@ fn validate(source: &ConfigSource, print: bool) -> ExitCode {
                 eprintln!("warning: {warning}");
             }
             eprintln!(
-                "Configuration valid: {} source(s), {} transform(s), {} sink(s).",
+                "Configuration valid: {} source(s), {} transform(s), {} sink(s), {} test(s).",
                 config.sources.len(),
                 config.transforms.len(),
-                config.sinks.len()
+                config.sinks.len(),
+                config.tests.len()
             );
             ExitCode::SUCCESS
         }
