@@ -22,6 +22,7 @@
 //! reload diffs only and never printed.
 
 mod layers;
+pub mod pipeline_tests;
 mod show;
 pub mod telemetry;
 
@@ -205,6 +206,8 @@ pub struct RootConfig {
     pub transforms: BTreeMap<String, Value>,
     /// Sinks by name.
     pub sinks: BTreeMap<String, Value>,
+    /// Pipeline tests for `log-capturer test` (see [`pipeline_tests`]); `run` ignores them.
+    pub tests: Vec<Value>,
 }
 
 impl Default for RootConfig {
@@ -219,6 +222,7 @@ impl Default for RootConfig {
             sources: BTreeMap::new(),
             transforms: BTreeMap::new(),
             sinks: BTreeMap::new(),
+            tests: Vec::new(),
         }
     }
 }
@@ -235,6 +239,7 @@ impl fmt::Debug for RootConfig {
             .field("sources", &self.sources.keys().collect::<Vec<_>>())
             .field("transforms", &self.transforms.keys().collect::<Vec<_>>())
             .field("sinks", &self.sinks.keys().collect::<Vec<_>>())
+            .field("tests", &self.tests.len())
             .finish()
     }
 }
@@ -275,6 +280,8 @@ pub struct Config {
     pub otlp_headers: BTreeMap<String, SecretString>,
     /// Problems that do not stop the start: `validate` prints them, `run` logs them.
     pub warnings: Vec<ConfigWarning>,
+    /// The checked `tests:` entries (`log-capturer test`; `run` ignores them).
+    pub tests: Vec<pipeline_tests::PipelineTest>,
     /// The layered configuration as a JSON tree, before typing, secrets in clear: for reload
     /// diffs only. Never print it; [`Config::shown`] is what may be shown.
     pub raw: Value,
@@ -601,6 +608,7 @@ pub fn validate(raw: Value) -> Result<Config, ConfigErrors> {
     check_cycles(&root, &mut errors);
     check_consumers(&root, &mut errors);
     check_loki_labels(&sources, &transforms, &sinks, &mut errors);
+    let tests = pipeline_tests::check(&root.tests, &sources, &transforms, &sinks, &mut errors);
 
     if errors.is_empty() {
         let warnings = sources
@@ -615,6 +623,7 @@ pub fn validate(raw: Value) -> Result<Config, ConfigErrors> {
             api_token,
             otlp_headers,
             warnings,
+            tests,
             raw,
         })
     } else {
@@ -684,6 +693,9 @@ fn parse_root(raw: &Value, errors: &mut Vec<ConfigError>) -> RootConfig {
     }
     if let Some(v) = section(map, "sinks", errors) {
         root.sinks = v;
+    }
+    if let Some(v) = section(map, "tests", errors) {
+        root.tests = v;
     }
     root
 }
@@ -980,6 +992,10 @@ pub fn plan_reload(running: &Value, next: &Value) -> ReloadPlan {
     let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
     let mut plan = ReloadPlan::default();
     for key in keys {
+        // Tests are not part of the running pipeline (`log-capturer test` reads them).
+        if key == "tests" || key.starts_with("tests.") {
+            continue;
+        }
         if old.get(key) != new.get(key) {
             if is_hot_reloadable(key, running) {
                 plan.applied.push(key.clone());
@@ -1443,5 +1459,10 @@ sinks:
             merged["transforms"]["l"]["from_fields"],
             json!({"severity": "level"})
         );
+
+        // Pipeline tests are not part of the running pipeline: a changed test asks nothing.
+        let old = json!({"tests": [{"name": "a"}]});
+        let new = json!({"tests": [{"name": "b"}, {"name": "c"}]});
+        assert_eq!(plan_reload(&old, &new), ReloadPlan::default());
     }
 }

@@ -55,8 +55,18 @@ fn configuration_reference_documents_every_key_and_type() {
         ("dlq", struct_fields::<DlqConfig>()),
         ("console", struct_fields::<ConsoleConfig>()),
     ];
+    let [test_entry, test_input, test_expect] = log_capturer::config::pipeline_tests::test_keys();
+    let sections = [
+        sections,
+        &[
+            ("tests entry", test_entry),
+            ("tests input", test_input),
+            ("tests expect", test_expect),
+        ],
+    ]
+    .concat();
     let mut missing = Vec::new();
-    for (section, fields) in sections {
+    for (section, fields) in &sections {
         assert!(!fields.is_empty(), "{section} has no fields?");
         for field in *fields {
             if !doc.contains(&format!("| `{field}` |")) {

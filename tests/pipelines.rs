@@ -298,3 +298,51 @@ fn a_trace_held_at_shutdown_is_emitted_not_lost() {
     assert!(status.success());
     assert_whole_traces(&written_events(&instance), 20);
 }
+
+#[test]
+fn lines_a_filter_drops_are_acknowledged_so_the_file_position_passes_them() {
+    let config = r#"
+data_dir: "{dir}/data"
+api: {listen: "127.0.0.1:{port}"}
+sources:
+  app: {type: file, include: ["{dir}/in/*.log"], read_from: beginning, poll_interval: 200ms, flush_interval: 200ms}
+transforms:
+  parse: {type: logfmt, inputs: [app]}
+  quiet: {type: filter, inputs: [parse], fields: {level: {equals: debug}}, action: drop}
+  short: {type: filter, inputs: [quiet], longer_than: 40, action: drop}
+sinks:
+  out: {type: file, inputs: [short], path: "{dir}/out.log", encoding: text}
+"#;
+    let mut instance = Instance::prepare(config);
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    // Kept lines first, then a tail of dropped ones: only acknowledgements of the dropped lines
+    // can move the committed offset to the end of the file.
+    let mut text = String::from("level=info msg=one\nlevel=warn msg=two\n");
+    for i in 0..50 {
+        text.push_str(&format!("level=debug msg=noise-{i}\n"));
+        text.push_str(&format!("level=info msg={}\n", "x".repeat(40 + i)));
+    }
+    std::fs::write(instance.path("in/app.log"), &text).unwrap();
+    instance.spawn(&[], &[]);
+    let size = text.len() as u64;
+    let positions = instance.path("data/positions/app.json");
+    wait_for(
+        "the committed offset at the end of the file",
+        Duration::from_secs(30),
+        || {
+            let doc: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&positions).ok()?).ok()?;
+            let committed = doc
+                .to_string()
+                .contains(&format!("\"committed_offset\":{size}"));
+            committed.then_some(())
+        },
+    );
+    let out = std::fs::read_to_string(instance.path("out.log")).unwrap();
+    assert_eq!(out, "level=info msg=one\nlevel=warn msg=two\n");
+    for stage in ["quiet", "short"] {
+        let series =
+            format!("log_capturer_dropped_total{{component=\"{stage}\",reason=\"filtered\"}}");
+        assert_eq!(metric(&instance, &series), 50.0, "{series}");
+    }
+}

@@ -1,10 +1,11 @@
-//! The command line: `run` (the default), `validate`, `health`, `top`, `tap`, `positions`, `dlq`; one module per command family beside this one.
+//! The command line: `run` (the default), `validate`, `test`, `health`, `top`, `tap`, `positions`, `dlq`; one module per command family beside this one.
 
 mod dlq;
 pub mod health;
 pub mod metrics_text;
 mod positions;
 pub mod tap;
+mod test;
 pub mod top;
 
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ pub enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Run the configuration's `tests:` through their stages, in process; exit 0 when all
+    /// pass, 1 with every mismatch otherwise.
+    Test,
     /// Show, restore or reset the file sources' saved positions.
     Positions {
         #[command(subcommand)]
@@ -194,6 +198,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         None | Some(Command::Run) => runtime.block_on(crate::app::run(source)),
         Some(Command::Validate { print }) => validate(&source, print),
+        Some(Command::Test) => test::run(&source, &runtime),
         Some(Command::Health {
             url,
             token,
@@ -264,10 +269,11 @@ fn validate(source: &ConfigSource, print: bool) -> ExitCode {
                 eprintln!("warning: {warning}");
             }
             eprintln!(
-                "Configuration valid: {} source(s), {} transform(s), {} sink(s).",
+                "Configuration valid: {} source(s), {} transform(s), {} sink(s), {} test(s).",
                 config.sources.len(),
                 config.transforms.len(),
-                config.sinks.len()
+                config.sinks.len(),
+                config.tests.len()
             );
             ExitCode::SUCCESS
         }
