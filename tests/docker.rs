@@ -503,3 +503,122 @@ fn many_containers_started_and_removed_return_tasks_and_descriptors_to_baseline(
     let out = output(&path);
     assert_eq!(out.len(), count * 5, "every line once");
 }
+
+#[test]
+fn a_local_driver_containers_lines_all_arrive_once() {
+    if !docker::available() {
+        return;
+    }
+    let prefix = unique("localdrv");
+    let instance = Instance::start(&config(&prefix, None));
+    let container = Container::run(
+        None,
+        &format!("{prefix}-c"),
+        &["--log-driver", "local"],
+        &numbered(300, "0"),
+    );
+    wait_logged(&container, " out 300");
+    let duplicated = wait_all_delivered(&instance, &container, Duration::from_secs(60));
+    assert_eq!(duplicated, 0);
+    let out = output(&instance.path("out.jsonl"));
+    assert_eq!(lines_of(&out, &container.name, "stdout").len(), 300);
+    assert_eq!(lines_of(&out, &container.name, "stderr").len(), 30);
+}
+
+#[test]
+fn a_tty_containers_line_over_16k_arrives_whole() {
+    if !docker::available() {
+        return;
+    }
+    let prefix = unique("ttylong");
+    let instance = Instance::start(&config(&prefix, None));
+    // A TTY has one stream (no multiplexing headers) and ends lines with "\r\n"; Docker still
+    // cuts what it reads into 16 KiB pieces.
+    let container = Container::run(
+        None,
+        &format!("{prefix}-t"),
+        &["-t"],
+        "head -c 20000 /dev/zero | tr '\\0' t; echo; echo after; sleep 3600 & wait",
+    );
+    let lines = wait_for("the TTY's two lines", Duration::from_secs(60), || {
+        let lines = lines_of(
+            &output(&instance.path("out.jsonl")),
+            &container.name,
+            "stdout",
+        );
+        (lines.len() >= 2).then_some(lines)
+    });
+    let lengths: Vec<usize> = lines.iter().map(String::len).collect();
+    assert_eq!(lengths, [20_000, 5], "{:?}", &lines[1..]);
+    assert!(
+        lines[0].bytes().all(|b| b == b't'),
+        "no '\\r', no header bytes"
+    );
+    assert_eq!(lines[1], "after");
+    assert!(
+        metric(
+            &instance,
+            "log_capturer_partial_merges_total{component=\"docker\"}"
+        ) >= 1.0
+    );
+}
+
+#[test]
+fn a_java_stack_trace_from_a_container_arrives_as_one_event_through_multiline() {
+    if !docker::available() {
+        return;
+    }
+    let prefix = unique("multiline");
+    // The docker source feeding the multiline stage, which feeds the file sink.
+    let config = config(&prefix, None).replace(
+        "sinks:\n  out:\n    type: file\n    inputs: [docker]",
+        "transforms:\n  java:\n    type: multiline\n    inputs: [docker]\n    \
+             first_line: '^\\d{4}-\\d{2}-\\d{2} '\n    max_wait: 500ms\n\
+             sinks:\n  out:\n    type: file\n    inputs: [java]",
+    );
+    assert!(config.contains("inputs: [java]"), "{config}");
+    let instance = Instance::start(&config);
+    let trace = "2026-05-01 10:00:00.000 ERROR [main] c.e.Shop - Checkout failed\n\
+                 java.lang.IllegalStateException: cart is empty\n\
+                 \tat com.example.Shop.checkout(Shop.java:42)\n\
+                 \tat com.example.Main.main(Main.java:7)\n\
+                 Caused by: java.io.IOException: connection reset\n\
+                 \tat com.example.Db.read(Db.java:99)\n\
+                 \t... 2 more";
+    // printf's format turns the escapes back into tabs and newlines.
+    let script = format!(
+        "printf '2026-05-01 09:59:59.000 INFO [main] c.e.Shop - Started\\n'; \
+         printf '{}\\n'; \
+         printf '2026-05-01 10:00:01.000 INFO [main] c.e.Shop - Next\\n'; \
+         sleep 3600 & wait",
+        trace.replace('\t', "\\t").replace('\n', "\\n"),
+    );
+    let container = Container::run(None, &format!("{prefix}-java"), &[], &script);
+    let events = wait_for("three events", Duration::from_secs(60), || {
+        let lines = lines_of(
+            &output(&instance.path("out.jsonl")),
+            &container.name,
+            "stdout",
+        );
+        (lines.len() >= 3).then_some(lines)
+    });
+    assert_eq!(events.len(), 3, "{events:#?}");
+    assert_eq!(
+        events[0],
+        "2026-05-01 09:59:59.000 INFO [main] c.e.Shop - Started"
+    );
+    assert_eq!(
+        events[1], trace,
+        "the trace is one event, its lines joined by \\n"
+    );
+    assert_eq!(
+        events[2],
+        "2026-05-01 10:00:01.000 INFO [main] c.e.Shop - Next"
+    );
+    assert!(
+        metric(
+            &instance,
+            "log_capturer_multiline_merged_lines_total{component=\"java\"}"
+        ) >= 6.0
+    );
+}
