@@ -2,6 +2,7 @@
 //! run loop that measures the shipper as a separate process, and reports. It depends on both the
 //! engine and the components, never the other way round.
 
+pub mod docker_load;
 pub mod load;
 pub mod procfs;
 pub mod profile;

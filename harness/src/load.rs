@@ -3,13 +3,20 @@
 //! Every line carries `seq=<n>` (one counter over all files, from 1) and `created=<unix ns>` (when
 //! the harness wrote it), which the receiver turns into loss, duplicate and latency figures. A
 //! load source also says how the shipper's `sources.load` entry must look to read it, so a new
-//! kind of load (Docker containers printing lines, say) is one more implementation of
-//! [`LoadSource`]: start the containers, and answer a `docker` source entry.
+//! kind of load is one more implementation of [`LoadSource`] (the Docker containers of
+//! [`crate::docker_load`] are one).
+//!
+//! The file load spreads what is due at each call evenly over its files (round-robin, at most
+//! 256 lines a file per turn), so `N` files at a total rate each get `1/N` of it, written every
+//! turn when the rate allows. Rotation is by rename at `rotate_bytes`; each file starts at its
+//! own phase (file `i` of `N` as if `i/N` of a file had been written already), so rotations
+//! are spread over time and a run of any length rotates about `rate × line_bytes /
+//! rotate_bytes` times a second, whatever the number of files.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -25,6 +32,11 @@ pub trait LoadSource: Send {
     fn rotations(&self) -> u64 {
         0
     }
+    /// After lines were made before the shipper starts (`max`): waits until they are where the
+    /// shipper will read them (at most `limit`).
+    fn settle(&mut self, _limit: Duration) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The shape of one line.
@@ -37,7 +49,8 @@ pub struct LineShape {
 /// `seq=` + 10 digits + ` created=` + 19 digits + ` ` + `\n`.
 pub const MIN_LINE_BYTES: usize = 4 + 10 + 9 + 19 + 1 + 1;
 
-fn wall_ns() -> i64 {
+/// This machine's wall clock in nanoseconds since the epoch.
+pub fn wall_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
@@ -65,12 +78,13 @@ struct LogFile {
 }
 
 impl LogFile {
-    fn create(path: PathBuf) -> io::Result<Self> {
+    /// A new file whose rotation clock starts at `phase` bytes (nothing is written).
+    fn create(path: PathBuf, phase: u64, buffer: usize) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(Self {
             path,
-            writer: BufWriter::with_capacity(1 << 20, file),
-            size: 0,
+            writer: BufWriter::with_capacity(buffer, file),
+            size: phase,
             generation: 0,
         })
     }
@@ -88,7 +102,8 @@ impl LogFile {
             .create(true)
             .append(true)
             .open(&self.path)?;
-        self.writer = BufWriter::with_capacity(1 << 20, file);
+        let capacity = self.writer.capacity();
+        self.writer = BufWriter::with_capacity(capacity, file);
         self.size = 0;
         Ok(())
     }
@@ -103,22 +118,33 @@ pub struct FileLoad {
     rotate_bytes: u64,
     made: u64,
     rotations: u64,
+    /// The file the next chunk goes to.
+    next: usize,
     scratch: Vec<u8>,
 }
 
 impl FileLoad {
     pub fn new(dir: &Path, files: usize, shape: LineShape, rotate_bytes: u64) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let files = (0..files.max(1))
-            .map(|i| LogFile::create(dir.join(format!("app-{i}.log"))))
+        let count = files.max(1);
+        let rotate_bytes = rotate_bytes.max(1);
+        // Few files get large buffers (a turn of `max` writes megabytes); many files, small
+        // ones, so that 10,000 files do not take 10 GiB.
+        let buffer = ((64usize << 20) / count).clamp(8 << 10, 1 << 20);
+        let files = (0..count)
+            .map(|i| {
+                let phase = (u128::from(rotate_bytes) * i as u128 / count as u128) as u64;
+                LogFile::create(dir.join(format!("app-{i}.log")), phase, buffer)
+            })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Self {
             dir: dir.to_path_buf(),
             files,
             shape,
-            rotate_bytes: rotate_bytes.max(1),
+            rotate_bytes,
             made: 0,
             rotations: 0,
+            next: 0,
             scratch: Vec::with_capacity(64 * 1024),
         })
     }
@@ -142,15 +168,19 @@ impl LoadSource for FileLoad {
     fn make_until(&mut self, total: u64) -> io::Result<()> {
         // One clock read per call: a call writes what is due now, so its lines are created now.
         let created = wall_ns();
-        const CHUNK: u64 = 256;
+        // What is due now, spread over the files: each gets its share this turn.
+        let count = self.files.len() as u64;
+        let per = total
+            .saturating_sub(self.made)
+            .div_ceil(count)
+            .clamp(1, 256);
         while self.made < total {
-            let index = ((self.made / CHUNK) % self.files.len() as u64) as usize;
-            let upto = total.min((self.made / CHUNK + 1) * CHUNK);
+            let upto = total.min(self.made + per);
             self.scratch.clear();
             for seq in self.made + 1..=upto {
                 format_line(&mut self.scratch, seq, created, self.shape);
             }
-            let file = &mut self.files[index];
+            let file = &mut self.files[self.next];
             file.writer.write_all(&self.scratch)?;
             file.size += self.scratch.len() as u64;
             self.made = upto;
@@ -158,6 +188,7 @@ impl LoadSource for FileLoad {
                 file.rotate()?;
                 self.rotations += 1;
             }
+            self.next = (self.next + 1) % self.files.len();
         }
         // The shipper must see whole lines now, not when a buffer fills.
         for file in &mut self.files {
@@ -244,5 +275,39 @@ mod tests {
         }
         seen.sort_unstable();
         assert_eq!(seen, (1..=5_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn many_files_each_get_their_share_every_turn_and_rotations_are_spread() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = 100;
+        // 100 KiB per file: phases 0, 1 KiB, 2 KiB, ... so the fullest rotates first.
+        let mut load =
+            FileLoad::new(dir.path(), files, LineShape { line_bytes: 100 }, 100 * 1024).unwrap();
+        // One turn of 10k lines/s at a 5 ms tick: 50 lines, one each for half the files.
+        load.make_until(50).unwrap();
+        let sizes = |dir: &Path| -> Vec<u64> {
+            (0..files)
+                .map(|i| {
+                    std::fs::metadata(dir.join(format!("app-{i}.log")))
+                        .unwrap()
+                        .len()
+                })
+                .collect()
+        };
+        let after_one = sizes(dir.path());
+        assert_eq!(after_one.iter().filter(|&&s| s == 100).count(), 50);
+        // The next turn continues with the other half.
+        load.make_until(100).unwrap();
+        assert!(sizes(dir.path()).iter().all(|&s| s == 100));
+        assert_eq!(load.rotations(), 0);
+        // 10 KiB more per file: the files whose phase was within 10 KiB of 100 KiB rotated,
+        // about a tenth of them, not all at once.
+        load.make_until(100 + 100 * 100).unwrap();
+        assert!(
+            (8..=12).contains(&load.rotations()),
+            "{} rotations",
+            load.rotations()
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use log_capturer_harness::docker_load;
 use log_capturer_harness::profile::{self, PROFILES, Profile};
 use log_capturer_harness::report;
 use log_capturer_harness::run::{LoadKind, ReceiverMode, RunOptions, RunReport, run};
@@ -63,12 +64,18 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct Common {
-    /// low, standard, high, low-latency or max.
+    /// low, standard, high, low-latency, max or many-files.
     #[arg(long, default_value = "standard")]
     profile: String,
-    /// Where the lines come from.
-    #[arg(long, value_enum, default_value_t = LoadKind::Files)]
+    /// Where the lines come from: `files` (rotating files), `files=N` (the same total rate
+    /// over N files), `docker` or `docker=N` (containers printing the lines, read through the
+    /// shipper's docker source; N defaults to the profile's file count), `generator` (the
+    /// shipper's own generator source).
+    #[arg(long, default_value = "files", value_parser = parse_load)]
     load: LoadKind,
+    /// The image the Docker load's containers run (busybox with sh, cat and sleep).
+    #[arg(long, value_name = "IMAGE", default_value = docker_load::DEFAULT_IMAGE)]
+    docker_image: String,
     /// Lines per second instead of the profile's (rated profiles).
     #[arg(long)]
     rate: Option<u64>,
@@ -108,6 +115,10 @@ struct Common {
     /// builds first).
     #[arg(long, value_name = "FILE")]
     shipper: Option<PathBuf>,
+}
+
+fn parse_load(text: &str) -> Result<LoadKind, String> {
+    text.parse()
 }
 
 fn workspace_root() -> PathBuf {
@@ -165,6 +176,7 @@ impl Common {
             config,
             shipper: shipper.to_path_buf(),
             load: self.load,
+            docker_image: self.docker_image.clone(),
             work_dir: self.work_dir.clone(),
             keep_work_dir: self.keep,
             drain_timeout: self.drain_timeout,
@@ -344,7 +356,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(main_async(cli)) {
+    // Ctrl-C ends the run (the shipper and the receiver with it) and removes the containers
+    // of a Docker load, which would otherwise outlive the harness.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = main_async(cli) => outcome,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+        }
+    });
+    // Tasks, and a load writer's thread, may still hold a run's parts: the containers go
+    // whatever they hold.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    docker_load::remove_all();
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("FAILED: lines were lost or did not arrive (see the table)");

@@ -16,7 +16,7 @@ pub struct Profile {
     pub duration: Duration,
     /// Lines written before the shipper starts (`max`).
     pub prefill_lines: u64,
-    /// Files written side by side.
+    /// Files written side by side (and containers of `--load docker`), unless the load says.
     pub files: usize,
     /// Bytes per line, newline included.
     pub line_bytes: usize,
@@ -77,6 +77,17 @@ pub const PROFILES: &[Profile] = &[
         files: 1,
         line_bytes: 100,
         rotate_bytes: u64::MAX,
+    },
+    Profile {
+        name: "many-files",
+        summary: "10k lines/s spread over 1,000 rotating files (the cost of each followed file)",
+        rate: Some(10_000),
+        duration: Duration::from_secs(30),
+        prefill_lines: 0,
+        files: 1000,
+        line_bytes: 100,
+        // With the load's phases: about one rotation a second whatever the file count.
+        rotate_bytes: MIB,
     },
 ];
 

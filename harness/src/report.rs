@@ -18,7 +18,7 @@ pub fn table(report: &RunReport) -> String {
     let rows: Vec<(&str, String)> = vec![
         (
             "profile",
-            format!("{} ({:?} load)", report.profile, report.load).to_lowercase(),
+            format!("{} ({} load)", report.profile, report.load),
         ),
         ("target", target),
         ("config", report.config.clone()),
@@ -272,7 +272,7 @@ mod tests {
     pub(crate) fn report(rate: f64, lost: u64) -> RunReport {
         RunReport {
             profile: "standard".into(),
-            load: LoadKind::Files,
+            load: LoadKind::Files(Some(4)),
             shipper: "log-capturer".into(),
             config: "configs/profiles/standard.yaml".into(),
             sets: Vec::new(),

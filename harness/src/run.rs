@@ -20,17 +20,22 @@ use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::docker_load::DockerLoad;
 use crate::load::{FileLoad, GeneratorLoad, LineShape, LoadSource};
 use crate::procfs;
 use crate::profile::Profile;
 use crate::receiver::{ReceiverConfig, ReceiverHandle, serve};
 
-/// Where the lines come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
+/// Where the lines come from: `files[=N]`, `docker[=N]` or `generator`. Without `=N` the
+/// profile's number of files (or containers) is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum LoadKind {
     /// Files the harness writes and rotates; the shipper's file source reads them.
-    Files,
+    Files(Option<usize>),
+    /// Containers printing the lines; the shipper's docker source reads them (see
+    /// [`crate::docker_load`]).
+    Docker(Option<usize>),
     /// The shipper's own generator source (no files).
     Generator,
 }
@@ -65,6 +70,73 @@ impl ReceiverMode {
     }
 }
 
+impl LoadKind {
+    /// The same kind with its count filled in from `profile` when not given.
+    pub fn resolved(self, profile: &Profile) -> Self {
+        match self {
+            Self::Files(n) => Self::Files(Some(n.unwrap_or(profile.files))),
+            Self::Docker(n) => Self::Docker(Some(n.unwrap_or(profile.files))),
+            Self::Generator => Self::Generator,
+        }
+    }
+
+    /// Whether the harness makes the lines (files, containers), not the shipper.
+    pub fn harness_made(self) -> bool {
+        !matches!(self, Self::Generator)
+    }
+}
+
+impl std::fmt::Display for LoadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Files(None) => f.write_str("files"),
+            Self::Files(Some(n)) => write!(f, "files={n}"),
+            Self::Docker(None) => f.write_str("docker"),
+            Self::Docker(Some(n)) => write!(f, "docker={n}"),
+            Self::Generator => f.write_str("generator"),
+        }
+    }
+}
+
+impl std::str::FromStr for LoadKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (kind, count) = match text.split_once('=') {
+            Some((kind, count)) => {
+                let n = count.trim().parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!("`{text}`: the count after `=` must be a whole number of at least 1, e.g. {kind}=100")
+                })?;
+                (kind.trim(), Some(n))
+            }
+            None => (text.trim(), None),
+        };
+        match (kind, count) {
+            ("files", n) => Ok(Self::Files(n)),
+            ("docker", n) => Ok(Self::Docker(n)),
+            ("generator", None) => Ok(Self::Generator),
+            ("generator", Some(_)) => Err("`generator` takes no count".into()),
+            _ => Err(format!(
+                "unknown load `{text}`: use files, files=N, docker, docker=N or generator"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for LoadKind {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<LoadKind> for String {
+    fn from(kind: LoadKind) -> Self {
+        kind.to_string()
+    }
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -74,6 +146,8 @@ pub struct RunOptions {
     /// The `log-capturer` binary.
     pub shipper: PathBuf,
     pub load: LoadKind,
+    /// The image the Docker load's containers run (busybox with `sh`, `cat` and `sleep`).
+    pub docker_image: String,
     /// Where the run's temporary directory goes (default: the system's).
     pub work_dir: Option<PathBuf>,
     /// Keep the temporary directory (logs, config, shipper output) after the run.
@@ -332,6 +406,16 @@ impl Shipper {
     }
 }
 
+impl Drop for Shipper {
+    /// A run that ends early (an error, Ctrl-C) leaves no shipper behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// The largest `queue_size / queue_capacity` over the sinks in a Prometheus text exposition.
 pub fn parse_queue_fill(text: &str) -> Option<f64> {
     let series = |name: &str| -> Vec<(String, f64)> {
@@ -416,16 +500,23 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
         Some(rate) => (rate as f64 * profile.duration.as_secs_f64()) as u64,
         None => profile.prefill_lines,
     };
-    let mut load: Box<dyn LoadSource> = match options.load {
-        LoadKind::Files => Box::new(
+    let load_kind = options.load.resolved(profile);
+    let mut load: Box<dyn LoadSource> = match load_kind {
+        LoadKind::Files(n) => Box::new(
             FileLoad::new(
                 &dir.join("logs"),
-                profile.files,
+                n.unwrap_or(profile.files),
                 shape,
                 profile.rotate_bytes,
             )
             .map_err(|err| format!("creating the load files: {err}"))?,
         ),
+        LoadKind::Docker(n) => Box::new(DockerLoad::start(
+            &dir.join("fifos"),
+            n.unwrap_or(profile.files),
+            shape,
+            &options.docker_image,
+        )?),
         LoadKind::Generator => Box::new(GeneratorLoad {
             rate: profile.rate.unwrap_or(0),
             count: total,
@@ -447,9 +538,10 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
 
     let made = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
-    if profile.rate.is_none() && options.load == LoadKind::Files {
+    if profile.rate.is_none() && load_kind.harness_made() {
         load.make_until(total)
             .map_err(|err| format!("writing the load: {err}"))?;
+        load.settle(Duration::from_secs(600))?;
     }
 
     let spawned = Instant::now();
@@ -472,6 +564,11 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
     )
     .await;
     let exit = shipper.stop(Duration::from_secs(60)).await;
+    // The load (containers) goes only after the shipper has stopped reading it.
+    let result = result.map(|mut measured| {
+        drop(measured.load.take());
+        measured
+    });
     let final_stats = receiver.stats();
     let series = receiver.latency_series();
     receiver.shutdown().await;
@@ -495,7 +592,7 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
     }
     Ok(RunReport {
         profile: profile.name.to_string(),
-        load: options.load,
+        load: load_kind,
         shipper: options.shipper.display().to_string(),
         config: options.config.display().to_string(),
         sets: options.sets.clone(),
@@ -539,6 +636,8 @@ struct Measured {
     peak_rss: u64,
     rotations: u64,
     samples: Vec<Sample>,
+    /// The load, kept until the shipper has stopped.
+    load: Option<Box<dyn LoadSource>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -557,18 +656,18 @@ async fn measure(
     shipper.wait_ready(Duration::from_secs(60)).await?;
     // Rated profiles with files time the load; `max` (lines already written) and the generator
     // time the shipper from its spawn, start-up included.
-    let (start, cpu_at_start, writer) = match profile.rate {
-        Some(rate) if options.load == LoadKind::Files => {
+    let (start, cpu_at_start, writer, mut kept) = match profile.rate {
+        Some(rate) if options.load.harness_made() => {
             receiver.reset_stats();
             let cpu = procfs::cpu_seconds(pid).map_err(|e| format!("reading /proc: {e}"))?;
             let writer = spawn_writer(load, rate, profile.duration, made.clone(), done.clone());
-            (Instant::now(), cpu, Some(writer))
+            (Instant::now(), cpu, Some(writer), None)
         }
         // The generator starts with the shipper: its clock and counts start at the spawn too.
         _ => {
             made.store(load.made(), Ordering::Release);
             done.store(true, Ordering::Release);
-            (spawned, 0.0, None)
+            (spawned, 0.0, None, Some(load))
         }
     };
 
@@ -611,15 +710,13 @@ async fn measure(
     let cpu = procfs::cpu_seconds(pid).map_err(|e| format!("reading /proc: {e}"))?;
     let memory = procfs::memory(pid).map_err(|e| format!("reading /proc: {e}"))?;
     let delivered_at_end = receiver.stats().sequences.seen;
-    let rotations = match writer {
-        Some(handle) => {
-            let load = handle
-                .join()
-                .map_err(|_| "the load writer panicked".to_string())??;
-            load.rotations()
-        }
-        None => 0,
-    };
+    if let Some(handle) = writer {
+        let load = handle
+            .join()
+            .map_err(|_| "the load writer panicked".to_string())??;
+        kept = Some(load);
+    }
+    let rotations = kept.as_ref().map_or(0, |load| load.rotations());
     Ok(Measured {
         written: made.load(Ordering::Acquire),
         delivered_at_end,
@@ -629,6 +726,7 @@ async fn measure(
         peak_rss: memory.peak_rss,
         rotations,
         samples,
+        load: kept,
     })
 }
 
@@ -645,5 +743,44 @@ mod tests {
             log_capturer_queue_capacity{sink=\"b\"} 1000\n";
         assert_eq!(parse_queue_fill(text), Some(0.9));
         assert_eq!(parse_queue_fill("nothing"), None);
+    }
+
+    #[test]
+    fn load_kinds_parse_show_and_resolve_their_counts() {
+        let standard = crate::profile::find("standard").unwrap();
+        for (text, kind) in [
+            ("files", LoadKind::Files(None)),
+            ("files=1000", LoadKind::Files(Some(1000))),
+            ("docker", LoadKind::Docker(None)),
+            ("docker=100", LoadKind::Docker(Some(100))),
+            ("generator", LoadKind::Generator),
+        ] {
+            assert_eq!(text.parse::<LoadKind>().unwrap(), kind);
+            assert_eq!(kind.to_string(), text);
+        }
+        assert_eq!(
+            LoadKind::Docker(None).resolved(&standard),
+            LoadKind::Docker(Some(standard.files))
+        );
+        assert!(
+            "files=0"
+                .parse::<LoadKind>()
+                .unwrap_err()
+                .contains("at least 1, e.g. files=100")
+        );
+        assert!(
+            "dockr"
+                .parse::<LoadKind>()
+                .unwrap_err()
+                .contains("use files, files=N, docker, docker=N or generator")
+        );
+        assert!("generator=2".parse::<LoadKind>().is_err());
+        // Reports keep the kind as text.
+        let json = serde_json::to_string(&LoadKind::Files(Some(10))).unwrap();
+        assert_eq!(json, "\"files=10\"");
+        assert_eq!(
+            serde_json::from_str::<LoadKind>("\"files\"").unwrap(),
+            LoadKind::Files(None)
+        );
     }
 }

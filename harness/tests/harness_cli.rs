@@ -213,3 +213,143 @@ fn a_config_without_the_load_source_is_refused_with_the_reason() {
     assert!(all.contains("the shipper exited early"), "{all}");
     assert!(all.contains("worker_count"), "{all}");
 }
+
+/// Whether a Docker engine with the load's image answers; under `CI` a missing one fails.
+fn docker_available() -> bool {
+    let ok = Command::new("docker")
+        .args(["image", "inspect", "lc-busybox"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but no Docker engine with image lc-busybox answers: run scripts/docker-setup.sh"
+        );
+        eprintln!("note: no Docker engine with image lc-busybox; skipping");
+    }
+    ok
+}
+
+/// Containers whose name starts with `prefix`.
+fn containers(prefix: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name=^{prefix}"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_docker_load_delivers_every_containers_lines_and_removes_its_containers() {
+    if !docker_available() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "run",
+            "--profile",
+            "standard",
+            "--load",
+            "docker=3",
+            "--rate",
+            "900",
+            "--duration",
+            "3s",
+        ])
+        .arg("--shipper")
+        .arg(shipper())
+        .arg("--out")
+        .arg(out.path())
+        .env_remove("CARGO")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let prefix = format!("lc-harness-{}-", child.id());
+    let output = child.wait_with_output().unwrap();
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    assert!(all.contains("(docker=3 load)"), "{all}");
+    assert!(all.contains("lines delivered    2700"), "{all}");
+    assert!(all.contains("lost               0"), "{all}");
+    assert!(all.contains("duplicated         0"), "{all}");
+    assert!(all.contains("shipper exit       exit status: 0"), "{all}");
+    assert_eq!(containers(&prefix), Vec::<String>::new(), "left behind");
+}
+
+#[test]
+fn ctrl_c_during_a_docker_load_removes_the_containers_and_stops_the_shipper() {
+    if !docker_available() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "run",
+            "--profile",
+            "low",
+            "--load",
+            "docker=2",
+            "--duration",
+            "120s",
+        ])
+        .arg("--shipper")
+        .arg(shipper())
+        .arg("--out")
+        .arg(out.path())
+        .env_remove("CARGO")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let prefix = format!("lc-harness-{}-", child.id());
+    // The shipper runs once the containers do and its ready probe answered: wait for both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let shipper_pid = loop {
+        let running = containers(&prefix).len() == 2;
+        let shipper =
+            std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+                .find(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|c| c.trim() == "log-capturer")
+                });
+        if let (true, Some(pid)) = (running, shipper) {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no containers and shipper"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // SIGINT to the harness alone (not its process group): it must stop the rest itself.
+    // SAFETY: kill(2) on the child this test started.
+    let rc = unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
+    assert_eq!(rc, 0);
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert_eq!(containers(&prefix), Vec::<String>::new(), "left behind");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{shipper_pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{shipper_pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z")),
+        "the shipper is still running"
+    );
+}
