@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use http::{Method, StatusCode};
 use serde::Serialize;
 
-use super::api_base;
+use super::api_target;
 use super::metrics_text::{Sample, Scrape};
-use crate::config::{self, ConfigSource};
+use crate::config::ConfigSource;
 
 /// The arguments of `health`.
 #[derive(Debug, Clone)]
@@ -190,15 +190,7 @@ const M: &str = "log_capturer_";
 
 /// Runs the command.
 pub async fn run(source: &ConfigSource, args: HealthArgs) -> ExitCode {
-    let config = config::load(source).ok();
-    let base = api_base(args.url.clone(), config.as_ref());
-    let token = args.token.clone().or_else(|| {
-        config
-            .as_ref()?
-            .api_token
-            .as_ref()
-            .map(|t| t.expose().to_string())
-    });
+    let (base, token) = api_target(source, args.url.clone(), args.token.clone());
     let report = collect(&base, token.as_deref(), args.interval).await;
     let colour = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());

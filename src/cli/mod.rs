@@ -314,6 +314,26 @@ pub fn api_base(url: Option<String>, config: Option<&config::Config>) -> String 
     base.trim_end_matches('/').to_string()
 }
 
+/// Where a client command (`health`, `top`, `tap`) finds the running instance: its API's base
+/// URL ([`api_base`]) and the bearer token, `token` if given, else the configuration's
+/// `api.token`. A configuration that does not load leaves the defaults (the API may still answer).
+pub fn api_target(
+    source: &ConfigSource,
+    url: Option<String>,
+    token: Option<String>,
+) -> (String, Option<String>) {
+    let config = config::load(source).ok();
+    let base = api_base(url, config.as_ref());
+    let token = token.or_else(|| {
+        config
+            .as_ref()?
+            .api_token
+            .as_ref()
+            .map(|t| t.expose().to_string())
+    });
+    (base, token)
+}
+
 /// Calls the running instance's API, prints the answer; exit 0 on a 2xx.
 pub async fn print_api_answer(
     method: http::Method,

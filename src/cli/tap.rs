@@ -17,8 +17,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::api_base;
-use crate::config::{self, ConfigSource};
+use super::api_target;
+use crate::config::ConfigSource;
 
 /// The arguments of `tap`.
 #[derive(Debug, Clone)]
@@ -32,15 +32,7 @@ pub struct TapArgs {
 
 /// Runs the command.
 pub async fn run(source: &ConfigSource, args: TapArgs) -> ExitCode {
-    let config = config::load(source).ok();
-    let base = api_base(args.url.clone(), config.as_ref());
-    let token = args.token.clone().or_else(|| {
-        config
-            .as_ref()?
-            .api_token
-            .as_ref()
-            .map(|t| t.expose().to_string())
-    });
+    let (base, token) = api_target(source, args.url.clone(), args.token.clone());
     let url = format!(
         "{base}/tap/{}?limit={}&sample_rate={}",
         args.component, args.limit, args.sample_rate

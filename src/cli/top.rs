@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 
-use super::api_base;
+use super::api_target;
 use super::metrics_text::Scrape;
-use crate::config::{self, ConfigSource};
+use crate::config::ConfigSource;
 
 /// The arguments of `top`.
 #[derive(Debug, Clone)]
@@ -37,15 +37,7 @@ const M: &str = "log_capturer_";
 
 /// Runs the command until Ctrl-C (or after one frame with `--once`).
 pub async fn run(source: &ConfigSource, args: TopArgs) -> ExitCode {
-    let config = config::load(source).ok();
-    let base = api_base(args.url.clone(), config.as_ref());
-    let token = args.token.clone().or_else(|| {
-        config
-            .as_ref()?
-            .api_token
-            .as_ref()
-            .map(|t| t.expose().to_string())
-    });
+    let (base, token) = api_target(source, args.url.clone(), args.token.clone());
     let live = !args.once && std::io::stdout().is_terminal();
     let mut previous = match scrape(&base).await {
         Ok(scrape) => (scrape, Instant::now()),
