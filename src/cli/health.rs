@@ -23,7 +23,7 @@ use http::{Method, StatusCode};
 use serde::Serialize;
 
 use super::api_target;
-use super::metrics_text::{Sample, Scrape};
+use super::metrics_text::{Sample, Scrape, scrape, share};
 use crate::config::ConfigSource;
 
 /// The arguments of `health`.
@@ -362,15 +362,6 @@ fn or_none(checks: Vec<Check>, name: &str, detail: &str) -> Vec<Check> {
     }
 }
 
-async fn scrape(base: &str) -> Result<Scrape, String> {
-    let url = format!("{base}/metrics");
-    match crate::client::request(Method::GET, &url, None).await {
-        Ok((status, body)) if status.is_success() => Ok(Scrape::parse(&body)),
-        Ok((status, _)) => Err(format!("GET {url} answered {status}")),
-        Err(err) => Err(err),
-    }
-}
-
 fn component_checks(health: &serde_json::Value) -> Vec<Check> {
     let Some(components) = health.get("components").and_then(|c| c.as_object()) else {
         return vec![
@@ -495,11 +486,7 @@ fn queues(scrape: &Scrape) -> Vec<Check> {
         .iter()
         .map(|(sink, capacity)| {
             let size = sizes.get(sink).copied().unwrap_or(0.0);
-            let fill = if *capacity > 0.0 {
-                size / capacity
-            } else {
-                0.0
-            };
+            let fill = share(size, *capacity);
             let b = THRESHOLDS.queue_fill;
             Check::new(
                 format!("queue {sink}"),
@@ -666,11 +653,7 @@ fn dedup(rates: &Rates<'_>) -> Vec<Check> {
         .iter()
         .map(|(component, (checked, _))| {
             let dropped = duplicates.get(component).map_or(0.0, |d| d.0);
-            let ratio = if *checked > 0.0 {
-                dropped / checked
-            } else {
-                0.0
-            };
+            let ratio = share(dropped, *checked);
             let b = THRESHOLDS.duplicate_ratio;
             Check::new(
                 format!("dedup {component}"),
@@ -719,13 +702,13 @@ fn process(scrape: &Scrape) -> Vec<Check> {
         scrape.single(&format!("{M}process_open_fds")),
         scrape.single(&format!("{M}process_max_fds")),
     ) {
-        let share = if max > 0.0 { open / max } else { 0.0 };
+        let used = share(open, max);
         let b = THRESHOLDS.descriptors;
         checks.push(
             Check::new(
                 "descriptors",
-                Level::of(share, b.warn, b.critical),
-                format!("{:.0}%", share * 100.0),
+                Level::of(used, b.warn, b.critical),
+                format!("{:.0}%", used * 100.0),
             )
             .detail(format!("{open:.0} open of a limit of {max:.0}")),
         );

@@ -223,6 +223,21 @@ fn parse_labels<'a>(mut rest: &'a str, labels: &mut BTreeMap<String, String>) ->
     }
 }
 
+/// `part / whole`, 0 when `whole` is 0 (a queue with no capacity, a counter that did not move).
+pub fn share(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 { part / whole } else { 0.0 }
+}
+
+/// Fetches and reads `base`/metrics (a running instance's Prometheus endpoint).
+pub async fn scrape(base: &str) -> Result<Scrape, String> {
+    let url = format!("{base}/metrics");
+    match crate::client::request(http::Method::GET, &url, None).await {
+        Ok((status, body)) if status.is_success() => Ok(Scrape::parse(&body)),
+        Ok((status, _)) => Err(format!("GET {url} answered {status}")),
+        Err(err) => Err(err),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

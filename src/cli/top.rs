@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 
 use super::api_target;
-use super::metrics_text::Scrape;
+use super::metrics_text::{Scrape, scrape, share};
 use crate::config::ConfigSource;
 
 /// The arguments of `top`.
@@ -86,15 +86,6 @@ pub async fn run(source: &ConfigSource, args: TopArgs) -> ExitCode {
         let _ = std::io::stdout().flush();
     }
     code
-}
-
-async fn scrape(base: &str) -> Result<Scrape, String> {
-    let url = format!("{base}/metrics");
-    match crate::client::request(Method::GET, &url, None).await {
-        Ok((status, body)) if status.is_success() => Ok(Scrape::parse(&body)),
-        Ok((status, _)) => Err(format!("GET {url} answered {status}")),
-        Err(err) => Err(err),
-    }
 }
 
 /// What `/health` and `/config` say of each component: its kind, health and inputs.
@@ -232,12 +223,7 @@ impl Frame {
                     _ => Some(rate_out + drop_rate),
                 };
                 let queue_fill = capacities.get(&component).map(|capacity| {
-                    let size = sizes.get(&component).copied().unwrap_or(0.0);
-                    if *capacity > 0.0 {
-                        size / capacity
-                    } else {
-                        0.0
-                    }
+                    share(sizes.get(&component).copied().unwrap_or(0.0), *capacity)
                 });
                 let name = format!("{M}send_duration_seconds");
                 let latency = now
