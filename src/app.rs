@@ -114,13 +114,14 @@ impl App {
             (applied, _) => (
                 "restart_required",
                 format!(
-                    "Applied live: {}. Restart required for: {}.",
+                    "Applied live: {}. Restart required for: {}.{}",
                     if applied == 0 {
                         "nothing".to_string()
                     } else {
                         plan.applied.join(", ")
                     },
-                    plan.restart_required.join(", ")
+                    plan.restart_required.join(", "),
+                    topology_changes(&plan),
                 ),
             ),
         };
@@ -130,6 +131,28 @@ impl App {
             message,
         })
     }
+}
+
+/// The components a reload would add, remove or replace, said in words: the topology is wired
+/// at start-up, so none of them is swapped live (and nothing else of the new file is held
+/// back because of them).
+fn topology_changes(plan: &ReloadPlan) -> String {
+    let parts: Vec<String> = [
+        ("added", &plan.added),
+        ("removed", &plan.removed),
+        ("given another type", &plan.replaced),
+    ]
+    .into_iter()
+    .filter(|(_, components)| !components.is_empty())
+    .map(|(what, components)| format!("{} {what}", components.join(", ")))
+    .collect();
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        " The pipeline's shape changed ({}): components are wired at start-up, so this needs a restart.",
+        parts.join("; ")
+    )
 }
 
 /// Runs the shipper until SIGTERM or SIGINT.

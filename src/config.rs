@@ -979,8 +979,38 @@ pub fn is_hot_reloadable(path: &str, running: &Value) -> bool {
 pub struct ReloadPlan {
     /// Keys whose new values are applied live.
     pub applied: Vec<String>,
-    /// Keys whose new values take effect only after a restart.
+    /// Keys whose new values take effect only after a restart; a component added, removed or
+    /// given another type is named once (`transforms.NAME`), not by its keys.
     pub restart_required: Vec<String>,
+    /// Components (`sources.NAME`, `transforms.NAME`, `sinks.NAME`) in the new configuration
+    /// only. The topology is wired at start-up, so each needs a restart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    /// Components in the running configuration only; each needs a restart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    /// Components whose `type` changed; each needs a restart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<String>,
+}
+
+/// The component kinds whose entries are wired into the topology at start-up.
+const COMPONENT_KINDS: [&str; 3] = ["sources", "transforms", "sinks"];
+
+/// `kind.NAME` of every component in `tree`, with its type.
+fn components_of(tree: &Value) -> BTreeMap<String, Option<&str>> {
+    COMPONENT_KINDS
+        .iter()
+        .filter_map(|kind| Some((kind, tree.get(kind)?.as_object()?)))
+        .flat_map(|(kind, map)| {
+            map.iter().map(move |(name, body)| {
+                (
+                    format!("{kind}.{name}"),
+                    body.get("type").and_then(Value::as_str),
+                )
+            })
+        })
+        .collect()
 }
 
 /// Compares two layered trees and splits the changed keys into live and restart-required.
@@ -991,9 +1021,40 @@ pub fn plan_reload(running: &Value, next: &Value) -> ReloadPlan {
     flatten(next, "", &mut new);
     let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
     let mut plan = ReloadPlan::default();
+    let (old_components, new_components) = (components_of(running), components_of(next));
+    let mut whole: BTreeSet<&String> = BTreeSet::new();
+    for (component, old_type) in &old_components {
+        match new_components.get(component) {
+            None => plan.removed.push(component.clone()),
+            Some(new_type) if new_type != old_type => plan.replaced.push(component.clone()),
+            Some(_) => continue,
+        }
+        whole.insert(component);
+    }
+    for component in new_components.keys() {
+        if !old_components.contains_key(component) {
+            plan.added.push(component.clone());
+            whole.insert(component);
+        }
+    }
+    plan.restart_required
+        .extend(whole.iter().map(|c| (*c).clone()));
     for key in keys {
         // Tests are not part of the running pipeline (`log-capturer test` reads them).
         if key == "tests" || key.starts_with("tests.") {
+            continue;
+        }
+        // Keys of a component added, removed or replaced are that one change; so is an empty
+        // section (`transforms: {}`) that gained or lost its only components.
+        let within = |outer: &str, inner: &str| {
+            inner
+                .strip_prefix(outer)
+                .is_some_and(|rest| rest.starts_with('.'))
+        };
+        if whole
+            .iter()
+            .any(|c| within(c, key) || (COMPONENT_KINDS.contains(&key.as_str()) && within(key, c)))
+        {
             continue;
         }
         if old.get(key) != new.get(key) {
@@ -1459,6 +1520,30 @@ sinks:
             merged["transforms"]["l"]["from_fields"],
             json!({"severity": "level"})
         );
+
+        // A stage added, one removed, one whose type changed: each named once, as a restart.
+        let old = json!({"transforms": {
+            "a": {"type": "dedup", "inputs": ["src"], "ttl": "5m"},
+            "b": {"type": "filter", "inputs": ["src"], "pattern": "x"}},
+            "sinks": {"o": {"type": "file", "inputs": ["a"]}}});
+        let new = json!({"transforms": {
+            "b": {"type": "json", "inputs": ["src"]},
+            "c": {"type": "throttle", "inputs": ["src"], "rate": 5}},
+            "sinks": {"o": {"type": "file", "inputs": ["c"]}}});
+        let plan = plan_reload(&old, &new);
+        assert_eq!(plan.added, ["transforms.c"]);
+        assert_eq!(plan.removed, ["transforms.a"]);
+        assert_eq!(plan.replaced, ["transforms.b"]);
+        assert_eq!(
+            plan.restart_required,
+            [
+                "transforms.a",
+                "transforms.b",
+                "transforms.c",
+                "sinks.o.inputs"
+            ]
+        );
+        assert!(plan.applied.is_empty(), "{plan:?}");
 
         // Pipeline tests are not part of the running pipeline: a changed test asks nothing.
         let old = json!({"tests": [{"name": "a"}]});

@@ -1,6 +1,7 @@
 //! The docker source against a real Docker engine and the real binary: labels, containers
 //! started later, long lines and Docker's 16 KiB pieces, TTY containers, a shipper killed with
-//! SIGKILL, a dockerd restarted, a socket that appears late, and resources after many
+//! SIGKILL, a container that ran and exited while the shipper was down, a paused container, a
+//! dockerd restarted, a socket that appears late, and resources after many
 //! containers. Every check compares what the shipper wrote with what Docker itself holds
 //! (`docker logs`).
 //!
@@ -343,6 +344,115 @@ fn shipper_killed_with_sigkill_while_containers_log_loses_nothing() {
             container.name
         );
     }
+}
+
+/// A script logging `count` numbered lines to stdout as fast as it can, then exiting.
+fn numbered_then_exit(count: u32) -> String {
+    format!(
+        "r=$(cut -c1-8 /proc/sys/kernel/random/uuid); i=0; \
+         while [ $i -lt {count} ]; do i=$((i+1)); echo \"$r out $i\"; done"
+    )
+}
+
+/// The shipper replays the last second of the engine's events when it connects: waits until
+/// `container`'s start has fallen out of that window, so that only the container list can
+/// tell a shipper started now about it (as after a longer downtime).
+fn wait_start_event_aged(container: &Container) {
+    wait_for("the start event to age", Duration::from_secs(30), || {
+        let started = docker::docker(
+            None,
+            &["inspect", "-f", "{{.State.StartedAt}}", &container.name],
+        );
+        let started: jiff::Timestamp = started.trim().parse().ok()?;
+        (jiff::Timestamp::now().duration_since(started).as_secs() >= 3).then_some(())
+    });
+}
+
+#[test]
+fn a_container_that_ran_and_exited_while_the_shipper_was_down_is_read_once() {
+    if !docker::available() {
+        return;
+    }
+    let prefix = unique("down");
+    let mut instance = Instance::start(&config(&prefix, None));
+    // A container followed before the crash: the shipper has saved its cursor.
+    let before = Container::run(None, &format!("{prefix}-before"), &[], &numbered(5, "0"));
+    wait_logged(&before, " out 5");
+    wait_all_delivered(&instance, &before, Duration::from_secs(60));
+    let positions = instance.path("data/positions/docker.json");
+    wait_for("the cursor saved", Duration::from_secs(30), || {
+        std::fs::read_to_string(&positions)
+            .ok()?
+            .contains(&before.name)
+            .then_some(())
+    });
+    instance.kill9();
+    // Created, run and exited (not removed) while nobody watched.
+    let ran = Container::run(
+        None,
+        &format!("{prefix}-ran"),
+        &[],
+        &numbered_then_exit(300),
+    );
+    ran.wait_exit();
+    assert_eq!(ran.logs().0.len(), 300);
+    wait_start_event_aged(&ran);
+    instance.spawn(&[], &[]);
+    let duplicated = wait_all_delivered(&instance, &ran, Duration::from_secs(60));
+    assert_eq!(duplicated, 0, "read more than once");
+}
+
+#[test]
+fn a_container_run_while_down_after_a_start_with_no_containers_is_read() {
+    if !docker::available() {
+        return;
+    }
+    let prefix = unique("first");
+    let mut instance = Instance::start(&config(&prefix, None));
+    // Even with nothing to follow, the shipper records from when it watched the engine.
+    let positions = instance.path("data/positions/docker.json");
+    wait_for("the first positions save", Duration::from_secs(30), || {
+        positions.exists().then_some(())
+    });
+    instance.kill9();
+    let ran = Container::run(None, &format!("{prefix}-ran"), &[], &numbered_then_exit(50));
+    ran.wait_exit();
+    wait_start_event_aged(&ran);
+    instance.spawn(&[], &[]);
+    let duplicated = wait_all_delivered(&instance, &ran, Duration::from_secs(60));
+    assert_eq!(duplicated, 0, "read more than once");
+}
+
+#[test]
+fn a_container_paused_when_the_shipper_starts_is_followed_and_read_after_unpause() {
+    if !docker::available() {
+        return;
+    }
+    let prefix = unique("paused");
+    let paused = Container::run(
+        None,
+        &format!("{prefix}-0"),
+        &[],
+        "i=0; while [ $i -lt 20 ]; do i=$((i+1)); echo \"before $i\"; done; \
+         while [ ! -e /tmp/go ]; do sleep 0.05; done; \
+         i=0; while [ $i -lt 20 ]; do i=$((i+1)); echo \"after $i\"; done; sleep 3600",
+    );
+    wait_logged(&paused, "before 20");
+    docker::docker(None, &["pause", &paused.name]);
+    wait_start_event_aged(&paused);
+    // No start event comes on unpause either: the shipper must follow it while it is paused.
+    let instance = Instance::start(&config(&prefix, None));
+    let path = instance.path("out.jsonl");
+    wait_for(
+        "the lines logged before the pause",
+        Duration::from_secs(60),
+        || (lines_of(&output(&path), &paused.name, "stdout").len() >= 20).then_some(()),
+    );
+    docker::docker(None, &["unpause", &paused.name]);
+    docker::docker(None, &["exec", &paused.name, "touch", "/tmp/go"]);
+    wait_logged(&paused, "after 20");
+    let duplicated = wait_all_delivered(&instance, &paused, Duration::from_secs(60));
+    assert_eq!(duplicated, 0);
 }
 
 #[test]

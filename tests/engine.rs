@@ -209,6 +209,37 @@ fn reload_applies_live_keys_names_restart_keys_and_keeps_running_on_bad_config()
     let (status, _) = instance.get("/health");
     assert_eq!(status, StatusCode::OK);
 
+    // A stage added in front of the sink: the answer names it as a change of the pipeline's
+    // shape that needs a restart, and the running pipeline goes on unchanged.
+    let with_stage = reloadable(250, 1000).replace(
+        "sinks:\n  out: {type: file, inputs: [gen],",
+        "transforms:\n  f: {type: filter, inputs: [gen], pattern: x}\nsinks:\n  out: {type: file, inputs: [f],",
+    );
+    assert!(with_stage.contains("inputs: [f]"), "{with_stage}");
+    instance.write_config(&with_stage);
+    let (status, body) = instance.post("/config/reload");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["status"], "restart_required", "{body}");
+    assert_eq!(
+        report["added"],
+        serde_json::json!(["transforms.f"]),
+        "{body}"
+    );
+    assert_eq!(
+        report["restart_required"],
+        serde_json::json!(["transforms.f", "sinks.out.inputs"]),
+        "{body}"
+    );
+    assert!(
+        report["message"]
+            .as_str()
+            .unwrap()
+            .contains("transforms.f added"),
+        "{body}"
+    );
+    assert!(running_config(&instance)["transforms"].get("f").is_none());
+
     // SIGHUP reloads the same way.
     instance.write_config(&reloadable(300, 1000));
     instance.signal(libc::SIGHUP);

@@ -762,3 +762,77 @@ fn new_files_and_new_directories_under_a_recursive_glob_are_found_by_their_event
     let counts = wait_all(&out, 1..=100, Duration::from_secs(20));
     assert_eq!(duplicates(&counts), 0);
 }
+
+/// Appends the lines numbered `range` to `path`.
+fn write_lines(path: &Path, range: std::ops::RangeInclusive<u64>) {
+    let mut out = append(path);
+    for seq in range {
+        out.write_all(line(seq).as_bytes()).unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// A shipper reading `{dir}/in/*.log` with `read_from: end`, prepared (not started) with
+/// `app.log` already holding lines 1..=100.
+fn prepare_read_from_end() -> Instance {
+    let instance = Instance::prepare(&config("").replace("read_from: beginning", "read_from: end"));
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    write_lines(&instance.path("in/app.log"), 1..=100);
+    instance
+}
+
+#[test]
+fn read_from_end_a_file_created_while_the_shipper_was_down_is_read_from_its_start() {
+    let mut instance = prepare_read_from_end();
+    instance.spawn(&[], &[]);
+    let out = instance.path("out/out.log");
+    // Read from the end: only what is appended after the shipper follows the file arrives.
+    wait_for(
+        "the shipper to follow app.log",
+        Duration::from_secs(30),
+        || {
+            let (_, body) = instance.get("/metrics");
+            body.lines()
+                .any(|l| l.starts_with("log_capturer_files_watched{") && l.ends_with(" 1"))
+                .then_some(())
+        },
+    );
+    write_lines(&instance.path("in/app.log"), 101..=101);
+    let counts = wait_all(&out, 101..=101, Duration::from_secs(30));
+    assert!(
+        !counts.contains_key(&1),
+        "read_from: end read the old lines"
+    );
+    instance.kill9();
+    // A file that appears while nobody watches: every line of it is new.
+    write_lines(&instance.path("in/new.log"), 1001..=1050);
+    instance.spawn(&[], &[]);
+    let counts = wait_all(&out, 1001..=1050, Duration::from_secs(60));
+    // (line 101 may come twice: acknowledged but not yet saved at the kill)
+    assert!((1001..=1050).all(|seq| counts[&seq] == 1), "{counts:?}");
+    assert!(!counts.contains_key(&1), "{counts:?}");
+}
+
+#[test]
+fn read_from_end_lines_appended_while_down_after_a_quiet_first_run_all_arrive() {
+    let mut instance = prepare_read_from_end();
+    instance.spawn(&[], &[]);
+    // Nothing is appended during the first run: the shipper still records where it began.
+    let positions = instance.path("data/positions/app.json");
+    wait_for("app.log's position saved", Duration::from_secs(30), || {
+        std::fs::read_to_string(&positions)
+            .ok()?
+            .contains("app.log")
+            .then_some(())
+    });
+    instance.kill9();
+    write_lines(&instance.path("in/app.log"), 101..=150);
+    instance.spawn(&[], &[]);
+    let out = instance.path("out/out.log");
+    let counts = wait_all(&out, 101..=150, Duration::from_secs(60));
+    assert_eq!(duplicates(&counts), 0);
+    assert!(
+        !counts.contains_key(&1),
+        "read_from: end read the old lines"
+    );
+}

@@ -234,6 +234,15 @@ impl PositionsDocument {
         self.as_ref().compute_checksum()
     }
 
+    /// When the document was written, in ns since the epoch; 0 (the epoch: as early as can be,
+    /// so that nothing counts as seen) when `updated_at` cannot be read.
+    pub fn saved_at_ns(&self) -> i64 {
+        self.updated_at
+            .parse::<jiff::Timestamp>()
+            .map(|t| i64::try_from(t.as_nanosecond()).unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     /// Sets `checksum` to match the content, e.g. after a deliberate edit.
     pub fn seal(&mut self) -> Result<(), serde_json::Error> {
         self.checksum = self.compute_checksum()?;

@@ -28,6 +28,11 @@
 //! - Stopped containers the source has a cursor for are drained (their remaining lines read)
 //!   at start-up and after a reconnect; a removed container's cursor is kept for
 //!   `removed_retention`, then dropped.
+//! - A container that ran while nobody watched (created, run and exited while the shipper was
+//!   down or the engine unreachable, and not removed) is read from its first line: at
+//!   start-up, stopped containers that finished after the last save of the positions; after a
+//!   reconnect, those that finished after the connection was lost. At the very first start
+//!   (no positions yet) stopped containers are not read, as with Vector and Promtail.
 //! - Health follows the engine: unhealthy, saying why, while it cannot be reached (unless
 //!   `require_socket` is off); the source keeps trying and follows containers once it answers.
 
@@ -249,21 +254,28 @@ impl DockerSourceConfig {
                 cx.data_dir.display()
             ))
         })?;
-        let saved = match store.load() {
-            LoadOutcome::Fresh => Vec::new(),
-            LoadOutcome::Loaded(document) => document.containers,
+        // `unwatched_since`: from when on nobody watched the engine for this source (see
+        // `Supervisor::reconcile`): the last save of the positions, or the epoch when they
+        // were lost; none at the very first start.
+        let (saved, unwatched_since) = match store.load() {
+            LoadOutcome::Fresh => (Vec::new(), None),
+            LoadOutcome::Loaded(document) => {
+                let since = document.saved_at_ns();
+                (document.containers, Some(since))
+            }
             LoadOutcome::Restored {
                 generation,
                 document,
                 reason,
             } => {
                 tracing::warn!(source = %cx.key, generation, reason = %reason, "Container positions restored from a checkpoint.");
-                document.containers
+                let since = document.saved_at_ns();
+                (document.containers, Some(since))
             }
             LoadOutcome::Unrecoverable { reasons } => {
                 attrs.error("positions_unrecoverable");
-                tracing::error!(source = %cx.key, reasons = ?reasons, "Container positions and every checkpoint are unusable; following containers from their start.");
-                Vec::new()
+                tracing::error!(source = %cx.key, reasons = ?reasons, "Container positions and every checkpoint are unusable; following containers from their start, stopped ones too.");
+                (Vec::new(), Some(0))
             }
         };
         let rules = labels::LabelRules::parse(&self.labels)
@@ -285,7 +297,9 @@ impl DockerSourceConfig {
                     })
                     .collect(),
             ),
-            dirty: AtomicBool::new(false),
+            // Saved once at start even with no container: the document's `updated_at` is
+            // then the proof that the engine was watched from that time on.
+            dirty: AtomicBool::new(true),
         });
         let settings = Arc::new(Settings {
             attrs,
@@ -303,6 +317,7 @@ impl DockerSourceConfig {
             batches_tx,
             cx.health.clone(),
             cx.shutdown.clone(),
+            unwatched_since,
         );
         tokio::spawn(async move {
             supervisor.run().await;

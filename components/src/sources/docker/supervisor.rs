@@ -10,6 +10,11 @@
 //!   with backoff up to `retry_max_delay`; container tasks retry their own streams meanwhile
 //!   and keep their place. After a reconnect the list is taken again: containers removed
 //!   meanwhile are told so, new ones followed.
+//! - Containers that ran while nobody watched are not missed: running and paused ones are
+//!   always followed; a stopped one without a cursor is followed (read from its first line)
+//!   when it finished after `unwatched_since` — the last positions save before this start, or
+//!   a second before the connection was lost. Once a list was taken with the events stream
+//!   open, nothing is unwatched until the next disconnect.
 //! - At shutdown it waits for every container task to end (each drains its
 //!   acknowledgements).
 
@@ -89,6 +94,9 @@ pub(super) struct Supervisor {
     shutdown: ShutdownSignal,
     tasks: JoinSet<String>,
     followed: HashMap<String, Followed>,
+    /// Since when (ns since the epoch) the engine went unwatched; stopped containers that
+    /// finished after it may hold lines nobody read. None while watched.
+    unwatched_since: Option<i64>,
 }
 
 impl Supervisor {
@@ -97,6 +105,7 @@ impl Supervisor {
         out: mpsc::Sender<EventBatch>,
         health: HealthHandle,
         shutdown: ShutdownSignal,
+        unwatched_since: Option<i64>,
     ) -> Self {
         Self {
             settings,
@@ -105,7 +114,14 @@ impl Supervisor {
             shutdown,
             tasks: JoinSet::new(),
             followed: HashMap::new(),
+            unwatched_since,
         }
+    }
+
+    /// The engine is no longer watched from a second before now (events are whole seconds).
+    fn lost_sight(&mut self) {
+        let since = now_ns() - 1_000_000_000;
+        self.unwatched_since = Some(self.unwatched_since.map_or(since, |old| old.min(since)));
     }
 
     pub(super) async fn run(mut self) {
@@ -166,6 +182,7 @@ impl Supervisor {
                 }
                 continue;
             }
+            self.unwatched_since = None;
             backoff.reset();
             loop {
                 tokio::select! {
@@ -188,6 +205,7 @@ impl Supervisor {
                     }
                 }
             }
+            self.lost_sight();
             if !self.wait(backoff.next_delay()).await {
                 break;
             }
@@ -234,9 +252,9 @@ impl Supervisor {
         );
     }
 
-    /// Takes the container list: follows new containers (running ones, and stopped ones with a
-    /// cursor, to drain them), wakes the tasks of running ones, and tells tasks whose
-    /// container is gone.
+    /// Takes the container list: follows new containers (running and paused ones, stopped ones
+    /// with a cursor, to drain them, and stopped ones that ran while unwatched), wakes the
+    /// tasks of running ones, and tells tasks whose container is gone.
     async fn reconcile(&mut self, docker: &Docker) -> Result<(), bollard::errors::Error> {
         let list = docker
             .list_containers(Some(ListContainersOptions {
@@ -248,8 +266,11 @@ impl Supervisor {
         for summary in list {
             let Some(id) = summary.id else { continue };
             present.insert(id.clone());
-            let running =
-                summary.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+            use bollard::models::ContainerSummaryStateEnum as State;
+            // A paused container is alive: its log stream can be followed, and no start
+            // event comes when it is unpaused.
+            let running = matches!(summary.state, Some(State::RUNNING | State::PAUSED));
+            let stopped = matches!(summary.state, Some(State::EXITED | State::DEAD));
             if let Some(followed) = self.followed.get(&id) {
                 if running {
                     let _ = followed.commands.send(Command::Start);
@@ -261,7 +282,9 @@ impl Supervisor {
                 .shared
                 .with_table(|table| table.contains_key(&id));
             if running || known {
-                self.follow(docker, &id).await;
+                self.follow(docker, &id, None).await;
+            } else if stopped && let Some(since) = self.unwatched_since {
+                self.follow(docker, &id, Some(since)).await;
             }
         }
         let gone: Vec<String> = self
@@ -288,8 +311,9 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Inspects a container and starts its task if the selection takes it.
-    async fn follow(&mut self, docker: &Docker, id: &str) {
+    /// Inspects a container and starts its task if the selection takes it (and, with
+    /// `finished_after`, only if it stopped after that time, ns since the epoch).
+    async fn follow(&mut self, docker: &Docker, id: &str, finished_after: Option<i64>) {
         let inspect = match docker
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
@@ -301,6 +325,20 @@ impl Supervisor {
                 return;
             }
         };
+        if let Some(after) = finished_after {
+            let finished_ns = inspect
+                .state
+                .as_ref()
+                .and_then(|state| state.finished_at.as_deref())
+                .and_then(|at| at.parse::<jiff::Timestamp>().ok())
+                .map_or(i64::MIN, |at| {
+                    i64::try_from(at.as_nanosecond()).unwrap_or(i64::MIN)
+                });
+            if finished_ns <= after {
+                return;
+            }
+            tracing::info!(source = %self.settings.key, container = %id, "Reading a container that ran while the engine was not watched.");
+        }
         let config = inspect.config.unwrap_or_default();
         let info = ContainerInfo {
             id: inspect.id.unwrap_or_else(|| id.to_string()),
@@ -355,7 +393,7 @@ impl Supervisor {
                 Some(followed) => {
                     let _ = followed.commands.send(Command::Start);
                 }
-                None => self.follow(docker, &id).await,
+                None => self.follow(docker, &id, None).await,
             },
             "destroy" => {
                 if let Some(followed) = self.followed.get(&id) {

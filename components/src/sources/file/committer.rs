@@ -5,8 +5,9 @@
 //!   as handled, and only when every earlier batch of the source was too (an
 //!   [`OrderedFinalizer`]); an `Errored` batch freezes its file's committed offset for the
 //!   rest of the run.
-//! - Positions are saved at most `flush_interval` after an offset was committed, and always
-//!   at shutdown; checkpoints every `checkpoint_interval`. A failing save is retried, logged
+//! - Positions are saved once when the start-up scan has found the files (their start offsets
+//!   and the time they were seen survive a crash before any line is read), at most
+//!   `flush_interval` after an offset was committed, and always at shutdown; checkpoints every `checkpoint_interval`. A failing save is retried, logged
 //!   once and then at most every 30 s, and once more when saves succeed again.
 //! - When positions cannot be saved for longer than `max(10 * flush_interval, 10s)`, reading
 //!   pauses (`position_backpressure` = 1).
@@ -44,6 +45,9 @@ pub(super) async fn run_committer(
     let mut registering = true;
     let mut unsaved_since: Option<Instant> = None;
     let mut last_save = Instant::now();
+    // The files found at start are saved once even before a line of them is read: their
+    // offsets (`read_from: end`) and the time they were seen must survive a crash.
+    let mut saved_once = false;
     let mut last_checkpoint = Instant::now();
     let behind_after = (flush_interval * 10).max(Duration::from_secs(10));
     let mut ticker = tokio::time::interval(flush_interval.min(Duration::from_millis(250)));
@@ -82,8 +86,16 @@ pub(super) async fn run_committer(
         }
         let finished = !registering && finalizer.is_empty();
         let due = unsaved_since.is_some() && last_save.elapsed() >= flush_interval;
-        if due || (shutting_down && unsaved_since.is_some()) || finished {
+        let first_after_scan = !saved_once && shared.scanned.load(Ordering::Acquire);
+        if due || first_after_scan || (shutting_down && unsaved_since.is_some()) || finished {
             let (returned, saved) = save(store, &shared, &source, &attrs, &mut failures).await;
+            if first_after_scan {
+                // Tried once; a failure is retried like any unsaved change.
+                saved_once = true;
+                if !saved {
+                    unsaved_since.get_or_insert_with(Instant::now);
+                }
+            }
             let Some(kept) = keep_store(returned, &data_dir, &source, &shared, &attrs) else {
                 return;
             };

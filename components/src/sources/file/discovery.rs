@@ -14,11 +14,14 @@
 //!   (counted in `position_validation_failures_total`). A saved file no longer at its path is
 //!   looked for, by inode, in its directory and drained from its committed offset.
 //! - A file that matched but could not be opened is tried again (see [`super::open_retry`]).
+//! - `read_from: end` applies only to files that were there while the shipper watched: a file
+//!   without a saved position born after the last save (it appeared while the shipper was
+//!   down) is read from its beginning.
 
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::events::{
     FileOpenFailed, GivenUp, InodeReused, OldFileIgnored, SavedFileGone, SavedPositionMismatch,
@@ -202,11 +205,27 @@ impl Reader {
                 return None;
             }
         }
-        Some(if first && self.config.read_from == ReadFrom::End {
-            meta.len()
-        } else {
-            0
-        })
+        Some(
+            if first && self.config.read_from == ReadFrom::End && !self.appeared_unwatched(meta) {
+                meta.len()
+            } else {
+                0
+            },
+        )
+    }
+
+    /// Whether a file without a saved position was born (or, where the file system keeps no
+    /// birth time, last written) after the positions were last saved, less a second: it
+    /// appeared while the shipper was down, and every line of it is unread.
+    fn appeared_unwatched(&self, meta: &Metadata) -> bool {
+        let Some(saved_at) = self.saved_at_ns else {
+            return false;
+        };
+        let changed = born_ns(meta).or_else(|| {
+            let modified = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
+            i64::try_from(modified.as_nanos()).ok()
+        });
+        changed.is_some_and(|at| at > saved_at - 1_000_000_000)
     }
 
     /// The committed offset of a saved position if `file` is the file it was saved for, else 0.

@@ -279,9 +279,15 @@ impl FileSourceConfig {
                 cx.data_dir.display()
             ))
         })?;
+        // When the positions were last saved: a file born after it appeared while nobody
+        // watched, and is read from its beginning whatever `read_from` says.
+        let mut saved_at_ns = None;
         let saved = match store.load() {
             LoadOutcome::Fresh => Vec::new(),
-            LoadOutcome::Loaded(document) => document.files,
+            LoadOutcome::Loaded(document) => {
+                saved_at_ns = Some(document.saved_at_ns());
+                document.files
+            }
             LoadOutcome::Restored {
                 generation,
                 document,
@@ -294,6 +300,7 @@ impl FileSourceConfig {
                     reason: &reason,
                 }
                 .emit();
+                saved_at_ns = Some(document.saved_at_ns());
                 document.files
             }
             LoadOutcome::Unrecoverable { reasons } => {
@@ -326,6 +333,7 @@ impl FileSourceConfig {
                     .collect(),
             ),
             saves_behind: AtomicBool::new(false),
+            scanned: AtomicBool::new(false),
         });
 
         let (batches_tx, mut batches_rx) = mpsc::channel(4);
@@ -337,7 +345,10 @@ impl FileSourceConfig {
             batches_tx,
             acks_tx,
             shared.clone(),
-            resume,
+            reader::SavedPositions {
+                positions: resume,
+                saved_at_ns,
+            },
         )
         .map_err(fail)?;
         std::thread::Builder::new()
@@ -391,6 +402,10 @@ pub(crate) struct Shared {
     pub table: Mutex<HashMap<FileKey, Entry>>,
     /// Set by the committer when saves fall behind; the reader pauses while it is set.
     pub saves_behind: AtomicBool,
+    /// Set by the reader once its start-up scan has put every file it follows in `table`: the
+    /// committer then saves once, so the next start knows these files and when they were seen
+    /// even if no line was read before a crash.
+    pub scanned: AtomicBool,
 }
 
 impl Shared {

@@ -67,8 +67,17 @@ pub(super) struct Reader {
     pub(super) next_epoch: u64,
     /// Saved positions not matched to a file yet (start-up).
     pub(super) resume: BTreeMap<FileKey, FilePosition>,
+    /// When those positions were saved (ns since the epoch); none at a first start.
+    pub(super) saved_at_ns: Option<i64>,
     /// Read errors are logged at most this often per source (all are counted).
     pub(super) read_error_log: LogThrottle,
+}
+
+/// What the positions store held at start.
+pub(super) struct SavedPositions {
+    pub(super) positions: BTreeMap<FileKey, FilePosition>,
+    /// When they were saved (ns since the epoch); none at a first start.
+    pub(super) saved_at_ns: Option<i64>,
 }
 
 impl Reader {
@@ -79,7 +88,7 @@ impl Reader {
         out: mpsc::Sender<EventBatch>,
         acks: AckSender,
         shared: Arc<Shared>,
-        resume: BTreeMap<FileKey, FilePosition>,
+        saved: SavedPositions,
     ) -> Result<Self, String> {
         let globs = Globs::new(&config)?;
         let labels = Labels::new(config.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -101,7 +110,8 @@ impl Reader {
             released: ReleasedFiles::default(),
             open_count: 0,
             next_epoch: 1,
-            resume,
+            resume: saved.positions,
+            saved_at_ns: saved.saved_at_ns,
             read_error_log: LogThrottle::new(READ_ERROR_LOG_EVERY),
         })
     }
@@ -110,6 +120,7 @@ impl Reader {
         self.watch_dirs();
         self.scan(true);
         self.adopt_unmatched();
+        self.shared.scanned.store(true, Ordering::Release);
         let mut last_scan = Instant::now();
         let mut last_sweep = Instant::now();
         while !self.shutdown.is_triggered() && !self.outbox.closed() {
@@ -226,6 +237,7 @@ pub(super) mod testing {
             let shared = Arc::new(Shared {
                 table: std::sync::Mutex::new(HashMap::new()),
                 saves_behind: std::sync::atomic::AtomicBool::new(false),
+                scanned: std::sync::atomic::AtomicBool::new(false),
             });
             let config = FileSourceConfig {
                 include: vec![format!("{}/*.log", dir.path().display())],
@@ -239,7 +251,10 @@ pub(super) mod testing {
                 out_tx,
                 acks_tx,
                 shared,
-                resume,
+                super::SavedPositions {
+                    positions: resume,
+                    saved_at_ns: None,
+                },
             )
             .unwrap();
             Self {
