@@ -24,6 +24,7 @@ pub mod durable;
 pub mod event;
 pub mod fields;
 pub mod lock;
+pub mod memory;
 pub mod positions;
 pub mod queue;
 pub mod registry;

@@ -39,12 +39,38 @@ pub trait LoadSource: Send {
     }
 }
 
+/// What a line looks like.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LineFormat {
+    /// `seq=… created=… ....`: plain text.
+    #[default]
+    Text,
+    /// One JSON object an application would log: `ts` (RFC 3339, nanoseconds: the write
+    /// time), `level` (4 values), `service` (3 values) and `msg` holding the text line, for
+    /// pipelines that parse, take the time and label by field (12 streams).
+    Json,
+}
+
 /// The shape of one line.
 #[derive(Clone, Copy, Debug)]
 pub struct LineShape {
-    /// Bytes per line, newline included (at least [`MIN_LINE_BYTES`]).
+    /// Bytes per line, newline included (at least [`MIN_LINE_BYTES`]; a JSON line is at
+    /// least about 130 bytes).
     pub line_bytes: usize,
+    pub format: LineFormat,
 }
+
+impl LineShape {
+    /// Plain text lines of `line_bytes` bytes.
+    pub fn text(line_bytes: usize) -> Self {
+        Self {
+            line_bytes,
+            format: LineFormat::Text,
+        }
+    }
+}
+
+const LEVELS: [&str; 4] = ["info", "warn", "error", "debug"];
 
 /// `seq=` + 10 digits + ` created=` + 19 digits + ` ` + `\n`.
 pub const MIN_LINE_BYTES: usize = 4 + 10 + 9 + 19 + 1 + 1;
@@ -56,17 +82,32 @@ pub fn wall_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// Appends one line (`seq=0000000042 created=<ns> ....\n`) to `out`.
+/// Appends one line (`seq=0000000042 created=<ns> ....\n`, or that text as the `msg` of a
+/// JSON object) to `out`.
 pub fn format_line(out: &mut Vec<u8>, seq: u64, created_ns: i64, shape: LineShape) {
     let start = out.len();
     // Writing into a Vec cannot fail.
+    if shape.format == LineFormat::Json {
+        let at = UNIX_EPOCH + Duration::from_nanos(u64::try_from(created_ns).unwrap_or(0));
+        let _ = write!(
+            out,
+            "{{\"ts\":\"{}\",\"level\":\"{}\",\"service\":\"svc-{}\",\"msg\":\"",
+            humantime::format_rfc3339_nanos(at),
+            LEVELS[(seq % 4) as usize],
+            (seq / 4) % 3
+        );
+    }
     let _ = write!(out, "seq={seq:010} created={created_ns:019} ");
-    let used = out.len() - start;
+    let closing = if shape.format == LineFormat::Json { 2 } else { 0 };
+    let used = out.len() - start + closing;
     let padding = shape
         .line_bytes
         .max(MIN_LINE_BYTES)
         .saturating_sub(used + 1);
     out.resize(out.len() + padding, b'.');
+    if shape.format == LineFormat::Json {
+        out.extend_from_slice(b"\"}");
+    }
     out.push(b'\n');
 }
 
@@ -239,13 +280,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_lines_parse_and_carry_their_number_and_write_time() {
+        let mut out = Vec::new();
+        let shape = LineShape {
+            line_bytes: 160,
+            format: LineFormat::Json,
+        };
+        format_line(&mut out, 42, 1_777_629_000_123_456_789, shape);
+        assert_eq!(out.len(), 160);
+        assert_eq!(out.last(), Some(&b'\n'));
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["ts"], "2026-05-01T09:50:00.123456789Z");
+        assert_eq!(value["level"], "error");
+        assert_eq!(value["service"], "svc-1");
+        assert_eq!(crate::receiver::seq::find_seq(&out), Some(42));
+    }
+
+    #[test]
     fn lines_have_the_shape_and_numbers_the_receiver_reads() {
         let mut out = Vec::new();
         format_line(
             &mut out,
             42,
             1_700_000_000_000_000_000,
-            LineShape { line_bytes: 100 },
+            LineShape::text(100),
         );
         assert_eq!(out.len(), 100);
         assert_eq!(crate::receiver::seq::find_seq(&out), Some(42));
@@ -260,7 +318,7 @@ mod tests {
     fn writes_every_number_once_across_files_and_rotations() {
         let dir = tempfile::tempdir().unwrap();
         let mut load =
-            FileLoad::new(dir.path(), 3, LineShape { line_bytes: 100 }, 100 * 1000).unwrap();
+            FileLoad::new(dir.path(), 3, LineShape::text(100), 100 * 1000).unwrap();
         load.make_until(5_000).unwrap();
         load.make_until(5_000).unwrap();
         assert_eq!(load.made(), 5_000);
@@ -283,7 +341,7 @@ mod tests {
         let files = 100;
         // 100 KiB per file: phases 0, 1 KiB, 2 KiB, ... so the fullest rotates first.
         let mut load =
-            FileLoad::new(dir.path(), files, LineShape { line_bytes: 100 }, 100 * 1024).unwrap();
+            FileLoad::new(dir.path(), files, LineShape::text(100), 100 * 1024).unwrap();
         // One turn of 10k lines/s at a 5 ms tick: 50 lines, one each for half the files.
         load.make_until(50).unwrap();
         let sizes = |dir: &Path| -> Vec<u64> {

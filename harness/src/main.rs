@@ -64,7 +64,7 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct Common {
-    /// low, standard, high, low-latency, max or many-files.
+    /// low, standard, high, low-latency, max, max-pipeline or many-files.
     #[arg(long, default_value = "standard")]
     profile: String,
     /// Where the lines come from: `files` (rotating files), `files=N` (the same total rate
@@ -88,6 +88,10 @@ struct Common {
     /// Bytes per line (newline included) instead of the profile's 100, e.g. 1000.
     #[arg(long, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
     line_bytes: Option<u64>,
+    /// What the lines look like instead of the profile's: `text`, or `json` (an application's
+    /// JSON log object with `ts`, `level`, `service`, `msg`).
+    #[arg(long, value_enum)]
+    line_format: Option<log_capturer_harness::load::LineFormat>,
     /// How long to wait for the last lines after the load ends.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -144,6 +148,9 @@ impl Common {
         }
         if let Some(bytes) = self.line_bytes {
             profile.line_bytes = usize::try_from(bytes).map_err(|e| e.to_string())?;
+        }
+        if let Some(format) = self.line_format {
+            profile.line_format = format;
         }
         Ok(profile)
     }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::load::LineFormat;
+
 /// One load profile.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Profile {
@@ -20,6 +22,8 @@ pub struct Profile {
     pub files: usize,
     /// Bytes per line, newline included.
     pub line_bytes: usize,
+    /// What the lines look like.
+    pub line_format: LineFormat,
     /// A file is rotated (renamed, a new one created) when it reaches this size.
     pub rotate_bytes: u64,
 }
@@ -36,6 +40,7 @@ pub const PROFILES: &[Profile] = &[
         prefill_lines: 0,
         files: 2,
         line_bytes: 100,
+        line_format: LineFormat::Text,
         rotate_bytes: MIB,
     },
     Profile {
@@ -46,6 +51,7 @@ pub const PROFILES: &[Profile] = &[
         prefill_lines: 0,
         files: 4,
         line_bytes: 100,
+        line_format: LineFormat::Text,
         rotate_bytes: 4 * MIB,
     },
     Profile {
@@ -56,6 +62,7 @@ pub const PROFILES: &[Profile] = &[
         prefill_lines: 0,
         files: 4,
         line_bytes: 100,
+        line_format: LineFormat::Text,
         rotate_bytes: 16 * MIB,
     },
     Profile {
@@ -66,6 +73,7 @@ pub const PROFILES: &[Profile] = &[
         prefill_lines: 0,
         files: 2,
         line_bytes: 100,
+        line_format: LineFormat::Text,
         rotate_bytes: 4 * MIB,
     },
     Profile {
@@ -76,6 +84,19 @@ pub const PROFILES: &[Profile] = &[
         prefill_lines: 5_000_000,
         files: 1,
         line_bytes: 100,
+        line_format: LineFormat::Text,
+        rotate_bytes: u64::MAX,
+    },
+    Profile {
+        name: "max-pipeline",
+        summary: "`max` through a parsing pipeline: JSON lines, json + timestamp + labels from fields + dedup",
+        rate: None,
+        duration: Duration::ZERO,
+        prefill_lines: 5_000_000,
+        files: 1,
+        // The smallest JSON line the load writes (`ts`, `level`, `service`, `msg`).
+        line_bytes: 130,
+        line_format: LineFormat::Json,
         rotate_bytes: u64::MAX,
     },
     Profile {
@@ -86,6 +107,7 @@ pub const PROFILES: &[Profile] = &[
         prefill_lines: 0,
         files: 1000,
         line_bytes: 100,
+        line_format: LineFormat::Text,
         // With the load's phases: about one rotation a second whatever the file count.
         rotate_bytes: MIB,
     },

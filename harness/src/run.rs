@@ -495,6 +495,7 @@ pub async fn run(options: &RunOptions) -> Result<RunReport, String> {
 
     let shape = LineShape {
         line_bytes: profile.line_bytes,
+        format: profile.line_format,
     };
     let total = match profile.rate {
         Some(rate) => (rate as f64 * profile.duration.as_secs_f64()) as u64,

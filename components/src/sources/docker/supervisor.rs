@@ -17,6 +17,8 @@
 //!   open, nothing is unwatched until the next disconnect.
 //! - At shutdown it waits for every container task to end (each drains its
 //!   acknowledgements).
+//! - Memory follows the containers: [`TRIM_AFTER`] after tasks ended, what they freed is given
+//!   back to the system once (glibc keeps it in its arenas otherwise).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -97,6 +99,20 @@ pub(super) struct Supervisor {
     /// Since when (ns since the epoch) the engine went unwatched; stopped containers that
     /// finished after it may hold lines nobody read. None while watched.
     unwatched_since: Option<i64>,
+    /// When to give the memory of ended tasks back to the system (see [`crate::memory`]):
+    /// set when a task ends, [`TRIM_AFTER`] later, so a burst of ends trims once.
+    trim_at: Option<tokio::time::Instant>,
+}
+
+/// How long after a container task ended the freed memory is given back.
+const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until `at`, or forever when there is nothing to wait for.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Supervisor {
@@ -115,7 +131,14 @@ impl Supervisor {
             tasks: JoinSet::new(),
             followed: HashMap::new(),
             unwatched_since,
+            trim_at: None,
         }
+    }
+
+    /// Gives the memory of the tasks that ended back to the system.
+    async fn trim(&mut self) {
+        self.trim_at = None;
+        let _ = tokio::task::spawn_blocking(crate::memory::release_freed).await;
     }
 
     /// The engine is no longer watched from a second before now (events are whole seconds).
@@ -190,6 +213,7 @@ impl Supervisor {
                     Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                         self.joined(joined);
                     }
+                    () = until(self.trim_at) => self.trim().await,
                     event = events.next() => match event {
                         Some(Ok(message)) => self.on_event(&docker, message).await,
                         Some(Err(error)) => {
@@ -227,11 +251,14 @@ impl Supervisor {
                 () = &mut sleep => return true,
                 () = self.shutdown.wait() => return false,
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => self.joined(joined),
+                () = until(self.trim_at) => self.trim().await,
             }
         }
     }
 
     fn joined(&mut self, joined: Result<String, tokio::task::JoinError>) {
+        self.trim_at
+            .get_or_insert_with(|| tokio::time::Instant::now() + TRIM_AFTER);
         match joined {
             Ok(id) => {
                 self.followed.remove(&id);
