@@ -18,6 +18,7 @@ use super::metrics;
 use super::proto;
 use super::response::RejectReason;
 use super::sink::LokiSink;
+use super::stream_cap::StreamCap;
 use super::timestamps::{self, Verdict};
 use crate::config::valid_label_name;
 use crate::dispatcher::Rejected;
@@ -102,6 +103,15 @@ pub(super) struct Overflowed {
     pub(super) first: String,
 }
 
+/// What one push did with the label sets past the stream cap.
+#[derive(Default)]
+struct PastCap {
+    /// The overflow stream's index, once added.
+    stream: Option<usize>,
+    moved: Vec<Vec<(String, String)>>,
+    overflowed: Option<Overflowed>,
+}
+
 /// Where the events of one label set go.
 #[derive(Clone, Copy, Debug)]
 enum Route {
@@ -183,16 +193,14 @@ impl LokiSink {
         let mut streams: Vec<StreamBuild> = Vec::new();
         let mut rejected = Vec::new();
         let mut guarded = Guarded::default();
-        let mut moved: Vec<Vec<(String, String)>> = Vec::new();
-        let mut overflowed: Option<Overflowed> = None;
-        let mut overflow_stream: Option<usize> = None;
+        let mut past_cap = PastCap::default();
         let max_line = self.config.max_line_size;
         // A batch has one tenant (the dispatcher partitions by it): its first event names it.
         let tenant_name = match (&self.cap, indexes.first()) {
             (Some(_), Some(&first)) => self.tenant_of(&events[first]),
             _ => "",
         };
-        let tenant = super::stream_cap::StreamCap::tenant_key(tenant_name);
+        let tenant = StreamCap::tenant_key(tenant_name);
         // Events of one file come in runs: the previous event's stream is checked first.
         let mut last: Option<((usize, usize, usize), Route)> = None;
         for &index in indexes {
@@ -237,75 +245,26 @@ impl LokiSink {
                     let route = match by_text.get(&text) {
                         Some(route) => *route,
                         None => {
-                            // Once per label set per batch; a set Loki would refuse for its
-                            // labels takes no slot.
-                            let over = match &self.cap {
-                                Some(cap) if valid => !cap.admit(tenant, &text, now),
-                                _ => false,
-                            };
+                            // The cap is asked once per label set per batch; a set Loki would
+                            // refuse for its labels takes no slot.
                             let route = match &self.cap {
-                                Some(cap) if over => {
-                                    match &mut overflowed {
-                                        Some(o) => o.label_sets += 1,
-                                        None => {
-                                            overflowed = Some(Overflowed {
-                                                tenant: tenant_name.to_string(),
-                                                label_sets: 1,
-                                                first: text.clone(),
-                                            })
-                                        }
-                                    }
-                                    match cap.policy {
-                                        StreamOverflow::Drop => Route::Dropped,
-                                        StreamOverflow::Fold => {
-                                            let stream =
-                                                *overflow_stream.get_or_insert_with(|| {
-                                                    let text = cap.overflow_text.clone();
-                                                    let cutoff = self.learner.cutoff(
-                                                        &text,
-                                                        now,
-                                                        self.config.timestamps.learned_ttl,
-                                                    );
-                                                    streams.push(StreamBuild {
-                                                        labels_text: text,
-                                                        pairs: cap.overflow_pairs.clone(),
-                                                        valid: true,
-                                                        cutoff,
-                                                        entries: Vec::new(),
-                                                    });
-                                                    streams.len() - 1
-                                                });
-                                            moved.push(
-                                                pairs
-                                                    .into_iter()
-                                                    .filter(|pair| {
-                                                        !cap.overflow_pairs.contains(pair)
-                                                    })
-                                                    .collect(),
-                                            );
-                                            Route::Folded {
-                                                stream,
-                                                moved: u32::try_from(moved.len() - 1)
-                                                    .unwrap_or(u32::MAX),
-                                            }
-                                        }
-                                    }
-                                }
-                                _ => {
-                                    let cutoff = self.learner.cutoff(
+                                Some(cap) if valid && !cap.admit(tenant, &text, now) => self
+                                    .route_past_cap(
+                                        cap,
+                                        &mut past_cap,
+                                        &mut streams,
                                         &text,
-                                        now,
-                                        self.config.timestamps.learned_ttl,
-                                    );
-                                    streams.push(StreamBuild {
-                                        labels_text: text.clone(),
                                         pairs,
-                                        valid,
-                                        cutoff,
-                                        entries: Vec::new(),
-                                    });
-                                    Route::Own(streams.len() - 1)
-                                }
+                                        tenant_name,
+                                        now,
+                                    ),
+                                _ => Route::Own(self.new_stream(
+                                    &mut streams,
+                                    text.clone(),
+                                    pairs,
+                                    valid,
+                                    now,
+                                )),
                             };
                             by_text.insert(text, route);
                             route
@@ -400,8 +359,82 @@ impl LokiSink {
             streams,
             rejected,
             guarded,
-            moved,
-            overflowed,
+            moved: past_cap.moved,
+            overflowed: past_cap.overflowed,
+        }
+    }
+
+    /// Adds a stream to the push; its index.
+    fn new_stream(
+        &self,
+        streams: &mut Vec<StreamBuild>,
+        labels_text: String,
+        pairs: Vec<(String, String)>,
+        valid: bool,
+        now: i64,
+    ) -> usize {
+        let cutoff = self
+            .learner
+            .cutoff(&labels_text, now, self.config.timestamps.learned_ttl);
+        streams.push(StreamBuild {
+            labels_text,
+            pairs,
+            valid,
+            cutoff,
+            entries: Vec::new(),
+        });
+        streams.len() - 1
+    }
+
+    /// Where the events of a label set past the cap go: the overflow stream (added to the push
+    /// when first needed) with the pairs it leaves out, or nowhere under `drop`.
+    #[allow(clippy::too_many_arguments)]
+    fn route_past_cap(
+        &self,
+        cap: &StreamCap,
+        past: &mut PastCap,
+        streams: &mut Vec<StreamBuild>,
+        labels_text: &str,
+        pairs: Vec<(String, String)>,
+        tenant: &str,
+        now: i64,
+    ) -> Route {
+        match &mut past.overflowed {
+            Some(overflowed) => overflowed.label_sets += 1,
+            None => {
+                past.overflowed = Some(Overflowed {
+                    tenant: tenant.to_string(),
+                    label_sets: 1,
+                    first: labels_text.to_string(),
+                })
+            }
+        }
+        if cap.policy == StreamOverflow::Drop {
+            return Route::Dropped;
+        }
+        let stream = match past.stream {
+            Some(stream) => stream,
+            None => {
+                let stream = self.new_stream(
+                    streams,
+                    cap.overflow_text.clone(),
+                    cap.overflow_pairs.clone(),
+                    true,
+                    now,
+                );
+                past.stream = Some(stream);
+                stream
+            }
+        };
+        past.moved.push(
+            pairs
+                .into_iter()
+                .filter(|pair| !cap.overflow_pairs.contains(pair))
+                .collect(),
+        );
+        Route::Folded {
+            stream,
+            moved: u32::try_from(past.moved.len() - 1).unwrap_or(u32::MAX),
         }
     }
 
