@@ -264,6 +264,94 @@ sinks:
     }
 }
 
+/// A label from the file name over more files than `max_streams`: the first three label sets
+/// get streams of their own, the rest of the lines go to the one overflow stream with their
+/// file in structured metadata. Loki (limited here to 4 streams, so one stream more would be
+/// refused with a 429) stores every line once: nothing lost, nothing refused.
+#[test]
+fn a_stream_cap_folds_the_files_past_it_into_one_overflow_stream_and_loses_nothing() {
+    let receiver = Receiver::start(&["--max-streams-per-tenant", "4"]);
+    let config = loki_config(receiver.port).replace(
+        "labels: {job: app}",
+        "labels: {job: app, file: \"{{ file }}\"}\n    max_streams: 3",
+    );
+    let instance = start_shipper(&config);
+    const FILES: usize = 10;
+    const LINES: usize = 40;
+    for file in 0..FILES {
+        let text: String = (0..LINES)
+            .map(|n| format!("file={file} n={n} a line\n"))
+            .collect();
+        std::fs::write(instance.path(&format!("in/f{file}.log")), text).unwrap();
+    }
+    let stats = wait_for("every line stored", Duration::from_secs(60), || {
+        let stats = receiver.stats();
+        (stats["tenants"]["team-a"]["stored_entries"] == FILES * LINES).then_some(stats)
+    });
+    assert_eq!(stats["rejected_entries"], 0, "{stats}");
+    assert!(stats["responses"].get("429").is_none(), "{stats}");
+
+    let records = receiver.accepted();
+    assert_eq!(records.len(), FILES * LINES, "each line stored once");
+    let mut lines = std::collections::BTreeSet::new();
+    let mut streams: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for record in &records {
+        let line = record["line"].as_str().unwrap();
+        assert!(lines.insert(line.to_string()), "{line} stored twice");
+        let file = line
+            .split(' ')
+            .next()
+            .unwrap()
+            .strip_prefix("file=")
+            .unwrap();
+        let path = instance
+            .path(&format!("in/f{file}.log"))
+            .display()
+            .to_string();
+        let labels = record["labels"].as_str().unwrap().to_string();
+        // The file is in the stream's labels, or (overflow) in the entry's metadata.
+        if labels.contains("overflow=\"true\"") {
+            assert!(!labels.contains("file="), "{labels}");
+            let metadata = record["structured_metadata"].as_array().unwrap();
+            assert!(
+                metadata.contains(&serde_json::json!(["file", path])),
+                "{record}"
+            );
+        } else {
+            assert!(labels.contains(&format!("file=\"{path}\"")), "{record}");
+        }
+        streams.entry(labels).or_default().insert(path);
+    }
+    assert_eq!(
+        streams.len(),
+        4,
+        "3 streams and the overflow stream: {streams:#?}"
+    );
+    let overflow = streams
+        .iter()
+        .find(|(labels, _)| labels.contains("overflow="))
+        .map(|(_, files)| files.len());
+    assert_eq!(overflow, Some(FILES - 3), "{streams:#?}");
+
+    let folded = records
+        .iter()
+        .filter(|r| r["labels"].as_str().unwrap().contains("overflow="))
+        .count() as f64;
+    wait_metric(
+        &instance,
+        "log_capturer_loki_streams_overflow_total{policy=\"fold\",sink=\"loki\"}",
+        Duration::from_secs(10),
+        |n| n == folded,
+    );
+    assert_eq!(
+        metric(&instance, "log_capturer_loki_active_streams{sink=\"loki\"}"),
+        3.0
+    );
+    assert_eq!(dlq_entries(&instance), Some(0));
+    assert!(instance.stderr().contains("Stream cap reached"));
+}
+
 /// Loki holds tenant team-a at its ingestion rate (429) while team-b is far under its own.
 /// team-b's lines must be stored while most of team-a's still wait, each sent once: one
 /// tenant's backoff neither delays nor resends another's pushes. team-a loses nothing.

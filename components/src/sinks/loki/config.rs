@@ -13,10 +13,11 @@ use opentelemetry::KeyValue;
 use serde::{Deserialize, Serialize};
 
 use super::sink::LokiSink;
+use super::stream_cap::StreamCap;
 use super::template::LabelTemplate;
 use super::timestamps::{Learner, TimestampConfig};
 use super::tls;
-use crate::config::{ConfigError, join_path, label_name_errors, valid_label_name};
+use crate::config::{ConfigError, duration, join_path, label_name_errors, valid_label_name};
 pub use crate::secret::Secret;
 
 /// How the push body is encoded.
@@ -99,7 +100,39 @@ pub struct LokiSinkConfig {
     /// `truncate` (send the first `max_line_size` bytes, cut at a character boundary, with the
     /// original length in structured metadata `truncated_from`), `dlq` or `drop` (counted).
     pub line_too_long: LineTooLong,
+    /// Most label sets (streams) active at once per tenant; a new label set past it follows
+    /// `stream_overflow` instead of becoming a stream. 0: no cap (the default).
+    pub max_streams: usize,
+    /// How long a label set counts as active after its last line (Loki keeps an idle stream
+    /// about `chunk_idle_period`, 30m by default). Greater than zero.
+    #[serde(with = "duration")]
+    pub stream_idle: Duration,
+    /// `fold` (the lines go to one stream per tenant, the constant `labels` plus
+    /// `overflow="true"`, with the label pairs left out in structured metadata) or `drop`
+    /// (counted in `dropped_total{reason="stream_overflow"}`).
+    pub stream_overflow: StreamOverflow,
 }
+
+/// What the sink does with the lines of a label set past `max_streams`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamOverflow {
+    #[default]
+    Fold,
+    Drop,
+}
+
+impl StreamOverflow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fold => "fold",
+            Self::Drop => "drop",
+        }
+    }
+}
+
+/// The label that marks the stream the lines past `max_streams` are folded into, and its value.
+pub const OVERFLOW_LABEL: (&str, &str) = ("overflow", "true");
 
 /// What the sink does with a line longer than `max_line_size`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +160,9 @@ impl Default for LokiSinkConfig {
             healthcheck: true,
             max_line_size: 256_000,
             line_too_long: LineTooLong::Truncate,
+            max_streams: 0,
+            stream_idle: Duration::from_secs(30 * 60),
+            stream_overflow: StreamOverflow::Fold,
         }
     }
 }
@@ -184,6 +220,28 @@ impl LokiSinkConfig {
                     join_path(prefix, &format!("labels.{name}")),
                     err,
                 ));
+            }
+        }
+        if self.max_streams > 0 {
+            if self.stream_idle.is_zero() {
+                errors.push(
+                    ConfigError::new(
+                        join_path(prefix, "stream_idle"),
+                        "must be greater than zero",
+                    )
+                    .with_hint("the default is 30m, Loki's chunk_idle_period"),
+                );
+            }
+            if self.stream_overflow == StreamOverflow::Fold
+                && self.labels.contains_key(OVERFLOW_LABEL.0)
+            {
+                errors.push(
+                    ConfigError::new(
+                        join_path(prefix, &format!("labels.{}", OVERFLOW_LABEL.0)),
+                        "is the label of the overflow stream (max_streams with stream_overflow: fold)",
+                    )
+                    .with_hint("rename this label, or use stream_overflow: drop"),
+                );
             }
         }
         let auth = join_path(prefix, "auth");
@@ -357,6 +415,28 @@ impl LokiSinkConfig {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(32)
             .build(connector);
+        let templates: Vec<(String, LabelTemplate)> = self
+            .labels
+            .iter()
+            .map(|(name, value)| LabelTemplate::parse(value).map(|t| (name.clone(), t)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("labels: {e}"))?;
+        let cap = (self.max_streams > 0).then(|| {
+            // The overflow stream keeps what every stream of the sink has: its constant labels.
+            let mut pairs: BTreeMap<String, String> = templates
+                .iter()
+                .filter_map(|(name, template)| Some((name.clone(), template.constant()?)))
+                .filter(|(_, value)| !value.is_empty())
+                .collect();
+            pairs.insert(OVERFLOW_LABEL.0.to_string(), OVERFLOW_LABEL.1.to_string());
+            StreamCap::new(
+                self.max_streams,
+                self.stream_idle,
+                self.stream_overflow,
+                pairs.into_iter().collect(),
+                key,
+            )
+        });
         let sink = LokiSink {
             key: key.to_string(),
             url,
@@ -366,12 +446,8 @@ impl LokiSinkConfig {
             authorization,
             tenant,
             learner: Learner::new(self.timestamps.max_age),
-            templates: self
-                .labels
-                .iter()
-                .map(|(name, value)| LabelTemplate::parse(value).map(|t| (name.clone(), t)))
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("labels: {e}"))?,
+            templates,
+            cap,
             attrs: Arc::new([KeyValue::new("sink", key.to_string())]),
         };
         Ok(sink)
@@ -563,6 +639,41 @@ mod tests {
         assert!(!sink(&[("a", "{{ label.app }}")], None).streams_have_labels(&none, true));
         // A sink label that may render empty removes the source's label of that name.
         assert!(!sink(&[("job", "{{ label.app }}")], None).streams_have_labels(&job, false));
+    }
+
+    #[test]
+    fn a_stream_cap_needs_an_idle_time_and_the_overflow_label_to_itself() {
+        let config = LokiSinkConfig {
+            endpoint: "http://loki:3100".into(),
+            labels: BTreeMap::from([("overflow".to_string(), "no".to_string())]),
+            max_streams: 100,
+            stream_idle: Duration::ZERO,
+            ..LokiSinkConfig::default()
+        };
+        let errors = config.validate("sinks.loki");
+        let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["sinks.loki.stream_idle", "sinks.loki.labels.overflow"]
+        );
+        // Without a cap (or when nothing is folded) neither matters.
+        assert!(
+            LokiSinkConfig {
+                max_streams: 0,
+                ..config.clone()
+            }
+            .validate("x")
+            .is_empty()
+        );
+        assert_eq!(
+            LokiSinkConfig {
+                stream_overflow: StreamOverflow::Drop,
+                ..config
+            }
+            .validate("x")
+            .len(),
+            1
+        );
     }
 
     #[test]

@@ -44,18 +44,24 @@ impl LokiSink {
     }
 }
 
-/// Structured metadata the sink adds to an entry: the original time of a clamped entry, the
+/// Structured metadata the sink adds to an entry: the label pairs of an entry folded into the
+/// overflow stream that the stream leaves out, the original time of a clamped entry, the
 /// original length of a truncated line (empty strings: not added).
 #[derive(Default)]
-struct Added {
+struct Added<'a> {
+    moved: &'a [(String, String)],
     original_timestamp: String,
     truncated_from: String,
 }
 
-impl Added {
-    fn of(events: &[LogEvent], entry: &SendEntry) -> Self {
+impl<'a> Added<'a> {
+    fn of(events: &[LogEvent], prepared: &'a Prepared, entry: &SendEntry) -> Self {
         let event = &events[entry.index];
         Self {
+            moved: entry
+                .moved
+                .and_then(|i| prepared.moved.get(i as usize))
+                .map_or(&[], Vec::as_slice),
             original_timestamp: if entry.clamped {
                 event.timestamp_ns.to_string()
             } else {
@@ -70,12 +76,17 @@ impl Added {
     }
 
     fn pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
-        [
-            ("original_timestamp", self.original_timestamp.as_str()),
-            ("truncated_from", self.truncated_from.as_str()),
-        ]
-        .into_iter()
-        .filter(|(_, value)| !value.is_empty())
+        self.moved
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .chain(
+                [
+                    ("original_timestamp", self.original_timestamp.as_str()),
+                    ("truncated_from", self.truncated_from.as_str()),
+                ]
+                .into_iter()
+                .filter(|(_, value)| !value.is_empty()),
+            )
     }
 }
 
@@ -100,11 +111,13 @@ fn protobuf_body(events: &[LogEvent], prepared: &Prepared) -> Vec<u8> {
         added.clear();
         let mut total = 0;
         for entry in &stream.entries {
-            added.push(if entry.clamped || entry.truncated(events) {
-                Added::of(events, entry)
-            } else {
-                Added::default()
-            });
+            added.push(
+                if entry.clamped || entry.truncated(events) || entry.moved.is_some() {
+                    Added::of(events, prepared, entry)
+                } else {
+                    Added::default()
+                },
+            );
             let extra = added.last().map(Added::pairs);
             let body = proto::direct::entry_body_len(&direct_entry(events, entry, extra));
             bodies.push(body);
@@ -162,7 +175,7 @@ fn json_body(events: &[LogEvent], prepared: &Prepared) -> Vec<u8> {
                         .iter()
                         .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
                         .collect();
-                    let added = Added::of(events, entry);
+                    let added = Added::of(events, prepared, entry);
                     for (name, value) in added.pairs() {
                         metadata.insert(name.into(), serde_json::Value::String(value.into()));
                     }

@@ -1,6 +1,6 @@
 //! The Loki sink's telemetry; every metric carries `sink=<name>`.
 
-use crate::telemetry::{Counter, FloatGauge, Histogram, MetricDef};
+use crate::telemetry::{Counter, FloatGauge, Gauge, Histogram, MetricDef};
 
 const S: &[&str] = &["sink"];
 
@@ -42,6 +42,16 @@ pub static TIMESTAMP_MAX_AGE: FloatGauge = FloatGauge::new(
     "The maximum entry age learned from Loki's rejections.",
     S,
 );
+pub static STREAMS_OVERFLOW: Counter = Counter::new(
+    "loki_streams_overflow",
+    "Entries of label sets past max_streams, by stream_overflow policy (fold: sent in the overflow stream; drop: dropped).",
+    &["sink", "policy"],
+);
+pub static ACTIVE_STREAMS: Gauge = Gauge::new(
+    "loki_active_streams",
+    "Label sets the stream cap counts as active (seen within stream_idle), all tenants; recorded per push, only with max_streams.",
+    S,
+);
 
 /// Every metric of the Loki sink (it also counts `lines_truncated_total`, see
 /// [`crate::telemetry::LINES_TRUNCATED`]).
@@ -53,4 +63,6 @@ pub static METRICS: &[&MetricDef] = &[
     &TIMESTAMP_REJECTIONS.def,
     &TIMESTAMP_CLAMPED.def,
     &TIMESTAMP_MAX_AGE.def,
+    &STREAMS_OVERFLOW.def,
+    &ACTIVE_STREAMS.def,
 ];

@@ -15,23 +15,28 @@
 //! - 501 and other 4xx: a final failure (to the dead-letter queue).
 //! - Before sending, entries older than what Loki is known to accept follow the timestamp
 //!   policy, and label sets Loki would refuse are reported as rejected without being sent.
+//! - With `max_streams`, a tenant's label sets past the cap are folded into one overflow stream
+//!   (their labels kept in structured metadata) or dropped, counted; never retried or
+//!   dead-lettered for it.
 
 mod classify;
 mod config;
 mod encode;
+mod events;
 pub mod metrics;
 pub mod proto;
 pub mod response;
 mod service;
 mod sink;
+mod stream_cap;
 mod streams;
 mod template;
 pub mod timestamps;
 mod tls;
 
 pub use self::config::{
-    JsonCompression, LineTooLong, LokiAuth, LokiEncoding, LokiSinkConfig, LokiTls, Secret,
-    valid_tenant,
+    JsonCompression, LineTooLong, LokiAuth, LokiEncoding, LokiSinkConfig, LokiTls, OVERFLOW_LABEL,
+    Secret, StreamOverflow, valid_tenant,
 };
 pub use self::service::ReadyVerdict;
 pub use self::sink::LokiSink;

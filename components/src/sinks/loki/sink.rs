@@ -21,6 +21,7 @@ use opentelemetry::KeyValue;
 
 use super::config::{LokiSinkConfig, valid_tenant};
 use super::response::parse_retry_after;
+use super::stream_cap::StreamCap;
 use super::streams::Prepared;
 use super::template::LabelTemplate;
 use super::timestamps::Learner;
@@ -39,6 +40,8 @@ pub struct LokiSink {
     pub(super) learner: Learner,
     /// The `labels` setting, parsed.
     pub(super) templates: Vec<(String, LabelTemplate)>,
+    /// The stream cap, with `max_streams`.
+    pub(super) cap: Option<StreamCap>,
     pub(super) attrs: Arc<[KeyValue]>,
 }
 
@@ -71,7 +74,7 @@ impl LokiSink {
         let now = now_ns();
         let all: Vec<usize> = (0..events.len()).collect();
         let prepared = self.prepare(events, &all, now);
-        self.count_guarded(prepared.guarded, replaced.map(|r| r.prepared.guarded));
+        self.count_guarded(&prepared, replaced.map(|r| r.prepared.guarded));
         if prepared.entries() == 0 {
             return Err(if prepared.rejected.is_empty() {
                 SendOutcome::Delivered

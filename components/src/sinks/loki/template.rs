@@ -64,6 +64,17 @@ impl LabelTemplate {
         })
     }
 
+    /// The value when it is the same for every event (plain text, no placeholder).
+    pub fn constant(&self) -> Option<String> {
+        self.0
+            .iter()
+            .map(|part| match part {
+                TemplatePart::Text(text) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The value for one event (empty when every placeholder is missing and there is no text).
     pub fn render(&self, event: &LogEvent) -> String {
         let mut out = String::new();
@@ -107,6 +118,14 @@ mod tests {
                 .unwrap()
                 .render(&event),
             ""
+        );
+        assert_eq!(
+            LabelTemplate::parse("plain").unwrap().constant().as_deref(),
+            Some("plain")
+        );
+        assert_eq!(
+            LabelTemplate::parse("a-{{ file }}").unwrap().constant(),
+            None
         );
         assert!(
             LabelTemplate::parse("{{ nope }}")
