@@ -47,8 +47,14 @@ impl Fields {
     /// Sets `name` to `value`, replacing an earlier value.
     pub fn insert(&mut self, name: impl Into<Arc<str>>, value: Bytes) {
         let name = name.into();
-        let fields = self.0.get_or_insert_with(Default::default);
-        match fields.iter_mut().find(|(n, _)| *n == name) {
+        let fields = self
+            .0
+            .get_or_insert_with(|| Box::new(Vec::with_capacity(4)));
+        // Names usually come from one stage's own `Arc`: the pointer check spares a compare.
+        match fields
+            .iter_mut()
+            .find(|(n, _)| Arc::ptr_eq(n, &name) || *n == name)
+        {
             Some((_, old)) => *old = value,
             None => fields.push((name, value)),
         }

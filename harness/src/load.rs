@@ -98,7 +98,11 @@ pub fn format_line(out: &mut Vec<u8>, seq: u64, created_ns: i64, shape: LineShap
         );
     }
     let _ = write!(out, "seq={seq:010} created={created_ns:019} ");
-    let closing = if shape.format == LineFormat::Json { 2 } else { 0 };
+    let closing = if shape.format == LineFormat::Json {
+        2
+    } else {
+        0
+    };
     let used = out.len() - start + closing;
     let padding = shape
         .line_bytes
@@ -317,8 +321,7 @@ mod tests {
     #[test]
     fn writes_every_number_once_across_files_and_rotations() {
         let dir = tempfile::tempdir().unwrap();
-        let mut load =
-            FileLoad::new(dir.path(), 3, LineShape::text(100), 100 * 1000).unwrap();
+        let mut load = FileLoad::new(dir.path(), 3, LineShape::text(100), 100 * 1000).unwrap();
         load.make_until(5_000).unwrap();
         load.make_until(5_000).unwrap();
         assert_eq!(load.made(), 5_000);
@@ -340,8 +343,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = 100;
         // 100 KiB per file: phases 0, 1 KiB, 2 KiB, ... so the fullest rotates first.
-        let mut load =
-            FileLoad::new(dir.path(), files, LineShape::text(100), 100 * 1024).unwrap();
+        let mut load = FileLoad::new(dir.path(), files, LineShape::text(100), 100 * 1024).unwrap();
         // One turn of 10k lines/s at a 5 ms tick: 50 lines, one each for half the files.
         load.make_until(50).unwrap();
         let sizes = |dir: &Path| -> Vec<u64> {

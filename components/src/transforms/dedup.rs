@@ -197,15 +197,23 @@ impl Dedup {
         let ttl_ms = cache.limiter().ttl_ms;
         cache.limiter_mut().now_ms = now_ms;
         let evictions_before = cache.limiter().evictions;
-        let mut stream: Option<StreamHash> = None;
+        // The streams of this batch seen last: lines of a few streams interleaved (labels set
+        // from a parsed `level`) are hashed once per stream, not once per line.
+        let mut streams: Vec<StreamHash> = Vec::with_capacity(RECENT_STREAMS);
+        let mut next_slot = 0usize;
         let mut duplicates = 0usize;
         batch.events.retain(|event| {
-            let stream_hash = match &stream {
-                Some(known) if known.matches(event) => known.hash,
-                _ => {
+            let stream_hash = match streams.iter().find(|known| known.matches(event)) {
+                Some(known) => known.hash,
+                None => {
                     let known = StreamHash::of(event, scratch);
                     let hash = known.hash;
-                    stream = Some(known);
+                    if streams.len() < RECENT_STREAMS {
+                        streams.push(known);
+                    } else {
+                        streams[next_slot] = known;
+                        next_slot = (next_slot + 1) % RECENT_STREAMS;
+                    }
                     hash
                 }
             };
@@ -227,7 +235,7 @@ impl Dedup {
                 }
             }
         });
-        drop(stream);
+        drop(streams);
         let evictions = self.cache.limiter().evictions - evictions_before;
 
         self.stats.checks += checks as u64;
@@ -274,9 +282,12 @@ impl Reconfigure<DedupConfig> for Dedup {
     }
 }
 
+/// How many streams' hashes one batch keeps at hand (each match is three pointer compares).
+const RECENT_STREAMS: usize = 16;
+
 /// The hash of an event's stream (source, file, labels), remembered for the next events: a
-/// source's batch usually shares these between many lines, so it is hashed once per run of
-/// events, not once per line. Holding clones keeps the compared allocations alive, so an
+/// source's batch usually shares these between many lines, so it is hashed once per stream in
+/// a batch, not once per line. Holding clones keeps the compared allocations alive, so an
 /// address match is a content match.
 struct StreamHash {
     labels: Labels,

@@ -7,13 +7,16 @@
 //! - Values as text: strings unescaped, numbers and booleans as JSON writes them, `null` as the
 //!   empty string, objects and arrays as their compact JSON.
 //! - A line that is not a JSON object (or not valid UTF-8 JSON) adds no field and is counted.
+//! - The line is read once and never built into a tree: unwanted values are skipped, wanted
+//!   ones are slices of the line (a copy only for a string with escapes). Of a key given twice,
+//!   the last value counts.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 use super::parse;
 use crate::component::{
@@ -66,8 +69,10 @@ impl TransformComponent for JsonParserConfig {
 #[derive(Debug)]
 pub struct JsonParser {
     source: Option<String>,
-    /// (field name, path steps); empty: every top-level key.
-    wanted: Vec<(Arc<str>, Vec<String>)>,
+    /// The named fields; empty: every top-level key.
+    wanted: Vec<Wanted>,
+    /// Scratch for one line's fields, kept between lines.
+    found: Found,
     attrs: ComponentAttrs,
 }
 
@@ -76,6 +81,7 @@ impl JsonParser {
         let mut parser = Self {
             source: None,
             wanted: Vec::new(),
+            found: Vec::new(),
             attrs: ComponentAttrs::new(key),
         };
         parser.reconfigure(config);
@@ -90,10 +96,12 @@ impl Reconfigure<JsonParserConfig> for JsonParser {
             .fields
             .iter()
             .map(|(name, path)| {
-                (
-                    Arc::from(name.as_str()),
-                    path.split('.').map(String::from).collect(),
-                )
+                let steps: Vec<String> = path.split('.').map(String::from).collect();
+                Wanted {
+                    name: Arc::from(name.as_str()),
+                    dotted: (steps.len() > 1).then(|| path.clone()),
+                    steps,
+                }
             })
             .collect();
     }
@@ -101,26 +109,18 @@ impl Reconfigure<JsonParserConfig> for JsonParser {
 
 impl FunctionTransform for JsonParser {
     fn transform(&mut self, batch: &mut EventBatch) {
-        let wanted = &self.wanted;
+        let (wanted, found) = (&self.wanted, &mut self.found);
         parse::parse_batch(
             batch,
             self.source.as_deref(),
             &self.attrs,
             |bytes, fields| {
-                let Ok(object) = serde_json::from_slice::<Map<String, Value>>(bytes) else {
+                found.clear();
+                if extract(bytes, wanted, found).is_err() {
                     return false;
-                };
-                if wanted.is_empty() {
-                    for (name, value) in &object {
-                        fields.insert(name.as_str(), as_text(value));
-                    }
-                } else {
-                    for (name, path) in wanted {
-                        let whole = object.get(path.join(".").as_str());
-                        if let Some(value) = whole.or_else(|| lookup(&object, path)) {
-                            fields.insert(name.clone(), as_text(value));
-                        }
-                    }
+                }
+                for (name, value, _) in found.drain(..) {
+                    fields.insert(name, value);
                 }
                 true
             },
@@ -128,22 +128,183 @@ impl FunctionTransform for JsonParser {
     }
 }
 
-/// The value at `path` under `object`.
-fn lookup<'a>(object: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    let mut value = object.get(first)?;
-    for step in rest {
-        value = value.as_object()?.get(step)?;
-    }
-    Some(value)
+/// One wanted field: its name, the keys leading to it, and (when there are several) those keys
+/// joined by dots, which a top-level key of that whole name takes precedence over.
+#[derive(Debug)]
+struct Wanted {
+    name: Arc<str>,
+    steps: Vec<String>,
+    dotted: Option<String>,
 }
 
-/// A JSON value as a field's text.
-fn as_text(value: &Value) -> Bytes {
-    match value {
-        Value::String(text) => Bytes::copy_from_slice(text.as_bytes()),
-        Value::Null => Bytes::new(),
-        other => Bytes::from(other.to_string()),
+/// What one line gave: (field, value, taken from a whole dotted top-level key). Applied to the
+/// event only when the whole line parsed.
+type Found = Vec<(Arc<str>, Bytes, bool)>;
+
+/// Reads the object in `line` once, without building it: the values of wanted keys are taken
+/// as written (slices of `line`, no copy, unless a string has escapes), every other value is
+/// skipped. Fails when `line` is not exactly one JSON object; `found` is then to be discarded.
+fn extract(line: &Bytes, wanted: &[Wanted], found: &mut Found) -> Result<(), serde_json::Error> {
+    let mut reader = serde_json::Deserializer::from_slice(line);
+    let level = Level {
+        line,
+        wanted,
+        path: &[],
+        found,
+    };
+    serde::de::DeserializeSeed::deserialize(level, &mut reader)?;
+    reader.end()
+}
+
+/// One object being read: `path` holds the keys from the top level down to it.
+struct Level<'a, 'p> {
+    line: &'a Bytes,
+    wanted: &'a [Wanted],
+    path: &'p [&'p str],
+    found: &'a mut Found,
+}
+
+impl Level<'_, '_> {
+    /// Whether `w`'s path goes through this object's `key`.
+    fn passes(&self, w: &Wanted, key: &str) -> bool {
+        let depth = self.path.len();
+        w.steps.len() > depth
+            && w.steps[depth] == key
+            && w.steps[..depth].iter().zip(self.path).all(|(a, b)| a == b)
+    }
+
+    fn take(&mut self, name: &Arc<str>, value: Bytes, whole: bool) {
+        match self
+            .found
+            .iter_mut()
+            .find(|(n, _, _)| Arc::ptr_eq(n, name) || n == name)
+        {
+            // A nested path never replaces the whole dotted key of the same name.
+            Some((_, _, true)) if !whole => {}
+            Some(entry) => *entry = (name.clone(), value, whole),
+            None => self.found.push((name.clone(), value, whole)),
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Level<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Level<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(mut self, mut map: M) -> Result<(), M::Error> {
+        let top = self.path.is_empty();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if top && self.wanted.is_empty() {
+                let raw: &RawValue = map.next_value()?;
+                let value = as_text(self.line, raw);
+                self.take(&Arc::from(key.as_ref()), value, false);
+                continue;
+            }
+            let mut leads_anywhere = false;
+            let mut nested = false;
+            for w in self.wanted {
+                let whole = top && w.dotted.as_deref() == Some(key.as_ref());
+                if whole || self.passes(w, &key) {
+                    leads_anywhere = true;
+                    nested |= !whole && w.steps.len() > self.path.len() + 1;
+                }
+            }
+            if !leads_anywhere {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            let raw: &RawValue = map.next_value()?;
+            for w in self.wanted {
+                let whole = top && w.dotted.as_deref() == Some(key.as_ref());
+                if whole || (self.passes(w, &key) && w.steps.len() == self.path.len() + 1) {
+                    let value = as_text(self.line, raw);
+                    self.take(&w.name, value, whole);
+                }
+            }
+            if nested && raw.get().starts_with('{') {
+                let mut path: Vec<&str> = self.path.to_vec();
+                path.push(&key);
+                let below = Level {
+                    line: self.line,
+                    wanted: self.wanted,
+                    path: &path,
+                    found: &mut *self.found,
+                };
+                let mut reader = serde_json::Deserializer::from_str(raw.get());
+                serde::de::DeserializeSeed::deserialize(below, &mut reader)
+                    .map_err(serde::de::Error::custom)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the line unless it has escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(key)))
+            }
+
+            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(key.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A JSON value as a field's text: a string unescaped, `null` empty, an object or array as its
+/// compact JSON, a number or boolean as written.
+fn as_text(line: &Bytes, raw: &RawValue) -> Bytes {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => {
+            let inner = &text[1..text.len() - 1];
+            if inner.contains('\\') {
+                serde_json::from_str::<String>(text)
+                    .map(Bytes::from)
+                    .unwrap_or_default()
+            } else {
+                slice_of(line, inner.as_bytes())
+            }
+        }
+        Some(b'n') => Bytes::new(),
+        Some(b'{' | b'[') => serde_json::from_str::<serde_json::Value>(text)
+            .map(|value| Bytes::from(value.to_string()))
+            .unwrap_or_default(),
+        _ => slice_of(line, text.as_bytes()),
+    }
+}
+
+/// `part` as a slice of `line` when it lies inside it (no copy), else a copy.
+fn slice_of(line: &Bytes, part: &[u8]) -> Bytes {
+    let range = line.as_ptr_range();
+    if range.start <= part.as_ptr() && part.as_ptr_range().end <= range.end {
+        line.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
     }
 }
 
@@ -206,6 +367,57 @@ mod tests {
         parser(json!({})).transform(&mut batch);
         parser(json!({"source": "log"})).transform(&mut batch);
         assert_eq!(field(&batch.events[0], "level"), Some("error"));
+    }
+
+    #[test]
+    fn values_are_slices_of_the_line_escapes_are_read_and_the_last_duplicate_counts() {
+        let line =
+            br#"{"level":"info","msg":"a \"quoted\" \u00e9","level":"warn","n":1.5e3,"t":true}"#;
+        let mut batch = batch(&[line]);
+        parser(json!({})).transform(&mut batch);
+        let event = &batch.events[0];
+        assert_eq!(field(event, "level"), Some("warn"));
+        assert_eq!(field(event, "msg"), Some("a \"quoted\" \u{e9}"));
+        assert_eq!(field(event, "n"), Some("1.5e3"), "numbers as written");
+        assert_eq!(field(event, "t"), Some("true"));
+        // No copy: the plain value points into the line.
+        let level = event.fields.get("level").unwrap();
+        let range = event.line.as_ptr_range();
+        assert!(range.contains(&level.as_ptr()));
+    }
+
+    #[test]
+    fn a_whole_dotted_key_wins_over_the_nested_path_in_either_order() {
+        for line in [
+            br#"{"a.b":"whole","a":{"b":"nested"}}"#.as_slice(),
+            br#"{"a":{"b":"nested"},"a.b":"whole"}"#.as_slice(),
+        ] {
+            let mut batch = batch(&[line]);
+            parser(json!({"fields": {"x": "a.b", "deep": "a.c.d"}})).transform(&mut batch);
+            assert_eq!(field(&batch.events[0], "x"), Some("whole"), "{line:?}");
+        }
+        let mut batch = batch(&[br#"{"a":{"c":{"d":[1, 2]},"b":"nested"},"z":{"a":{"b":1}}}"#]);
+        parser(json!({"fields": {"x": "a.b", "deep": "a.c.d"}})).transform(&mut batch);
+        assert_eq!(field(&batch.events[0], "x"), Some("nested"));
+        assert_eq!(
+            field(&batch.events[0], "deep"),
+            Some("[1,2]"),
+            "compact JSON"
+        );
+    }
+
+    #[test]
+    fn a_line_with_trailing_bytes_or_a_broken_tail_gets_no_field() {
+        let lines: [&[u8]; 3] = [
+            br#"{"level":"info"} trailing"#,
+            br#"{"level":"info","msg":"#,
+            br#"{"level":"info","n":01}"#,
+        ];
+        let mut batch = batch(&lines);
+        parser(json!({"fields": {"level": "level"}})).transform(&mut batch);
+        for event in &batch.events {
+            assert!(event.fields.is_empty(), "{:?}", event.line);
+        }
     }
 
     #[test]
