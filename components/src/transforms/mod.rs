@@ -1,6 +1,7 @@
 //! Transforms: functions over a batch ([`FunctionTransform`]) and stateful stages over the
 //! stream of batches ([`crate::component::StreamTransform`]).
 
+pub mod condition;
 pub mod dedup;
 pub mod filter;
 pub mod json;
