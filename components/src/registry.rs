@@ -58,6 +58,7 @@ pub static TRANSFORMS: &[Registration<TransformConfig>] = &[
     transform::<crate::transforms::timestamp::TimestampConfig>(),
     transform::<crate::transforms::labels::LabelsConfig>(),
     transform::<crate::transforms::multiline::MultilineConfig>(),
+    transform::<crate::transforms::throttle::ThrottleConfig>(),
     transform::<crate::transforms::PassthroughConfig>(),
 ];
 

@@ -12,6 +12,7 @@ pub mod parse;
 pub mod regex_parser;
 #[cfg(test)]
 pub mod testing;
+pub mod throttle;
 pub mod timestamp;
 
 use crate::component::{
