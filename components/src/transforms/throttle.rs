@@ -132,15 +132,16 @@ impl ThrottleConfig {
                     .with_hint("the default is 10000"),
             );
         }
-        let key = match self.key.as_deref().map(StreamKey::parse).transpose() {
-            Ok(key) => key.unwrap_or(StreamKey::Labels),
-            Err(message) => {
-                errors.push(ConfigError::new(join_path(prefix, "key"), message).with_hint(
+        let key =
+            match self.key.as_deref().map(StreamKey::parse).transpose() {
+                Ok(key) => key.unwrap_or(StreamKey::Labels),
+                Err(message) => {
+                    errors.push(ConfigError::new(join_path(prefix, "key"), message).with_hint(
                     "e.g. \"{{ file }}\" or \"{{ container }}/{{ stream }}\" (labels by name)",
                 ));
-                StreamKey::Labels
-            }
-        };
+                    StreamKey::Labels
+                }
+            };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -653,7 +654,11 @@ mod tests {
             key.hash(&a, &mut scratch),
             key.hash(&a_other_labels, &mut scratch)
         );
-        assert!(StreamKey::parse("{{ file").unwrap_err().contains("unclosed"));
+        assert!(
+            StreamKey::parse("{{ file")
+                .unwrap_err()
+                .contains("unclosed")
+        );
         assert!(StreamKey::parse("{{ 9x }}").unwrap_err().contains("label"));
         // Framed: ("a", "bc") is not ("ab", "c").
         let labels = StreamKey::Labels;
@@ -704,7 +709,9 @@ mod tests {
         assert_eq!(run(&mut t, numbered(5)).len(), 3);
         // A smaller max_keys forgets at once; invalid settings are ignored.
         let mut many = config(1.0, Some(1)).throttle("t", clock).unwrap();
-        let events = (0..4).map(|i| labelled("x", &[("n", &i.to_string())])).collect();
+        let events = (0..4)
+            .map(|i| labelled("x", &[("n", &i.to_string())]))
+            .collect();
         run(&mut many, events);
         many.reconfigure(&ThrottleConfig {
             max_keys: 1,
@@ -753,13 +760,19 @@ mod tests {
             ]
         );
         let errors = TransformConfig::parse("transforms.t", "throttle", json!({})).unwrap_err();
-        assert!(errors[0].to_string().contains("missing field `rate`"), "{errors:?}");
+        assert!(
+            errors[0].to_string().contains("missing field `rate`"),
+            "{errors:?}"
+        );
         let errors =
             TransformConfig::parse("transforms.t", "throttle", json!({"rate": 1, "burts": 2}))
                 .unwrap_err();
-        assert!(errors[0].to_string().contains("did you mean `burst`?"), "{errors:?}");
-        let parsed = TransformConfig::parse("transforms.t", "throttle", json!({"rate": 5}))
-            .unwrap();
+        assert!(
+            errors[0].to_string().contains("did you mean `burst`?"),
+            "{errors:?}"
+        );
+        let parsed =
+            TransformConfig::parse("transforms.t", "throttle", json!({"rate": 5})).unwrap();
         assert_eq!(
             parsed.downcast::<ThrottleConfig>(),
             Some(&config(5.0, None))
