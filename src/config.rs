@@ -442,8 +442,8 @@ fn check_loki_labels(
                 let mut labels = source.config.static_labels();
                 labels.extend(added.clone());
                 out.push((input.clone(), labels));
-            } else if let Some(transform) = transforms.get(input)
-                && visiting.insert(input.clone())
+            } else if let Some(transform) = transforms.get(input_component(input))
+                && visiting.insert(input_component(input).to_string())
             {
                 let mut added = added.clone();
                 // Labels set nearer the sink win: they are applied later.
@@ -458,7 +458,7 @@ fn check_loki_labels(
                     visiting,
                     out,
                 );
-                visiting.remove(input);
+                visiting.remove(input_component(input));
             }
         }
     }
@@ -605,16 +605,18 @@ pub fn validate(raw: Value) -> Result<Config, ConfigErrors> {
         }
     }
 
+    check_outputs(&root, &transforms, &mut errors);
     check_cycles(&root, &mut errors);
     check_consumers(&root, &mut errors);
     check_loki_labels(&sources, &transforms, &sinks, &mut errors);
     let tests = pipeline_tests::check(&root.tests, &sources, &transforms, &sinks, &mut errors);
 
     if errors.is_empty() {
-        let warnings = sources
+        let mut warnings: Vec<ConfigWarning> = sources
             .iter()
             .flat_map(|(name, spec)| spec.config.warnings(&format!("sources.{name}")))
             .collect();
+        warnings.extend(unread_outputs(&root, &transforms));
         Ok(Config {
             root,
             sources,
@@ -734,6 +736,14 @@ fn split_component(
     }
 }
 
+/// The component an input names: `X` for `X`, and for `X.OUTPUT` (a named output of the
+/// route transform `X`). Component names have no `.`, so the first one splits.
+pub fn input_component(input: &str) -> &str {
+    input
+        .split_once('.')
+        .map_or(input, |(component, _)| component)
+}
+
 fn take_inputs(
     prefix: &str,
     rest: &mut serde_json::Map<String, Value>,
@@ -785,20 +795,25 @@ fn take_inputs(
         .filter(|n| !sinks.contains_key(*n))
         .collect();
     for input in &inputs {
-        if input == own_name {
+        // Whether `X.OUTPUT` names an output of `X` is checked once every transform is typed
+        // (`check_outputs`).
+        let component = input_component(input);
+        if component == own_name {
             errors.push(ConfigError::new(
                 &path,
                 format!("`{input}` is this component itself: a cycle"),
             ));
-        } else if sinks.contains_key(input) {
+        } else if sinks.contains_key(component) {
             errors.push(ConfigError::new(
                 &path,
                 format!("`{input}` is a sink; inputs must be sources or transforms"),
             ));
-        } else if !names.contains(input.as_str()) {
+        } else if !names.contains(component) {
             let error = ConfigError::new(&path, format!("unknown input `{input}`"));
-            errors.push(match did_you_mean(input, &candidates) {
-                Some(best) => error.with_hint(format!("did you mean `{best}`?")),
+            // The output part, if any, is kept: `splat.errors` suggests `split.errors`.
+            let output = &input[component.len()..];
+            errors.push(match did_you_mean(component, &candidates) {
+                Some(best) => error.with_hint(format!("did you mean `{best}{output}`?")),
                 None => {
                     error.with_hint(format!("sources and transforms: {}", candidates.join(", ")))
                 }
@@ -910,8 +925,9 @@ fn check_cycles(root: &RootConfig, errors: &mut Vec<ConfigError>) {
         marks.insert(name.to_string(), Mark::Visiting);
         stack.push(name.to_string());
         for input in inputs_of(value) {
-            if input != name && root.transforms.contains_key(&input) {
-                visit(&input, root, marks, stack, errors);
+            let input = input_component(&input);
+            if input != name && root.transforms.contains_key(input) {
+                visit(input, root, marks, stack, errors);
             }
         }
         stack.pop();
@@ -929,6 +945,7 @@ fn check_consumers(root: &RootConfig, errors: &mut Vec<ConfigError>) {
         .values()
         .chain(root.sinks.values())
         .flat_map(inputs_of)
+        .map(|input| input_component(&input).to_string())
         .collect();
     for (section, map) in [("sources", &root.sources), ("transforms", &root.transforms)] {
         for name in map.keys() {
@@ -942,6 +959,124 @@ fn check_consumers(root: &RootConfig, errors: &mut Vec<ConfigError>) {
             }
         }
     }
+}
+
+/// Every input that names an output (`X.OUTPUT`) names one `X` has, and a transform with named
+/// outputs (a route) is read through one of them, never as a whole. A transform whose settings
+/// did not parse is skipped (its own errors are reported).
+fn check_outputs(
+    root: &RootConfig,
+    transforms: &BTreeMap<String, TransformSpec>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let consumers = root
+        .transforms
+        .iter()
+        .map(|(name, value)| (format!("transforms.{name}.inputs"), value))
+        .chain(
+            root.sinks
+                .iter()
+                .map(|(name, value)| (format!("sinks.{name}.inputs"), value)),
+        );
+    for (path, value) in consumers {
+        for input in inputs_of(value) {
+            let (component, output) = match input.split_once('.') {
+                Some((component, output)) => (component, Some(output)),
+                None => (input.as_str(), None),
+            };
+            let named: Vec<String> = match transforms.get(component) {
+                Some(spec) => spec.config.outputs(),
+                None if root.sources.contains_key(component) => Vec::new(),
+                // Unknown, a sink, or a transform that did not parse: reported elsewhere.
+                None => continue,
+            };
+            let listed = || {
+                named
+                    .iter()
+                    .map(|o| format!("`{component}.{o}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            match output {
+                None if !named.is_empty() => errors.push(
+                    ConfigError::new(
+                        &path,
+                        format!("`{component}` has named outputs: read one of them"),
+                    )
+                    .with_hint(format!("the outputs of `{component}`: {}", listed())),
+                ),
+                Some(_) if named.is_empty() => errors.push(
+                    ConfigError::new(
+                        &path,
+                        format!(
+                            "`{input}`: `{component}` has no named outputs (only a route's outputs are read as NAME.OUTPUT)"
+                        ),
+                    )
+                    .with_hint(format!("read it as `{component}`")),
+                ),
+                Some(output) if !named.iter().any(|o| o == output) => {
+                    let candidates: Vec<&str> = named.iter().map(String::as_str).collect();
+                    let error = ConfigError::new(
+                        &path,
+                        format!("`{input}`: `{component}` has no output `{output}`"),
+                    );
+                    errors.push(match did_you_mean(output, &candidates) {
+                        Some(best) => error.with_hint(format!(
+                            "did you mean `{component}.{best}`? The outputs of `{component}`: {}",
+                            listed()
+                        )),
+                        None => {
+                            error.with_hint(format!("the outputs of `{component}`: {}", listed()))
+                        }
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A warning for each named output nothing reads, of a transform something does read
+/// (nothing reading it at all is an error of its own). `_unmatched` may go unread: that is how
+/// a route drops what matches no route.
+fn unread_outputs(
+    root: &RootConfig,
+    transforms: &BTreeMap<String, TransformSpec>,
+) -> Vec<ConfigWarning> {
+    let read: BTreeSet<String> = root
+        .transforms
+        .values()
+        .chain(root.sinks.values())
+        .flat_map(inputs_of)
+        .collect();
+    let mut warnings = Vec::new();
+    for (name, spec) in transforms {
+        let outputs = spec.config.outputs();
+        let unread: Vec<&String> = outputs
+            .iter()
+            .filter(|output| !read.contains(&format!("{name}.{output}")))
+            .collect();
+        if unread.len() == outputs.len() {
+            continue;
+        }
+        for output in unread {
+            if output == log_capturer_components::transforms::route::UNMATCHED {
+                continue;
+            }
+            warnings.push(
+                ConfigWarning::new(
+                    format!("transforms.{name}.routes.{output}"),
+                    format!(
+                        "nothing reads `{name}.{output}`: events that match only this route are dropped (dropped_total{{reason=\"unrouted\"}})"
+                    ),
+                )
+                .with_hint(format!(
+                    "add `{name}.{output}` to the inputs of a sink or transform, or remove the route"
+                )),
+            );
+        }
+    }
+    warnings
 }
 
 /// Leaf values by dotted path; arrays are leaves.
@@ -1474,6 +1609,112 @@ sinks:
         .unwrap();
         assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
         assert_eq!(config.warnings[0].path, "sources.app.include");
+    }
+
+    const ROUTED: &str = "
+sources:
+  app: {type: generator}
+transforms:
+  split:
+    type: route
+    inputs: [app]
+    routes:
+      errors: {pattern: ERROR}
+      audit: {fields: {kind: {equals: audit}}}
+  tag: {type: labels, inputs: [split.audit], static: {job: audit}}
+sinks:
+  alerts: {type: blackhole, inputs: [split.errors]}
+  rest: {type: blackhole, inputs: [split._unmatched, tag]}
+";
+
+    #[test]
+    fn inputs_read_the_outputs_of_a_route() {
+        let config = load_yaml(ROUTED).unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert_eq!(config.sinks["alerts"].inputs, ["split.errors"]);
+        assert_eq!(
+            config.transforms["split"].config.outputs(),
+            ["audit", "errors", "_unmatched"]
+        );
+    }
+
+    #[test]
+    fn an_input_naming_no_output_of_a_route_names_the_key_and_the_outputs() {
+        let errors = errors_of(&ROUTED.replace("[split.errors]", "[split.error]"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0],
+            "sinks.alerts.inputs: `split.error`: `split` has no output `error` (hint: did you \
+             mean `split.errors`? The outputs of `split`: `split.audit`, `split.errors`, \
+             `split._unmatched`)"
+        );
+        let errors = errors_of(&ROUTED.replace("[split.audit]", "[split]"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .starts_with("transforms.tag.inputs: `split` has named outputs: read one of them")
+                && errors[0].contains("`split._unmatched`"),
+            "{errors:?}"
+        );
+        // `X.Y` where X is not a route.
+        let errors = errors_of(&ROUTED.replace("[split._unmatched, tag]", "[tag.audit]"));
+        assert!(
+            errors.iter().any(|e| e
+                .starts_with("sinks.rest.inputs: `tag.audit`: `tag` has no named outputs")
+                && e.contains("read it as `tag`")),
+            "{errors:?}"
+        );
+        let errors = errors_of(&ROUTED.replace("[app]", "[app.x]"));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e
+                    .starts_with("transforms.split.inputs: `app.x`: `app` has no named outputs")),
+            "{errors:?}"
+        );
+        // An unknown component before the dot is an unknown input, as ever.
+        let errors = errors_of(&ROUTED.replace("[split.errors]", "[splat.errors]"));
+        assert!(
+            errors.iter().any(|e| e.starts_with(
+                "sinks.alerts.inputs: unknown input `splat.errors` (hint: did you mean `split.errors`?)"
+            )),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_route_nobody_reads_is_a_warning_and_a_cycle_through_a_route_an_error() {
+        let config =
+            load_yaml(&ROUTED.replace("  alerts: {type: blackhole, inputs: [split.errors]}\n", ""))
+                .unwrap();
+        let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("transforms.split.routes.errors: nothing reads `split.errors`"),
+            "{warnings:?}"
+        );
+        // `_unmatched` may go unread; a route nothing reads at all is an error, like any
+        // transform.
+        let config = load_yaml(&ROUTED.replace("[split._unmatched, tag]", "[tag]")).unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let errors = errors_of(
+            "
+sources:
+  app: {type: generator}
+transforms:
+  split: {type: route, inputs: [app, again.x], routes: {x: {pattern: x}}}
+  again: {type: route, inputs: [split.x], routes: {x: {pattern: y}}}
+sinks:
+  out: {type: blackhole, inputs: [split._unmatched]}
+",
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("cycle: again -> split -> again")
+                    || e.contains("cycle: split -> again -> split")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Topology: builds the component graph from a validated [`Config`] and runs it.
 //!
 //! Every source and transform feeds a [`Fanout`] holding the input queues of the components
-//! that list it in `inputs` (fan-out); a component listed by several inputs shares one input
+//! that list it in `inputs` (fan-out); a route transform feeds one per named output, which
+//! consumers list as `NAME.OUTPUT`. A component listed by several inputs shares one input
 //! queue among them (fan-in). Each sink's input queue is sized and behaves as its dispatcher's
 //! `queue_size` and `when_full` say; transform input queues hold [`TRANSFORM_QUEUE_EVENTS`]
 //! events and always block.
@@ -31,7 +32,9 @@ use log_capturer_components::queue::{
 use log_capturer_components::registry::{SettingsSender, TransformConfig};
 use log_capturer_components::shutdown::{ShutdownTrigger, shutdown_pair};
 use log_capturer_components::telemetry::{ComponentAttrs, ComponentKind, HealthRegistry};
-use log_capturer_components::{BuildError, EventStream, Finishing, SourceContext, Transform};
+use log_capturer_components::{
+    BuildError, EventStream, Finishing, RouteTransform, SourceContext, Transform,
+};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -108,11 +111,19 @@ pub fn start(
         inputs.insert(name.clone(), tx);
         transform_receivers.insert(name.clone(), rx);
     }
+    // One fan-out per output: a source's or transform's own (`NAME`), or each named output of
+    // a route transform (`NAME.OUTPUT`), as consumers name them in `inputs`.
     let mut fanouts: BTreeMap<String, Fanout> = config
         .sources
         .keys()
-        .chain(config.transforms.keys())
-        .map(|name| (name.clone(), Fanout::new()))
+        .cloned()
+        .chain(
+            config
+                .transforms
+                .iter()
+                .flat_map(|(name, t)| output_names(name, &t.config)),
+        )
+        .map(|output| (output, Fanout::new()))
         .collect();
     let consumers = config
         .transforms
@@ -165,11 +176,15 @@ pub fn start(
             Ok((transform, settings)) => {
                 if let Some(rx) = transform_receivers.remove(name) {
                     transform_settings.insert(name.clone(), settings);
+                    let outputs = output_names(name, &spec.config)
+                        .iter()
+                        .map(|output| fanouts.remove(output).unwrap_or_default())
+                        .collect();
                     transforms.push(RunnableTransform {
                         name: name.clone(),
                         transform,
                         rx,
-                        fanout: fanouts.remove(name).unwrap_or_default(),
+                        outputs,
                     });
                 }
             }
@@ -240,11 +255,11 @@ pub fn start(
         name,
         transform,
         rx,
-        fanout,
+        outputs,
     } in transforms
     {
         let tap = taps.point(&name).unwrap_or_default();
-        tasks.spawn(run_transform(name, transform, rx, fanout, tap));
+        tasks.spawn(run_transform(name, transform, rx, outputs, tap));
     }
     for (name, mut stream, mut fanout, finishing) in sources {
         let tap = taps.point(&name).unwrap_or_default();
@@ -276,24 +291,51 @@ pub fn start(
     })
 }
 
+/// The fan-out keys of a transform's outputs: its name, or `NAME.OUTPUT` for each named output
+/// (in the order its batches come out).
+fn output_names(name: &str, config: &TransformConfig) -> Vec<String> {
+    let named = config.outputs();
+    if named.is_empty() {
+        vec![name.to_string()]
+    } else {
+        named
+            .iter()
+            .map(|output| format!("{name}.{output}"))
+            .collect()
+    }
+}
+
 /// A built transform with what its task needs.
 struct RunnableTransform {
     name: String,
     transform: Transform,
     rx: QueueReceiver,
-    fanout: Fanout,
+    /// One fan-out per output (see [`output_names`]).
+    outputs: Vec<Fanout>,
 }
 
-/// Drives one transform: a function over each batch, or a stream of batches; what comes out
-/// goes to the fan-out.
+/// Drives one transform: a function over each batch, a stream of batches, or a route over each
+/// batch; what comes out goes to the fan-out of its output.
 async fn run_transform(
     name: String,
     transform: Transform,
     rx: QueueReceiver,
-    mut fanout: Fanout,
+    mut outputs: Vec<Fanout>,
     tap: Arc<TapPoint>,
 ) {
     let attrs = ComponentAttrs::new(&name);
+    let transform = match transform {
+        Transform::Route(router) => {
+            run_route(&name, router, rx, outputs, &tap, &attrs).await;
+            return;
+        }
+        other => other,
+    };
+    let mut fanout = if outputs.is_empty() {
+        Fanout::new()
+    } else {
+        outputs.swap_remove(0)
+    };
     let mut output: EventStream = match transform {
         Transform::Function(mut function) => Box::pin(rx.filter_map(move |mut batch| {
             function.transform(&mut batch);
@@ -305,6 +347,8 @@ async fn run_transform(
             std::future::ready(Some(batch))
         })),
         Transform::Stream(stream) => stream.transform(Box::pin(rx)),
+        // Handled above.
+        Transform::Route(_) => return,
     };
     while let Some(batch) = output.next().await {
         if batch.is_empty() {
@@ -315,6 +359,38 @@ async fn run_transform(
         attrs.processed(batch.len());
         tap.offer(&batch);
         if !fanout.send(batch).await {
+            break;
+        }
+    }
+    tracing::debug!(transform = %name, "Transform finished.");
+}
+
+/// Drives a route transform: each batch is split over the outputs, and each part goes to its
+/// output's fan-out. An output nothing reads gets nothing: the route drops and acknowledges
+/// what would go only there.
+async fn run_route(
+    name: &str,
+    mut router: Box<dyn RouteTransform>,
+    mut rx: QueueReceiver,
+    mut outputs: Vec<Fanout>,
+    tap: &TapPoint,
+    attrs: &ComponentAttrs,
+) {
+    let read: Vec<bool> = outputs.iter().map(|fanout| !fanout.is_empty()).collect();
+    while let Some(batch) = rx.next().await {
+        let parts = router.route(batch, &read);
+        for (mut part, fanout) in parts.into_iter().zip(outputs.iter_mut()) {
+            if part.is_empty() {
+                part.finalizers.settle(BatchStatus::Delivered);
+                continue;
+            }
+            attrs.processed(part.len());
+            tap.offer(&part);
+            // A fan-out whose consumers all stopped (shutdown) drops the part unsettled, so
+            // its source does not take it as delivered.
+            fanout.send(part).await;
+        }
+        if outputs.iter().all(Fanout::is_empty) {
             break;
         }
     }
@@ -440,6 +516,140 @@ mod tests {
         }
     }
 
+    fn event(line: &'static str) -> log_capturer_components::event::LogEvent {
+        log_capturer_components::event::LogEvent {
+            timestamp_ns: 1,
+            observed_ns: 1,
+            line: bytes::Bytes::from_static(line.as_bytes()),
+            labels: log_capturer_components::event::Labels::new([("app", "a")]),
+            metadata: Vec::new(),
+            source: "s".into(),
+            file: None,
+            replays: 0,
+            fields: Default::default(),
+        }
+    }
+
+    fn lines(batch: &log_capturer_components::EventBatch) -> Vec<&[u8]> {
+        batch.events.iter().map(|e| &e.line[..]).collect()
+    }
+
+    #[tokio::test]
+    async fn a_route_sends_each_output_its_share_and_acknowledges_once_all_are_settled() {
+        use log_capturer_components::ack::{BatchNotifier, Finalizers};
+        use log_capturer_components::event::EventBatch;
+        let config = TransformConfig::parse(
+            "transforms.r",
+            "route",
+            json!({"routes": {"errors": {"pattern": "ERROR"}, "pay": {"pattern": "pay"},
+                              "idle": {"pattern": "idle"}}}),
+        )
+        .unwrap();
+        let (transform, _) = config.build("r").unwrap();
+        // `errors` and `pay` are read; `idle` and `_unmatched` are not.
+        assert_eq!(
+            output_names("r", &config),
+            ["r.errors", "r.idle", "r.pay", "r._unmatched"]
+        );
+        let (errors_tx, mut errors_rx) = queue(100, usize::MAX, WhenFull::Block, None);
+        let (pay_tx, mut pay_rx) = queue(100, usize::MAX, WhenFull::Block, None);
+        let mut outputs = vec![Fanout::new(), Fanout::new(), Fanout::new(), Fanout::new()];
+        outputs[0].add("errors_sink".into(), errors_tx);
+        outputs[2].add("pay_sink".into(), pay_tx);
+        let (tx, rx) = queue(100, usize::MAX, WhenFull::Block, None);
+        let task = tokio::spawn(run_transform(
+            "r".into(),
+            transform,
+            rx,
+            outputs,
+            Arc::default(),
+        ));
+
+        let (notifier, first) = BatchNotifier::new_with_receiver();
+        let batch = EventBatch::new(
+            vec![
+                event("ERROR pay"),
+                event("info"),
+                event("idle"),
+                event("ERROR disk"),
+            ],
+            Finalizers::new(notifier),
+        );
+        tx.send(batch).await.unwrap();
+        // A batch of events that go nowhere is acknowledged at once.
+        let (notifier, second) = BatchNotifier::new_with_receiver();
+        tx.send(EventBatch::new(
+            vec![event("info"), event("idle")],
+            Finalizers::new(notifier),
+        ))
+        .await
+        .unwrap();
+        drop(tx);
+        let mut errors = errors_rx.recv().await.unwrap();
+        let mut pay = pay_rx.recv().await.unwrap();
+        assert_eq!(lines(&errors), [&b"ERROR pay"[..], b"ERROR disk"]);
+        assert_eq!(lines(&pay), [&b"ERROR pay"[..]]);
+        task.await.unwrap();
+        assert!(errors_rx.recv().await.is_none() && pay_rx.recv().await.is_none());
+        assert_eq!(second.await, BatchStatus::Delivered);
+
+        let first = tokio::spawn(first);
+        errors.finalizers.settle(BatchStatus::Delivered);
+        drop(errors);
+        tokio::task::yield_now().await;
+        assert!(!first.is_finished(), "the `pay` copy is still out");
+        pay.finalizers.settle(BatchStatus::Delivered);
+        drop(pay);
+        assert_eq!(first.await.unwrap(), BatchStatus::Delivered);
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_throttle_drops_whole_is_acknowledged_as_handled() {
+        use log_capturer_components::ack::{BatchNotifier, Finalizers};
+        use log_capturer_components::event::EventBatch;
+        use log_capturer_components::transforms::throttle::{ManualClock, ThrottleConfig};
+        let throttle = ThrottleConfig {
+            rate: 1.0,
+            burst: Some(1),
+            key: None,
+            max_keys: 10,
+        }
+        .throttle("t", Arc::new(ManualClock::default()))
+        .unwrap();
+        let (tx, rx) = queue(100, usize::MAX, WhenFull::Block, None);
+        let (out_tx, mut out_rx) = queue(100, usize::MAX, WhenFull::Block, None);
+        let mut fanout = Fanout::new();
+        fanout.add("out".into(), out_tx);
+        let task = tokio::spawn(run_transform(
+            "t".into(),
+            Transform::function(throttle),
+            rx,
+            vec![fanout],
+            Arc::default(),
+        ));
+        let (notifier, first) = BatchNotifier::new_with_receiver();
+        tx.send(EventBatch::new(
+            vec![event("a"), event("b")],
+            Finalizers::new(notifier),
+        ))
+        .await
+        .unwrap();
+        let (notifier, second) = BatchNotifier::new_with_receiver();
+        tx.send(EventBatch::new(vec![event("c")], Finalizers::new(notifier)))
+            .await
+            .unwrap();
+        drop(tx);
+        let mut passed = out_rx.recv().await.unwrap();
+        assert_eq!(lines(&passed), [&b"a"[..]]);
+        task.await.unwrap();
+        // Nothing of the second batch went on, and nobody downstream settles it: the throttle
+        // dropped it on purpose, which counts as handled.
+        assert_eq!(second.await, BatchStatus::Delivered);
+        passed.finalizers.settle(BatchStatus::Delivered);
+        drop(passed);
+        assert_eq!(first.await, BatchStatus::Delivered);
+    }
+
     #[tokio::test]
     async fn a_stream_transform_is_driven_and_keeps_acknowledgements() {
         use log_capturer_components::ack::{BatchNotifier, Finalizers};
@@ -452,7 +662,7 @@ mod tests {
             "pairs".into(),
             Transform::stream(Pairs),
             rx,
-            fanout,
+            vec![fanout],
             Arc::default(),
         ));
         let event = || LogEvent {

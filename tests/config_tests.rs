@@ -230,3 +230,91 @@ tests:
     );
     assert!(!ok && stderr.contains("No tests"), "{stderr}");
 }
+
+#[test]
+fn route_stages_report_the_outputs_each_event_reached() {
+    let config = r#"
+sources:
+  app: {type: generator, labels: {job: app}}
+transforms:
+  parse: {type: logfmt, inputs: [app]}
+  split:
+    type: route
+    inputs: [parse]
+    routes:
+      errors: {fields: {level: {equals: error}}}
+      pay: {labels: {team: {equals: pay}}}
+  tag: {type: labels, inputs: [split.pay], static: {dest: pay}}
+sinks:
+  alerts: {type: blackhole, inputs: [split.errors]}
+  pay: {type: blackhole, inputs: [tag]}
+  rest: {type: blackhole, inputs: [split._unmatched]}
+tests:
+  - name: an error of team pay reaches both routes
+    input: {line: "level=error msg=x", labels: {team: pay}}
+    to: split
+    expect: [{outputs: [pay, errors]}]
+  - name: a line no route matches reaches _unmatched
+    input: {line: "level=info"}
+    stages: [parse, split]
+    expect: [{outputs: [_unmatched]}]
+  - name: the path to a sink behind one route
+    input: {line: "level=error", labels: {team: pay}}
+    to: pay
+    expect: [{labels: {job: app, team: pay, dest: pay}}]
+  - name: a stage after a route reads one of its outputs
+    input: {line: "level=info", labels: {team: pay}}
+    stages: [parse, split.pay, tag]
+    expect: [{labels: {job: app, team: pay, dest: pay}}]
+  - name: a line that misses the route it is sent to
+    input: {line: "level=info"}
+    to: alerts
+    expect: []
+  - name: broken on purpose
+    input: {line: "level=error"}
+    to: split
+    expect: [{outputs: [pay]}]
+"#;
+    let (ok, stdout, stderr) = run_tests_on(config);
+    assert!(!ok, "passed:\n{stdout}\n{stderr}");
+    for expected in [
+        "test \"an error of team pay reaches both routes\" ... ok\n  event 1: reached `split.errors`, `split.pay`\n",
+        "test \"a line no route matches reaches _unmatched\" ... ok\n  event 1: reached `split._unmatched`\n",
+        "test \"the path to a sink behind one route\" ... ok\n",
+        "test \"a stage after a route reads one of its outputs\" ... ok\n",
+        "test \"a line that misses the route it is sent to\" ... ok\n",
+        "test \"broken on purpose\": event 1: outputs: expected [pay], got [errors] (out of stage `split`)",
+        "6 test(s): 5 passed, 1 failed.",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+
+    // `outputs` needs a test ending at a route; a route inside `stages` names its output.
+    let bad = config.replace(
+        "    to: pay\n    expect: [{labels: {job: app, team: pay, dest: pay}}]",
+        "    to: pay\n    expect: [{outputs: [pay]}]",
+    );
+    let bad = bad.replace(
+        "stages: [parse, split.pay, tag]",
+        "stages: [parse, split, tag]",
+    );
+    let bad = bad.replace(
+        "    to: split\n    expect: [{outputs: [pay]}]",
+        "    to: split\n    expect: [{outputs: [nope]}]",
+    );
+    let (ok, _, stderr) = run_tests_on(&bad);
+    assert!(!ok);
+    for expected in [
+        "tests[2].expect[0].outputs: only a test that ends at a route stage sees outputs",
+        "tests[3].stages[1]: `split` is a route: say which of its outputs the next stage reads",
+        "tests[5].expect[0].outputs: `nope` is not an output of `split` (hint: its outputs: errors, pay, _unmatched)",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}

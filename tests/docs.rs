@@ -18,6 +18,8 @@ use log_capturer::components::transforms::labels::LabelsConfig;
 use log_capturer::components::transforms::logfmt::LogfmtParserConfig;
 use log_capturer::components::transforms::multiline::MultilineConfig;
 use log_capturer::components::transforms::regex_parser::RegexParserConfig;
+use log_capturer::components::transforms::route::RouteConfig;
+use log_capturer::components::transforms::throttle::ThrottleConfig;
 use log_capturer::components::transforms::timestamp::TimestampConfig as TimestampStageConfig;
 use log_capturer::config::telemetry::{OtlpConfig, TelemetryConfig};
 use log_capturer::config::{ApiConfig, LogConfig, RootConfig};
@@ -48,6 +50,8 @@ fn configuration_reference_documents_every_key_and_type() {
         ("timestamp stage", struct_fields::<TimestampStageConfig>()),
         ("labels", struct_fields::<LabelsConfig>()),
         ("multiline", struct_fields::<MultilineConfig>()),
+        ("throttle", struct_fields::<ThrottleConfig>()),
+        ("route", struct_fields::<RouteConfig>()),
         ("file", struct_fields::<FileSinkConfig>()),
         ("loki", struct_fields::<LokiSinkConfig>()),
         ("loki timestamps", struct_fields::<TimestampConfig>()),

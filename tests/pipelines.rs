@@ -1,6 +1,8 @@
 //! Processing stages in a real pipeline: the binary reads a file, parses each line, takes its
 //! timestamp and labels from the parsed fields, deduplicates and pushes to the harness's Loki
-//! receiver (a real process); a label rule changed by a reload applies without a restart.
+//! receiver (a real process); a label rule changed by a reload applies without a restart; a
+//! route sends each line to exactly the sinks its routes say, and the file's position moves
+//! past every line, routed or not.
 
 // A failure in a test helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -345,4 +347,124 @@ sinks:
             format!("log_capturer_dropped_total{{component=\"{stage}\",reason=\"filtered\"}}");
         assert_eq!(metric(&instance, &series), 50.0, "{series}");
     }
+}
+
+const ROUTED: &str = r#"
+data_dir: "{dir}/data"
+api: {listen: "127.0.0.1:{port}"}
+sources:
+  app: {type: file, include: ["{dir}/in/*.log"], read_from: beginning, poll_interval: 200ms, flush_interval: 200ms}
+transforms:
+  parse: {type: logfmt, inputs: [app]}
+  split:
+    type: route
+    inputs: [parse]
+    routes:
+      errors: {fields: {level: {equals: error}}}
+      audit: {pattern: 'audit=yes'}
+sinks:
+  errors: {type: file, inputs: [split.errors], path: "{dir}/out/errors.log", encoding: text}
+  audit: {type: file, inputs: [split.audit], path: "{dir}/out/audit.log", encoding: text}
+"#;
+
+/// Line `seq`: an error when `seq` is a multiple of 3, audited when of 4 (both for 12, 24, …,
+/// neither for the rest, which no sink reads: `_unmatched` goes nowhere).
+fn routed_line(seq: u64) -> String {
+    let level = if seq.is_multiple_of(3) {
+        "error"
+    } else {
+        "info"
+    };
+    let audit = if seq.is_multiple_of(4) { "yes" } else { "no" };
+    format!("seq={seq} level={level} audit={audit}\n")
+}
+
+fn append_routed(instance: &Instance, range: std::ops::RangeInclusive<u64>) -> u64 {
+    let text: String = range.map(routed_line).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(instance.path("in/app.log"))
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file.metadata().unwrap().len()
+}
+
+/// The sequence numbers a sink wrote, sorted (several workers may write batches out of order);
+/// a line written twice is there twice.
+fn sequences(instance: &Instance, sink: &str) -> Vec<u64> {
+    let mut seqs: Vec<u64> = std::fs::read_to_string(instance.path(&format!("out/{sink}.log")))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            line.strip_prefix("seq=")
+                .and_then(|rest| rest.split(' ').next())
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    seqs.sort_unstable();
+    seqs
+}
+
+/// Waits until the source's committed offset is `size`, the end of the file.
+fn committed_to(instance: &Instance, size: u64) {
+    let positions = instance.path("data/positions/app.json");
+    wait_for(
+        &format!("the committed offset at {size}, the end of the file"),
+        Duration::from_secs(30),
+        || {
+            let doc: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&positions).ok()?).ok()?;
+            doc.to_string()
+                .contains(&format!("\"committed_offset\":{size}"))
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn a_route_sends_every_line_to_exactly_its_sinks_and_commits_past_the_unrouted() {
+    let mut instance = Instance::prepare(ROUTED);
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    let size = append_routed(&instance, 1..=300);
+    instance.spawn(&[], &[]);
+    // The file ends with lines no sink reads (299, 298 ...): only their acknowledgement, and
+    // that of both copies of the lines going to both sinks, can move the offset to the end.
+    committed_to(&instance, size);
+    let errors_of = |range: std::ops::RangeInclusive<u64>| -> Vec<u64> {
+        range.filter(|seq| seq.is_multiple_of(3)).collect()
+    };
+    let audits_of = |range: std::ops::RangeInclusive<u64>| -> Vec<u64> {
+        range.filter(|seq| seq.is_multiple_of(4)).collect()
+    };
+    assert_eq!(sequences(&instance, "errors"), errors_of(1..=300));
+    assert_eq!(sequences(&instance, "audit"), audits_of(1..=300));
+    let unrouted = (1..=300u64)
+        .filter(|s| !s.is_multiple_of(3) && !s.is_multiple_of(4))
+        .count() as f64;
+    assert_eq!(
+        metric(
+            &instance,
+            "log_capturer_dropped_total{component=\"split\",reason=\"unrouted\"}"
+        ),
+        unrouted
+    );
+    assert_eq!(
+        metric(
+            &instance,
+            "log_capturer_route_events_total{component=\"split\",output=\"audit\"}"
+        ),
+        75.0
+    );
+
+    // A restart reads on from the committed offset: nothing of the first 300 lines again.
+    let (status, _) = instance.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    let size = append_routed(&instance, 301..=400);
+    instance.spawn(&[], &[]);
+    committed_to(&instance, size);
+    assert_eq!(sequences(&instance, "errors"), errors_of(1..=400));
+    assert_eq!(sequences(&instance, "audit"), audits_of(1..=400));
 }

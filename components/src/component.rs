@@ -97,10 +97,25 @@ pub trait StreamTransform: Send + 'static {
     fn transform(self: Box<Self>, input: EventStream) -> EventStream;
 }
 
+/// A transform with named outputs (the `route` stage): it splits each batch over its outputs,
+/// which downstream components read as `KEY.OUTPUT`.
+///
+/// It must keep the acknowledgements: every batch it returns carries a copy of the input
+/// batch's finalizers (as a fan-out's forks do), and the input's own share is settled, so the
+/// source hears of its events only once every copy is settled. An event that goes to no read
+/// output has been handled: dropped, counted and acknowledged.
+pub trait RouteTransform: Send + 'static {
+    /// Splits `batch`: one batch per output, in the order of [`TransformComponent::outputs`]
+    /// (empty where no event went). `read[i]` says whether anything reads output `i`; an event
+    /// only for outputs nobody reads goes nowhere.
+    fn route(&mut self, batch: EventBatch, read: &[bool]) -> Vec<EventBatch>;
+}
+
 /// A built transform.
 pub enum Transform {
     Function(Box<dyn FunctionTransform>),
     Stream(Box<dyn StreamTransform>),
+    Route(Box<dyn RouteTransform>),
 }
 
 impl Transform {
@@ -111,6 +126,10 @@ impl Transform {
     pub fn stream(transform: impl StreamTransform) -> Self {
         Self::Stream(Box::new(transform))
     }
+
+    pub fn route(transform: impl RouteTransform) -> Self {
+        Self::Route(Box::new(transform))
+    }
 }
 
 /// A transform: built from its configuration and a context holding its live settings.
@@ -120,6 +139,12 @@ pub trait TransformComponent: Component {
     /// Labels this transform sets on every event (for the Loki label check).
     fn added_labels(&self) -> BTreeMap<String, String> {
         BTreeMap::new()
+    }
+
+    /// Its named outputs, read as `KEY.OUTPUT` (a [`RouteTransform`]'s, in the order its
+    /// batches come out); empty for the one unnamed output, read as `KEY`.
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 

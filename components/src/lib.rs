@@ -90,7 +90,7 @@ impl Finishing {
     }
 }
 
-pub use component::{FunctionTransform, StreamTransform, Transform};
+pub use component::{FunctionTransform, RouteTransform, StreamTransform, Transform};
 
 /// An error that prevents a component from starting.
 #[derive(Debug)]

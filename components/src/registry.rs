@@ -58,6 +58,8 @@ pub static TRANSFORMS: &[Registration<TransformConfig>] = &[
     transform::<crate::transforms::timestamp::TimestampConfig>(),
     transform::<crate::transforms::labels::LabelsConfig>(),
     transform::<crate::transforms::multiline::MultilineConfig>(),
+    transform::<crate::transforms::throttle::ThrottleConfig>(),
+    transform::<crate::transforms::route::RouteConfig>(),
     transform::<crate::transforms::PassthroughConfig>(),
 ];
 
@@ -319,6 +321,7 @@ impl SettingsSender {
 trait ErasedTransform: Erased {
     fn build(&self, key: &str) -> Result<(Transform, SettingsSender), BuildError>;
     fn added_labels(&self) -> BTreeMap<String, String>;
+    fn outputs(&self) -> Vec<String>;
 }
 
 impl<T: TransformComponent> ErasedTransform for T {
@@ -348,6 +351,10 @@ impl<T: TransformComponent> ErasedTransform for T {
     fn added_labels(&self) -> BTreeMap<String, String> {
         TransformComponent::added_labels(self)
     }
+
+    fn outputs(&self) -> Vec<String> {
+        TransformComponent::outputs(self)
+    }
 }
 
 /// A transform's configuration, whatever its type.
@@ -371,6 +378,11 @@ impl TransformConfig {
 
     pub fn added_labels(&self) -> BTreeMap<String, String> {
         self.0.added_labels()
+    }
+
+    /// Its named outputs (read as `KEY.OUTPUT`); empty for the one unnamed output.
+    pub fn outputs(&self) -> Vec<String> {
+        self.0.outputs()
     }
 }
 

@@ -184,7 +184,7 @@ pub const THRESHOLDS: Thresholds = Thresholds {
 };
 
 /// Drop reasons that are choices, not losses (as in alert `LinesLost`).
-const NOT_LOST: &[&str] = &["filtered", "duplicate"];
+const NOT_LOST: &[&str] = &["filtered", "duplicate", "throttled", "unrouted"];
 
 const M: &str = "log_capturer_";
 
@@ -803,6 +803,18 @@ mod tests {
             &Scrape::parse("log_capturer_dropped_total{component=\"f\",reason=\"duplicate\"} 9\n"),
         ));
         assert_eq!(none[0].status, Level::Ok);
+        // A throttle's and a route's drops are configured choices too.
+        let chosen = lost(&rates_of(
+            &Scrape::parse(
+                "log_capturer_dropped_total{component=\"t\",reason=\"throttled\"} 5\n\
+                 log_capturer_dropped_total{component=\"r\",reason=\"unrouted\"} 5\n",
+            ),
+            &Scrape::parse(
+                "log_capturer_dropped_total{component=\"t\",reason=\"throttled\"} 9\n\
+                 log_capturer_dropped_total{component=\"r\",reason=\"unrouted\"} 9\n",
+            ),
+        ));
+        assert!(chosen.iter().all(|c| c.status == Level::Ok), "{chosen:?}");
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //!   multiline buffer) passes from one test to the next.
 //! - Every mismatch of every test is reported, each naming the test, the event, the field and,
 //!   where the events can be followed stage by stage, the stage that gave the field its value.
+//! - A test that ends at a route stage reports, passed or not, which of the route's outputs
+//!   each event reached (every output counts as read there, so an event no route matched
+//!   reaches `_unmatched`).
 //! - Exit 0 when every test passed; 1 when one failed, the configuration is invalid, or it has
 //!   no tests.
 
@@ -17,7 +20,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use log_capturer_components::ack::Finalizers;
 use log_capturer_components::event::{EventBatch, Labels, LogEvent, now_ns};
-use log_capturer_components::{EventStream, Transform};
+use log_capturer_components::{EventStream, RouteTransform, Transform};
 
 use crate::config::pipeline_tests::{Expected, PipelineTest, format_time};
 use crate::config::{self, Config, ConfigSource};
@@ -39,7 +42,8 @@ pub fn run(source: &ConfigSource, runtime: &tokio::runtime::Runtime) -> ExitCode
     }
     let mut failed = 0;
     for test in &config.tests {
-        match run_one(&config, test, runtime) {
+        let mut routed = Vec::new();
+        match run_one(&config, test, runtime, &mut routed) {
             Ok(()) => println!("test {:?} ... ok", test.name),
             Err(mismatches) => {
                 failed += 1;
@@ -51,6 +55,9 @@ pub fn run(source: &ConfigSource, runtime: &tokio::runtime::Runtime) -> ExitCode
                     println!("  - test {:?}: {mismatch}", test.name);
                 }
             }
+        }
+        for line in routed {
+            println!("  {line}");
         }
     }
     let total = config.tests.len();
@@ -68,35 +75,61 @@ struct Step {
     events: Vec<LogEvent>,
 }
 
-/// Runs one test; `Err` holds every mismatch.
+/// Runs one test; `Err` holds every mismatch. A test ending at a route stage says in `routed`
+/// which outputs each event reached.
 fn run_one(
     config: &Config,
     test: &PipelineTest,
     runtime: &tokio::runtime::Runtime,
+    routed: &mut Vec<String>,
 ) -> Result<(), Vec<String>> {
     let plan = &test.plan;
+    // What each step emitted, by the name its readers give: a source or transform, or a
+    // route's output (`r.NAME`).
     let mut outputs: BTreeMap<String, Vec<LogEvent>> = BTreeMap::new();
     outputs.insert(plan.source.clone(), input_events(config, test));
     let mut steps = vec![Step {
         name: plan.source.clone(),
         events: outputs[&plan.source].clone(),
     }];
+    // For the route the test ends at: the outputs each of its events reached.
+    let mut reached: Vec<Vec<String>> = Vec::new();
     for stage in &plan.order {
         let Some(spec) = config.transforms.get(stage) else {
             return Err(vec![format!("stage `{stage}` is not in the configuration")]);
         };
-        let events: Vec<LogEvent> = plan
-            .inputs
-            .get(stage)
-            .into_iter()
-            .flatten()
+        let stage_inputs = plan.inputs.get(stage).cloned().unwrap_or_default();
+        let events: Vec<LogEvent> = stage_inputs
+            .iter()
             .flat_map(|input| outputs.get(input).cloned().unwrap_or_default())
             .collect();
+        if let [input] = stage_inputs.as_slice()
+            && input.contains('.')
+        {
+            // A route's output is a step of its own: what the route gave this stage.
+            steps.push(Step {
+                name: input.clone(),
+                events: events.clone(),
+            });
+        }
         let transform = match spec.config.build(stage) {
             Ok((transform, _settings)) => transform,
             Err(err) => return Err(vec![format!("stage `{stage}` cannot be built: {err}")]),
         };
-        let out = runtime.block_on(apply(transform, events));
+        let out = match transform {
+            Transform::Route(router) => {
+                let names = spec.config.outputs();
+                let split = route(router, &names, &events);
+                for (name, events) in names.iter().zip(split.per_output) {
+                    outputs.insert(format!("{stage}.{name}"), events);
+                }
+                if plan.route.as_ref() == Some(stage) {
+                    reached = split.reached;
+                }
+                events
+            }
+            other => runtime.block_on(apply(other, events)),
+        };
         steps.push(Step {
             name: stage.clone(),
             events: out.clone(),
@@ -108,6 +141,20 @@ fn run_one(
         .iter()
         .flat_map(|name| outputs.get(name).cloned().unwrap_or_default())
         .collect();
+    if let [collected] = plan.collect.as_slice()
+        && collected.contains('.')
+    {
+        steps.push(Step {
+            name: collected.clone(),
+            events: got.clone(),
+        });
+    }
+    if let Some(route) = &plan.route {
+        for (index, names) in reached.iter().enumerate() {
+            let names: Vec<String> = names.iter().map(|n| format!("`{route}.{n}`")).collect();
+            routed.push(format!("event {}: reached {}", index + 1, names.join(", ")));
+        }
+    }
     // Events can be followed stage by stage when the stages form one chain and none dropped,
     // split or merged events: then event i of every step is the same event.
     let linear = plan.collect.len() == 1
@@ -162,6 +209,20 @@ fn run_one(
             }
         };
         compare(expected, event, index + 1, &culprit, &mut mismatches);
+        if let Some(want) = &expected.outputs {
+            let mut want = want.clone();
+            want.sort();
+            let mut have = reached.get(index).cloned().unwrap_or_default();
+            have.sort();
+            if want != have {
+                mismatches.push(format!(
+                    "event {}: outputs: expected [{}], got [{}] (out of stage `{last_stage}`)",
+                    index + 1,
+                    want.join(", "),
+                    have.join(", ")
+                ));
+            }
+        }
     }
     if mismatches.is_empty() {
         Ok(())
@@ -202,6 +263,37 @@ fn input_events(config: &Config, test: &PipelineTest) -> Vec<LogEvent> {
         .collect()
 }
 
+/// What a route stage did with a test's events.
+struct Split {
+    /// What each output got, in the order of the route's outputs.
+    per_output: Vec<Vec<LogEvent>>,
+    /// The outputs each event reached, in the order of the events.
+    reached: Vec<Vec<String>>,
+}
+
+/// A route stage over the events, one event at a time so each event's outputs are known, every
+/// output taken as read (so an event matching no route shows as reaching `_unmatched`).
+fn route(mut router: Box<dyn RouteTransform>, names: &[String], events: &[LogEvent]) -> Split {
+    let read = vec![true; names.len()];
+    let mut split = Split {
+        per_output: vec![Vec::new(); names.len()],
+        reached: Vec::new(),
+    };
+    for event in events {
+        let batch = EventBatch::new(vec![event.clone()], Finalizers::default());
+        let parts = router.route(batch, &read);
+        let mut reached = Vec::new();
+        for ((part, name), out) in parts.into_iter().zip(names).zip(&mut split.per_output) {
+            if !part.is_empty() {
+                reached.push(name.clone());
+                out.extend(part.events);
+            }
+        }
+        split.reached.push(reached);
+    }
+    split
+}
+
 /// One stage over the events, as the topology drives it; a stream stage sees its input end.
 async fn apply(transform: Transform, events: Vec<LogEvent>) -> Vec<LogEvent> {
     let batch = EventBatch::new(events, Finalizers::default());
@@ -219,6 +311,8 @@ async fn apply(transform: Transform, events: Vec<LogEvent>) -> Vec<LogEvent> {
                 .collect()
                 .await
         }
+        // A route changes no event; `run_one` splits them over its outputs with [`route`].
+        Transform::Route(_) => batch.events,
     }
 }
 

@@ -6,8 +6,9 @@
 //! Guarantees:
 //! - It only reads (`/health`, `/metrics`, and `/config` for the inputs of each component).
 //! - `IN/s` of a transform or sink is the sum of its inputs' `OUT/s` when `GET /config` answers
-//!   (it needs the token when `api.token` is set); otherwise `OUT/s + DROP/s`, what the
-//!   component passed on or discarded. A source has no `IN/s`.
+//!   (it needs the token when `api.token` is set; an input that is a route's output,
+//!   `ROUTE.NAME`, counts what the route sent there, `route_events_total`); otherwise
+//!   `OUT/s + DROP/s`, what the component passed on or discarded. A source has no `IN/s`.
 //! - On a terminal each frame replaces the last (plain ANSI escapes, no TUI library); elsewhere,
 //!   and with `--once`, frames are printed one after the other without escapes. `--once` prints
 //!   one frame (two scrapes `interval` apart) and exits: 0, or 1 when the API cannot be read.
@@ -217,7 +218,19 @@ impl Frame {
                     (Some(inputs), _) if !inputs.is_empty() => Some(
                         inputs
                             .iter()
-                            .map(|i| out.get(i).copied().unwrap_or(0.0))
+                            .map(|input| match input.split_once('.') {
+                                // A route's output: what the route sent there.
+                                Some((route, output)) => now
+                                    .increase_since(
+                                        earlier,
+                                        &format!("{M}route_events_total"),
+                                        "output",
+                                        |s| s.label("component") == route,
+                                    )
+                                    .get(output)
+                                    .map_or(0.0, |(increase, _)| increase / seconds),
+                                None => out.get(input).copied().unwrap_or(0.0),
+                            })
                             .sum(),
                     ),
                     _ => Some(rate_out + drop_rate),
@@ -402,5 +415,41 @@ mod tests {
                 .any(|l| l.starts_with("out ") && l.contains("25%")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_sink_reading_a_route_output_takes_what_the_route_sent_there() {
+        let earlier = Scrape::parse(
+            "log_capturer_route_events_total{component=\"r\",output=\"errors\"} 10\n\
+             log_capturer_route_events_total{component=\"r\",output=\"_unmatched\"} 10\n",
+        );
+        let now = Scrape::parse(
+            "log_capturer_logs_processed_total{component=\"r\"} 500\n\
+             log_capturer_route_events_total{component=\"r\",output=\"errors\"} 30\n\
+             log_capturer_route_events_total{component=\"r\",output=\"_unmatched\"} 410\n\
+             log_capturer_route_events_total{component=\"other\",output=\"errors\"} 999\n",
+        );
+        let node = |inputs: &[&str]| Node {
+            kind: "sink".to_string(),
+            healthy: Some(true),
+            inputs: Some(inputs.iter().map(ToString::to_string).collect()),
+        };
+        let topology = Topology {
+            components: BTreeMap::from([
+                ("alerts".to_string(), node(&["r.errors"])),
+                ("rest".to_string(), node(&["r._unmatched", "r.errors"])),
+            ]),
+        };
+        let frame = Frame::build(&earlier, &now, 2.0, &topology);
+        let rate_in = |name: &str| {
+            frame
+                .rows
+                .iter()
+                .find(|r| r.component == name)
+                .unwrap()
+                .rate_in
+        };
+        assert_eq!(rate_in("alerts"), Some(10.0));
+        assert_eq!(rate_in("rest"), Some(210.0));
     }
 }

@@ -18,6 +18,10 @@
 //! `NAME`, as the topology wires it (fan-out and fan-in included), and checks what reaches
 //! `NAME` (for a sink: what its inputs emit, before the sink adds its own labels). With
 //! neither, `to` is the one sink the source reaches (an error when it reaches several).
+//!
+//! Route stages: in `stages`, `r.NAME` runs the route `r` and goes on with what its output
+//! `NAME` got; a route ending the test (`stages: [.., r]` or `to: r`) gives every event it
+//! took, and each `expect` entry may say which of its outputs the event reached (`outputs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -122,6 +126,9 @@ pub struct Expected {
     pub fields: BTreeMap<String, Option<String>>,
     /// The event's timestamp.
     pub timestamp: Option<TestTime>,
+    /// The outputs the event reached, exactly (`[_unmatched]` when it matched no route): only
+    /// in a test that ends at a route stage.
+    pub outputs: Option<Vec<String>>,
 }
 
 /// Which stages a test runs, resolved against the configuration.
@@ -133,8 +140,12 @@ pub struct TestPlan {
     pub order: Vec<String>,
     /// Each transform's inputs within the plan (the source or earlier transforms).
     pub inputs: BTreeMap<String, Vec<String>>,
-    /// What is checked: the concatenated output of these (the source or transforms).
+    /// What is checked: the concatenated output of these (the source, transforms, or a route's
+    /// outputs as `ROUTE.OUTPUT`).
     pub collect: Vec<String>,
+    /// The route stage the test ends at, when it does: the report says which of its outputs
+    /// each event reached.
+    pub route: Option<String>,
     /// What the report says was run: `stages [a, b]` or `source app to sink loki`.
     pub description: String,
 }
@@ -187,13 +198,13 @@ pub fn check(
                 None
             }
         };
-        let expect: Vec<Expected> = raw
+        let indexed: Vec<(usize, Expected)> = raw
             .expect
             .iter()
             .enumerate()
             .filter_map(|(i, value)| {
                 match parse::<Expected>(&format!("{prefix}.expect[{i}]"), value.clone(), &[]) {
-                    Ok(expected) => Some(expected),
+                    Ok(expected) => Some((i, expected)),
                     Err(errs) => {
                         errors.extend(errs);
                         None
@@ -223,6 +234,10 @@ pub fn check(
             (Some(stages), None) => explicit_plan(&prefix, &source, stages, transforms, errors),
             (None, to) => path_plan(&prefix, &source, to.as_deref(), transforms, sinks, errors),
         };
+        if let Some(plan) = &plan {
+            check_expected_outputs(&prefix, &indexed, plan, transforms, errors);
+        }
+        let expect: Vec<Expected> = indexed.into_iter().map(|(_, e)| e).collect();
         if let Some(plan) = plan
             && errors.len() == before
         {
@@ -235,6 +250,39 @@ pub fn check(
         }
     }
     out
+}
+
+/// `outputs` in an `expect` entry needs a test ending at a route, and names its outputs.
+fn check_expected_outputs(
+    prefix: &str,
+    expect: &[(usize, Expected)],
+    plan: &TestPlan,
+    transforms: &BTreeMap<String, TransformSpec>,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (index, expected) in expect {
+        let Some(outputs) = &expected.outputs else {
+            continue;
+        };
+        let path = format!("{prefix}.expect[{index}].outputs");
+        let Some(route) = &plan.route else {
+            errors.push(
+                ConfigError::new(path, "only a test that ends at a route stage sees outputs")
+                    .with_hint("end `stages` with the route, or give `to: ROUTE`"),
+            );
+            continue;
+        };
+        let known = transforms
+            .get(route)
+            .map(|spec| spec.config.outputs())
+            .unwrap_or_default();
+        for output in outputs.iter().filter(|output| !known.contains(output)) {
+            errors.push(
+                ConfigError::new(&path, format!("`{output}` is not an output of `{route}`"))
+                    .with_hint(format!("its outputs: {}", known.join(", "))),
+            );
+        }
+    }
 }
 
 fn check_input(prefix: &str, input: &TestInput, errors: &mut Vec<ConfigError>) {
@@ -317,15 +365,51 @@ fn explicit_plan(
     let known: Vec<&str> = transforms.keys().map(String::as_str).collect();
     let mut ok = true;
     let mut seen = BTreeSet::new();
-    for (i, stage) in stages.iter().enumerate() {
+    for (i, entry) in stages.iter().enumerate() {
         let path = format!("{prefix}.stages[{i}]");
-        if !transforms.contains_key(stage) {
+        // `r.NAME`: the route `r`, going on with its output `NAME`.
+        let (stage, output) = match entry.split_once('.') {
+            Some((stage, output)) => (stage, Some(output)),
+            None => (entry.as_str(), None),
+        };
+        let Some(spec) = transforms.get(stage) else {
             errors.push(unknown_stage(path, stage, &known, "transform"));
             ok = false;
-        } else if !seen.insert(stage) {
+            continue;
+        };
+        let outputs = spec.config.outputs();
+        let last = i + 1 == stages.len();
+        if !seen.insert(stage) {
             errors.push(
                 ConfigError::new(path, format!("`{stage}` is listed twice"))
                     .with_hint("a stage runs once per test"),
+            );
+            ok = false;
+        } else if let Some(output) = output
+            && !outputs.iter().any(|o| o == output)
+        {
+            let message = if outputs.is_empty() {
+                format!("`{stage}` has no named outputs")
+            } else {
+                format!("`{stage}` has no output `{output}`")
+            };
+            let hint = if outputs.is_empty() {
+                format!("write `{stage}`")
+            } else {
+                format!("its outputs: {}", outputs.join(", "))
+            };
+            errors.push(ConfigError::new(path, message).with_hint(hint));
+            ok = false;
+        } else if output.is_none() && !outputs.is_empty() && !last {
+            errors.push(
+                ConfigError::new(
+                    path,
+                    format!("`{stage}` is a route: say which of its outputs the next stage reads"),
+                )
+                .with_hint(format!(
+                    "write `{stage}.NAME`, NAME one of {}",
+                    outputs.join(", ")
+                )),
             );
             ok = false;
         }
@@ -334,16 +418,24 @@ fn explicit_plan(
         return None;
     }
     let mut inputs = BTreeMap::new();
+    let mut order = Vec::new();
     let mut previous = source.to_string();
-    for stage in stages {
+    for entry in stages {
+        let stage = super::input_component(entry).to_string();
         inputs.insert(stage.clone(), vec![previous.clone()]);
-        previous.clone_from(stage);
+        previous.clone_from(entry);
+        order.push(stage);
     }
+    let route = transforms
+        .get(&previous)
+        .filter(|spec| !spec.config.outputs().is_empty())
+        .map(|_| previous.clone());
     Some(TestPlan {
         source: source.to_string(),
-        order: stages.to_vec(),
+        order,
         inputs,
         collect: vec![previous],
+        route,
         description: format!("stages [{}]", stages.join(", ")),
     })
 }
@@ -357,12 +449,16 @@ fn path_plan(
     errors: &mut Vec<ConfigError>,
 ) -> Option<TestPlan> {
     // Everything downstream of the source (transforms only; sinks are ends).
+    // A route reached reaches each of its outputs (`r.NAME`).
     let mut reached: BTreeSet<String> = BTreeSet::from([source.to_string()]);
     loop {
         let before = reached.len();
         for (name, spec) in transforms {
             if spec.inputs.iter().any(|i| reached.contains(i)) {
                 reached.insert(name.clone());
+                for output in spec.config.outputs() {
+                    reached.insert(format!("{name}.{output}"));
+                }
             }
         }
         if reached.len() == before {
@@ -431,14 +527,19 @@ fn path_plan(
         );
         return None;
     }
-    while let Some(name) = stack.pop() {
-        if name == source || !needed.insert(name.clone()) {
+    while let Some(input) = stack.pop() {
+        let name = super::input_component(&input);
+        if name == source || !needed.insert(name.to_string()) {
             continue;
         }
-        if let Some(spec) = transforms.get(&name) {
+        if let Some(spec) = transforms.get(name) {
             stack.extend(spec.inputs.iter().filter(|i| reached.contains(*i)).cloned());
         }
     }
+    let within = |input: &String| {
+        let component = super::input_component(input);
+        needed.contains(component) || component == source
+    };
     // Running order: a stage once every input within the plan has run (the graph has no cycles:
     // validation refused them).
     let mut order: Vec<String> = Vec::new();
@@ -452,8 +553,8 @@ fn path_plan(
                 transforms[*n]
                     .inputs
                     .iter()
-                    .filter(|i| needed.contains(*i) || *i == source)
-                    .all(|i| done.contains(i))
+                    .filter(|i| within(i))
+                    .all(|i| done.contains(super::input_component(i)))
             })
             .cloned()
             .collect();
@@ -461,13 +562,13 @@ fn path_plan(
             break;
         }
         for name in ready {
-            let within: Vec<String> = transforms[&name]
+            let from: Vec<String> = transforms[&name]
                 .inputs
                 .iter()
-                .filter(|i| needed.contains(*i) || *i == source)
+                .filter(|i| within(i))
                 .cloned()
                 .collect();
-            inputs.insert(name.clone(), within);
+            inputs.insert(name.clone(), from);
             done.insert(name.clone());
             order.push(name);
         }
@@ -477,11 +578,16 @@ fn path_plan(
     } else {
         "transform"
     };
+    let route = transforms
+        .get(&target)
+        .filter(|spec| !spec.config.outputs().is_empty())
+        .map(|_| target.clone());
     Some(TestPlan {
         source: source.to_string(),
         order,
         inputs,
         collect,
+        route,
         description: format!("source `{source}` to {kind} `{target}`"),
     })
 }

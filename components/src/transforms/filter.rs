@@ -1,6 +1,7 @@
 //! The `filter` transform: keeps or drops events by their line (a regular expression), their
 //! age (`older_than`), their length (`longer_than`), and their labels or fields (equal to a
-//! value, or matching a regular expression).
+//! value, or matching a regular expression). The matching is [`super::condition`]'s, shared
+//! with the `route` transform.
 //!
 //! Guarantees:
 //! - An event *matches* when it meets every condition given (at least one is required); `keep`
@@ -15,15 +16,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 
+pub use super::condition::ValueMatch;
+use super::condition::{Condition, Matcher};
 use crate::component::{
     Component, FunctionTransform, Transform, TransformComponent, TransformContext,
     config_build_error,
 };
-use crate::config::{ConfigError, duration_opt, join_path};
-use crate::event::{LogEvent, now_ns};
+use crate::config::{ConfigError, duration_opt};
+use crate::event::now_ns;
 use crate::telemetry::ComponentAttrs;
 use crate::{BuildError, EventBatch};
 
@@ -38,17 +40,7 @@ pub enum FilterAction {
     Drop,
 }
 
-/// A condition on one label or field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ValueMatch {
-    /// The value is exactly this.
-    Equals(String),
-    /// The value matches this regular expression (searched anywhere in it).
-    Regex(String),
-}
-
-/// Configuration of the `filter` transform.
+/// Configuration of the `filter` transform: the keys of a [`Condition`], and `action`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FilterConfig {
@@ -75,7 +67,7 @@ impl Component for FilterConfig {
     const TYPE: &'static str = "filter";
 
     fn validate(&self, prefix: &str) -> Vec<ConfigError> {
-        self.compile(prefix).err().unwrap_or_default()
+        self.filter(prefix).err().unwrap_or_default()
     }
 }
 
@@ -87,149 +79,47 @@ impl TransformComponent for FilterConfig {
     }
 }
 
-/// A compiled label or field condition.
-#[derive(Debug)]
-enum Matcher {
-    Equals(Vec<u8>),
-    Regex(Regex),
-}
-
-impl Matcher {
-    fn is_match(&self, value: &[u8]) -> bool {
-        match self {
-            Self::Equals(want) => value == want.as_slice(),
-            Self::Regex(regex) => regex.is_match(value),
-        }
-    }
-}
-
-fn compile_regex(path: String, pattern: &str, errors: &mut Vec<ConfigError>) -> Option<Regex> {
-    match Regex::new(pattern) {
-        Ok(regex) => Some(regex),
-        Err(err) => {
-            errors.push(ConfigError::new(
-                path,
-                format!("invalid regular expression: {err}"),
-            ));
-            None
-        }
-    }
-}
-
-fn compile_matchers(
-    prefix: &str,
-    key: &str,
-    map: &BTreeMap<String, ValueMatch>,
-    errors: &mut Vec<ConfigError>,
-) -> Vec<(String, Matcher)> {
-    map.iter()
-        .filter_map(|(name, spec)| {
-            let matcher = match spec {
-                ValueMatch::Equals(value) => Matcher::Equals(value.as_bytes().to_vec()),
-                ValueMatch::Regex(pattern) => Matcher::Regex(compile_regex(
-                    join_path(&join_path(&join_path(prefix, key), name), "regex"),
-                    pattern,
-                    errors,
-                )?),
-            };
-            Some((name.clone(), matcher))
-        })
-        .collect()
-}
-
 impl FilterConfig {
-    fn compile(&self, prefix: &str) -> Result<Filter, Vec<ConfigError>> {
-        let mut errors = Vec::new();
-        let regex = self
-            .pattern
-            .as_ref()
-            .and_then(|p| compile_regex(join_path(prefix, "pattern"), p, &mut errors));
-        let labels = compile_matchers(prefix, "labels", &self.labels, &mut errors);
-        let fields = compile_matchers(prefix, "fields", &self.fields, &mut errors);
-        if self.pattern.is_none()
-            && self.older_than.is_none()
-            && self.longer_than.is_none()
-            && self.labels.is_empty()
-            && self.fields.is_empty()
-        {
-            errors.push(
-                ConfigError::new(join_path(prefix, "pattern"), "no condition is given").with_hint(
-                    "give at least one of pattern, older_than, longer_than, labels, fields",
-                ),
-            );
-        }
-        if self.older_than.is_some_and(|d| d.is_zero()) {
-            errors.push(ConfigError::new(
-                join_path(prefix, "older_than"),
-                "must be longer than 0s",
-            ));
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(Filter {
-            regex,
-            older_than_ns: self
-                .older_than
-                .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+    /// The condition part of the settings (every key but `action`).
+    pub fn condition(&self) -> Condition {
+        Condition {
+            pattern: self.pattern.clone(),
+            older_than: self.older_than,
             longer_than: self.longer_than,
-            labels,
-            fields,
-            keep_matches: self.action == FilterAction::Keep,
-            attrs: ComponentAttrs::new(prefix),
-        })
+            labels: self.labels.clone(),
+            fields: self.fields.clone(),
+        }
     }
 
-    /// The running filter; `key` is its name.
+    /// The running filter; `key` is its name (errors are named by their keys under it).
     pub fn filter(&self, key: &str) -> Result<Filter, Vec<ConfigError>> {
-        self.compile(key)
+        Ok(Filter {
+            matcher: self.condition().compile(key)?,
+            keep_matches: self.action == FilterAction::Keep,
+            attrs: ComponentAttrs::new(key),
+        })
     }
 }
 
 /// The running `filter` transform.
 #[derive(Debug)]
 pub struct Filter {
-    regex: Option<Regex>,
-    older_than_ns: Option<i64>,
-    longer_than: Option<usize>,
-    labels: Vec<(String, Matcher)>,
-    fields: Vec<(String, Matcher)>,
+    matcher: Matcher,
     keep_matches: bool,
     attrs: ComponentAttrs,
-}
-
-impl Filter {
-    /// Whether `event` meets every condition; `now_ns` is the batch's clock.
-    fn matches(&self, event: &LogEvent, now_ns: i64) -> bool {
-        self.regex.as_ref().is_none_or(|r| r.is_match(&event.line))
-            && self
-                .older_than_ns
-                .is_none_or(|age| now_ns.saturating_sub(event.timestamp_ns) > age)
-            && self.longer_than.is_none_or(|max| event.line.len() > max)
-            && self.labels.iter().all(|(name, m)| {
-                event
-                    .labels
-                    .get(name)
-                    .is_some_and(|v| m.is_match(v.as_bytes()))
-            })
-            && self
-                .fields
-                .iter()
-                .all(|(name, m)| event.fields.get(name).is_some_and(|v| m.is_match(v)))
-    }
 }
 
 impl FunctionTransform for Filter {
     fn transform(&mut self, batch: &mut EventBatch) {
         let before = batch.len();
-        let now = if self.older_than_ns.is_some() {
+        let now = if self.matcher.reads_clock() {
             now_ns()
         } else {
             0
         };
         batch
             .events
-            .retain(|event| self.matches(event, now) == self.keep_matches);
+            .retain(|event| self.matcher.matches(event, now) == self.keep_matches);
         let dropped = before - batch.len();
         if dropped > 0 {
             self.attrs.dropped(dropped, "filtered");

@@ -1,6 +1,9 @@
-//! Transforms: functions over a batch ([`FunctionTransform`]) and stateful stages over the
-//! stream of batches ([`crate::component::StreamTransform`]).
+//! Transforms: functions over a batch ([`FunctionTransform`]), stateful stages over the
+//! stream of batches ([`crate::component::StreamTransform`]) and stages with named outputs
+//! ([`crate::component::RouteTransform`]: `route`). [`condition`] is the event matching that
+//! `filter` and `route` share.
 
+pub mod condition;
 pub mod dedup;
 pub mod filter;
 pub mod json;
@@ -9,8 +12,10 @@ pub mod logfmt;
 pub mod multiline;
 pub mod parse;
 pub mod regex_parser;
+pub mod route;
 #[cfg(test)]
 pub mod testing;
+pub mod throttle;
 pub mod timestamp;
 
 use crate::component::{
