@@ -60,6 +60,20 @@ impl Fields {
         }
     }
 
+    /// Sets every `(name, value)` of `fields`, whose names are unique among themselves: onto
+    /// an empty set they are moved in at once, without comparing a name.
+    pub fn insert_all(&mut self, fields: impl ExactSizeIterator<Item = Field>) {
+        if self.is_empty() {
+            let mut all = Vec::with_capacity(fields.len());
+            all.extend(fields);
+            self.0 = (!all.is_empty()).then(|| Box::new(all));
+            return;
+        }
+        for (name, value) in fields {
+            self.insert(name, value);
+        }
+    }
+
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<Bytes> {
         let fields = self.0.as_mut()?;
@@ -93,5 +107,20 @@ mod tests {
         assert_eq!(fields.get("level"), Some(&Bytes::from_static(b"warn")));
         assert_eq!(fields.remove("level"), Some(Bytes::from_static(b"warn")));
         assert_eq!(fields.iter().map(|(n, _)| n).collect::<Vec<_>>(), ["user"]);
+    }
+
+    #[test]
+    fn insert_all_moves_onto_an_empty_set_and_replaces_on_a_full_one() {
+        let value = |v: &'static str| Bytes::from_static(v.as_bytes());
+        let mut fields = Fields::new();
+        fields.insert_all(std::iter::empty());
+        assert!(fields.is_empty());
+        fields.insert_all([("a".into(), value("1")), ("b".into(), value("2"))].into_iter());
+        fields.insert_all([("b".into(), value("3")), ("c".into(), value("4"))].into_iter());
+        let all: Vec<(&str, &Bytes)> = fields.iter().collect();
+        assert_eq!(
+            all,
+            [("a", &value("1")), ("b", &value("3")), ("c", &value("4"))]
+        );
     }
 }

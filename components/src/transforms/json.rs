@@ -119,9 +119,7 @@ impl FunctionTransform for JsonParser {
                 if extract(bytes, wanted, found).is_err() {
                     return false;
                 }
-                for (name, value, _) in found.drain(..) {
-                    fields.insert(name, value);
-                }
+                fields.insert_all(found.drain(..).map(|(name, value, _)| (name, value)));
                 true
             },
         );
@@ -174,10 +172,12 @@ impl Level<'_, '_> {
     }
 
     fn take(&mut self, name: &Arc<str>, value: Bytes, whole: bool) {
+        // Named fields are the parser's own `Arc`s, one per name: the pointer tells them apart.
+        let named = !self.wanted.is_empty();
         match self
             .found
             .iter_mut()
-            .find(|(n, _, _)| Arc::ptr_eq(n, name) || n == name)
+            .find(|(n, _, _)| Arc::ptr_eq(n, name) || (!named && n == name))
         {
             // A nested path never replaces the whole dotted key of the same name.
             Some((_, _, true)) if !whole => {}
