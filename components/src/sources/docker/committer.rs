@@ -7,14 +7,15 @@
 //! - A removed container's cursor is dropped `removed_retention` after it was seen removed.
 //! - A failing save is retried at the next flush, logged once and then at most every 30 s.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::Settings;
 use super::events::PositionsSaveFailed;
+use super::{Entry, Settings};
 use crate::event::now_ns;
 use crate::positions::{ContainerPosition, PositionStore};
 use crate::telemetry::{LogThrottle, TelemetryEvent};
@@ -104,15 +105,65 @@ fn snapshot(settings: &Settings) -> Vec<ContainerPosition> {
     let retention = i64::try_from(settings.config.removed_retention.as_nanos()).unwrap_or(i64::MAX);
     let now = now_ns();
     settings.shared.with_table(|table| {
-        table.retain(|_, entry| {
-            entry
-                .position
-                .removed_ns
-                .is_none_or(|removed| now.saturating_sub(removed) < retention)
-        });
+        forget_expired(table, now, retention);
         let mut containers: Vec<ContainerPosition> =
             table.values().map(|e| e.position.clone()).collect();
         containers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         containers
     })
+}
+
+/// Drops the cursors of containers seen removed `retention` ns or more before `now`; the others
+/// (present containers, and removed ones still draining or within the grace period) stay.
+fn forget_expired(table: &mut HashMap<String, Entry>, now: i64, retention: i64) {
+    table.retain(|_, entry| {
+        entry
+            .position
+            .removed_ns
+            .is_none_or(|removed| now.saturating_sub(removed) < retention)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, removed_ns: Option<i64>) -> (String, Entry) {
+        let position = ContainerPosition {
+            id: id.to_string(),
+            name: id.to_string(),
+            image: "img".to_string(),
+            read_ns: 5,
+            committed_ns: 5,
+            committed_hash: 1,
+            removed_ns,
+            updated_at: String::new(),
+        };
+        (
+            id.to_string(),
+            Entry {
+                position,
+                frozen: false,
+            },
+        )
+    }
+
+    #[test]
+    fn a_removed_containers_cursor_is_kept_for_the_retention_then_forgotten() {
+        let hour = 3_600_000_000_000i64;
+        let now = 100 * hour;
+        let mut table: HashMap<String, Entry> = [
+            entry("running", None),
+            entry("just-removed", Some(now - 1)),
+            entry("removed-within", Some(now - hour + 1)),
+            entry("removed-at-the-limit", Some(now - hour)),
+            entry("removed-long-ago", Some(now - 10 * hour)),
+        ]
+        .into_iter()
+        .collect();
+        forget_expired(&mut table, now, hour);
+        let mut kept: Vec<&str> = table.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["just-removed", "removed-within", "running"]);
+    }
 }
