@@ -119,6 +119,24 @@ pub struct LogEvent {
 }
 
 impl LogEvent {
+    /// Whether this event shares the very allocations of `labels`, `source` and `file` (not
+    /// only equal values): a cheap test that it belongs to a stream whose key was worked out
+    /// already, valid while those clones are held.
+    pub fn shares_stream(
+        &self,
+        labels: &Labels,
+        source: &ComponentKey,
+        file: Option<&Arc<str>>,
+    ) -> bool {
+        Arc::ptr_eq(source, &self.source)
+            && labels.identity() == self.labels.identity()
+            && match (file, &self.file) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+
     /// The in-memory size the batch-byte limits count: the line plus its labels and metadata.
     pub fn estimated_bytes(&self) -> usize {
         let labels: usize = self.labels.iter().map(|(n, v)| n.len() + v.len()).sum();

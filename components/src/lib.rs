@@ -23,6 +23,7 @@ pub mod dlq;
 pub mod durable;
 pub mod event;
 pub mod fields;
+pub mod hash_keys;
 pub mod lock;
 pub mod memory;
 pub mod positions;

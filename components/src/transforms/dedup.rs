@@ -26,7 +26,6 @@
 //! the file source stamps lines when it reads them, so a file read again after a crash is caught
 //! only without it.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +39,7 @@ use crate::component::{
 };
 use crate::config::{ConfigError, duration, join_path};
 use crate::event::{ComponentKey, Labels, LogEvent};
+use crate::hash_keys::PrehashedKeys;
 use crate::telemetry::{ComponentAttrs, Counter, Gauge, MetricDef};
 use crate::{BuildError, EventBatch};
 
@@ -117,7 +117,7 @@ impl DedupConfig {
         limiter.set(self);
         // The table grows with the entries instead of being allocated for `cache_size` up front.
         Ok(Dedup {
-            cache: LruMap::with_hasher(limiter, IdentityBuildHasher),
+            cache: LruMap::with_hasher(limiter, PrehashedKeys),
             started: Instant::now(),
             include_timestamp: self.include_timestamp,
             scratch: Vec::new(),
@@ -143,7 +143,7 @@ pub struct DedupStats {
 /// The running `dedup` transform.
 pub struct Dedup {
     /// Key -> when it was inserted, in milliseconds since `started`.
-    cache: LruMap<u64, u64, Capacity, IdentityBuildHasher>,
+    cache: LruMap<u64, u64, Capacity, PrehashedKeys>,
     started: Instant,
     include_timestamp: bool,
     /// Reused for the stream part of the key, so hashing allocates nothing per line.
@@ -325,13 +325,7 @@ impl StreamHash {
     }
 
     fn matches(&self, event: &LogEvent) -> bool {
-        Arc::ptr_eq(&self.source, &event.source)
-            && self.labels.identity() == event.labels.identity()
-            && match (&self.file, &event.file) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            }
+        event.shares_stream(&self.labels, &self.source, self.file.as_ref())
     }
 }
 
@@ -405,38 +399,6 @@ impl Limiter<u64, u64> for Capacity {
 
     fn on_grow(&mut self, _new_memory_usage: usize) -> bool {
         true
-    }
-}
-
-/// Keys are xxh3 hashes already: the table uses them as they are instead of hashing them again.
-#[derive(Clone, Copy, Debug, Default)]
-struct IdentityBuildHasher;
-
-impl BuildHasher for IdentityBuildHasher {
-    type Hasher = IdentityHasher;
-
-    fn build_hasher(&self) -> IdentityHasher {
-        IdentityHasher(0)
-    }
-}
-
-/// Passes a `u64` through. Only `u64` keys reach it; other input is folded in so it still works.
-#[derive(Clone, Copy, Debug, Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
     }
 }
 

@@ -318,13 +318,7 @@ struct LastStream {
 
 impl LastStream {
     fn matches(&self, event: &LogEvent) -> bool {
-        Arc::ptr_eq(&self.source, &event.source)
-            && self.labels.identity() == event.labels.identity()
-            && match (&self.file, &event.file) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            }
+        event.shares_stream(&self.labels, &self.source, self.file.as_ref())
     }
 }
 

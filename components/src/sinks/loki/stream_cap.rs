@@ -31,7 +31,6 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +39,7 @@ use schnellru::{Limiter, LruMap};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::config::StreamOverflow;
+use crate::hash_keys::PrehashedKeys;
 use crate::telemetry::LogThrottle;
 
 /// The cap of one sink, shared by its workers.
@@ -60,7 +60,7 @@ pub(super) struct StreamCap {
 
 struct State {
     /// (tenant, labels) hash -> when last seen; least recently seen first.
-    lru: LruMap<u64, Seen, TenantCounts, IdentityBuildHasher>,
+    lru: LruMap<u64, Seen, TenantCounts, PrehashedKeys>,
     /// The latest batch time seen. Times only move forward, so that the LRU's order stays the
     /// order of the times (workers may build batches with clocks read a little apart).
     latest_ns: i64,
@@ -97,7 +97,7 @@ impl StreamCap {
             ]),
             log: Mutex::new(LogThrottle::new(Duration::from_secs(60))),
             state: Mutex::new(State {
-                lru: LruMap::with_hasher(TenantCounts::default(), IdentityBuildHasher),
+                lru: LruMap::with_hasher(TenantCounts::default(), PrehashedKeys),
                 latest_ns: i64::MIN,
             }),
         }
@@ -226,35 +226,6 @@ impl Limiter<u64, Seen> for TenantCounts {
 
     fn on_grow(&mut self, _new_memory_usage: usize) -> bool {
         true
-    }
-}
-
-/// The keys are xxh3 hashes already: hashing them again would only cost time.
-#[derive(Clone, Copy, Debug, Default)]
-struct IdentityBuildHasher;
-
-impl BuildHasher for IdentityBuildHasher {
-    type Hasher = IdentityHasher;
-    fn build_hasher(&self) -> IdentityHasher {
-        IdentityHasher(0)
-    }
-}
-
-#[derive(Debug)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed; this is the fallback the trait requires.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
     }
 }
 
