@@ -403,6 +403,48 @@ fn a_container_that_ran_and_exited_while_the_shipper_was_down_is_read_once() {
 }
 
 #[test]
+fn a_run_that_never_reached_the_engine_does_not_hide_what_ran_before_it() {
+    if !docker::available() {
+        return;
+    }
+    let prefix = unique("unreached");
+    let mut instance = Instance::start(&config(&prefix, None));
+    let positions = instance.path("data/positions/docker.json");
+    wait_for("the first positions save", Duration::from_secs(30), || {
+        positions.exists().then_some(())
+    });
+    instance.kill9();
+    let ran = Container::run(None, &format!("{prefix}-ran"), &[], &numbered_then_exit(50));
+    ran.wait_exit();
+    wait_start_event_aged(&ran);
+    // A start that cannot reach the engine, stopped cleanly: it must not record the engine as
+    // seen.
+    let missing = instance.path("no-such-docker.sock");
+    instance.write_config(&config(
+        &prefix,
+        Some(&format!("unix://{}", missing.display())),
+    ));
+    instance.spawn(&[], &[]);
+    wait_for(
+        "/health to say the socket is missing",
+        Duration::from_secs(30),
+        || {
+            instance
+                .get("/health")
+                .1
+                .contains("not found")
+                .then_some(())
+        },
+    );
+    let (status, _) = instance.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    instance.write_config(&config(&prefix, None));
+    instance.spawn(&[], &[]);
+    let duplicated = wait_all_delivered(&instance, &ran, Duration::from_secs(60));
+    assert_eq!(duplicated, 0, "read more than once");
+}
+
+#[test]
 fn a_container_run_while_down_after_a_start_with_no_containers_is_read() {
     if !docker::available() {
         return;

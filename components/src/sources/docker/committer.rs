@@ -3,7 +3,9 @@
 //! Guarantees:
 //! - Cursors are saved (atomically, see [`crate::positions`]) at most `flush_interval` after
 //!   one moved, and once more after every container task has ended (at shutdown, after the
-//!   last acknowledgement); checkpoints every `checkpoint_interval` and at the end.
+//!   last acknowledgement); checkpoints every `checkpoint_interval` and at the end. Only
+//!   while the engine is watched (`Shared::watching`): a save's time is what the next start
+//!   trusts as seen.
 //! - A removed container's cursor is dropped `removed_retention` after it was seen removed.
 //! - A failing save is retried at the next flush, logged once and then at most every 30 s.
 
@@ -38,7 +40,11 @@ pub(super) async fn run_committer(
             _ = &mut done, if !finished => finished = true,
         }
         let dirty = settings.shared.dirty.load(Ordering::Acquire);
-        if finished || (dirty && last_save.elapsed() >= flush) {
+        // Not while the engine is unwatched, not even at the end: a save would tell the next
+        // start that containers which ran meanwhile were seen. Cursor moves since the last
+        // save are then read again (duplicates), never skipped.
+        let watching = settings.shared.watching.load(Ordering::Acquire);
+        if watching && (finished || (dirty && last_save.elapsed() >= flush)) {
             settings.shared.dirty.store(false, Ordering::Release);
             let containers = snapshot(&settings);
             let (returned, result) = tokio::task::spawn_blocking(move || {

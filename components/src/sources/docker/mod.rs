@@ -217,6 +217,10 @@ pub(crate) struct Shared {
     pub table: Mutex<HashMap<String, Entry>>,
     /// A cursor moved since the last save.
     pub dirty: AtomicBool,
+    /// The engine is watched: a container list was taken with the event stream open, and the
+    /// connection has not been lost since. Positions are saved only then, because a save's
+    /// `updated_at` tells the next start that nothing before it went unwatched.
+    pub watching: AtomicBool,
 }
 
 impl Shared {
@@ -297,9 +301,8 @@ impl DockerSourceConfig {
                     })
                     .collect(),
             ),
-            // Saved once at start even with no container: the document's `updated_at` is
-            // then the proof that the engine was watched from that time on.
-            dirty: AtomicBool::new(true),
+            dirty: AtomicBool::new(false),
+            watching: AtomicBool::new(false),
         });
         let settings = Arc::new(Settings {
             attrs,

@@ -143,6 +143,10 @@ impl Supervisor {
 
     /// The engine is no longer watched from a second before now (events are whole seconds).
     fn lost_sight(&mut self) {
+        self.settings
+            .shared
+            .watching
+            .store(false, Ordering::Release);
         let since = now_ns() - 1_000_000_000;
         self.unwatched_since = Some(self.unwatched_since.map_or(since, |old| old.min(since)));
     }
@@ -206,6 +210,10 @@ impl Supervisor {
                 continue;
             }
             self.unwatched_since = None;
+            // Watched from now on: saved at once (even with no container), so that the next
+            // start knows nothing before this went unwatched.
+            self.settings.shared.watching.store(true, Ordering::Release);
+            self.settings.shared.dirty.store(true, Ordering::Release);
             backoff.reset();
             loop {
                 tokio::select! {
