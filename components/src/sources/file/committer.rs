@@ -35,13 +35,13 @@ pub(super) async fn run_committer(
     data_dir: std::path::PathBuf,
     mut store: PositionStore,
     shared: Arc<Shared>,
-    mut registrations: mpsc::UnboundedReceiver<(AckToken, BatchStatusReceiver)>,
+    mut registrations: mpsc::UnboundedReceiver<(Vec<AckToken>, BatchStatusReceiver)>,
     flush_interval: Duration,
     checkpoint_interval: Duration,
     mut shutdown: ShutdownSignal,
 ) {
     let attrs: [KeyValue; 1] = [KeyValue::new("component", source.clone())];
-    let mut finalizer: OrderedFinalizer<AckToken> = OrderedFinalizer::new();
+    let mut finalizer: OrderedFinalizer<Vec<AckToken>> = OrderedFinalizer::new();
     let mut registering = true;
     let mut unsaved_since: Option<Instant> = None;
     let mut last_save = Instant::now();
@@ -68,11 +68,11 @@ pub(super) async fn run_committer(
     loop {
         tokio::select! {
             registration = registrations.recv(), if registering => match registration {
-                Some((token, receiver)) => finalizer.add(token, receiver),
+                Some((tokens, receiver)) => finalizer.add(tokens, receiver),
                 None => registering = false,
             },
-            Some((token, status)) = finalizer.next(), if !finalizer.is_empty() => {
-                commit(&shared, &source, token, status);
+            Some((tokens, status)) = finalizer.next(), if !finalizer.is_empty() => {
+                commit(&shared, &source, &tokens, status);
                 unsaved_since.get_or_insert_with(Instant::now);
             }
             _ = ticker.tick() => {
@@ -166,29 +166,34 @@ fn report_lag(shared: &Shared, attrs: &[KeyValue]) {
     metrics::FILES_FROZEN.record_count(frozen, attrs);
 }
 
-fn commit(shared: &Shared, source: &str, token: AckToken, status: BatchStatus) {
+/// Moves the committed offsets of one batch's reads (one table lock for all of them).
+fn commit(shared: &Shared, source: &str, tokens: &[AckToken], status: BatchStatus) {
+    // One clock read and formatting per batch, not per file in it.
+    let mut updated_at: Option<String> = None;
     shared.with_table(|table| {
-        let Some(entry) = table.get_mut(&token.key) else {
-            return;
-        };
-        if entry.epoch != token.epoch || entry.frozen {
-            return;
-        }
-        if !status.is_handled() {
-            entry.frozen = true;
-            tracing::warn!(
-                source = %source,
-                file = %entry.position.path.display(),
-                offset = entry.position.committed_offset,
-                "A batch of this file was not delivered; its committed offset stays here until a restart reads it again."
-            );
-            return;
-        }
-        if token.end > entry.position.committed_offset {
-            entry.position.committed_offset = token.end;
-            entry.position.marker = token.marker;
-            entry.position.marker_len = token.marker_len;
-            entry.position.updated_at = now_rfc3339();
+        for token in tokens {
+            let Some(entry) = table.get_mut(&token.key) else {
+                continue;
+            };
+            if entry.epoch != token.epoch || entry.frozen {
+                continue;
+            }
+            if !status.is_handled() {
+                entry.frozen = true;
+                tracing::warn!(
+                    source = %source,
+                    file = %entry.position.path.display(),
+                    offset = entry.position.committed_offset,
+                    "A batch of this file was not delivered; its committed offset stays here until a restart reads it again."
+                );
+                continue;
+            }
+            if token.end > entry.position.committed_offset {
+                entry.position.committed_offset = token.end;
+                entry.position.marker = token.marker;
+                entry.position.marker_len = token.marker_len;
+                entry.position.updated_at = updated_at.get_or_insert_with(now_rfc3339).clone();
+            }
         }
     });
 }

@@ -30,6 +30,7 @@ use super::fingerprint::{self, Head, Marker, Remembered, born_ns};
 use super::open_retry::Scheduled;
 use super::positions::{FileKey, FilePosition};
 use super::reader::Reader;
+use super::tail::event_file_name;
 use super::{FileSourceConfig, ReadFrom};
 use crate::telemetry::TelemetryEvent;
 
@@ -124,6 +125,7 @@ impl Reader {
             if same {
                 if let Some(tracked) = self.files.get_mut(&key) {
                     tracked.path = path.to_path_buf();
+                    tracked.name = event_file_name(path);
                 }
                 self.by_path.insert(path.to_path_buf(), key);
                 return;

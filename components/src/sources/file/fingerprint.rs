@@ -28,9 +28,18 @@ pub const MARKER_BYTES: u64 = 64;
 /// xxh3 of `len` bytes at `offset`; `None` if the file is shorter or unreadable.
 pub fn hash_range(file: &File, offset: u64, len: u64) -> Option<u64> {
     let len = usize::try_from(len).ok()?;
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, offset).ok()?;
-    Some(xxh3_64(&buf))
+    // Heads and markers fit on the stack: no allocation for the check made at every read.
+    let mut small = [0u8; HEAD_BYTES as usize];
+    let mut large = Vec::new();
+    let buf = match small.get_mut(..len) {
+        Some(buf) => buf,
+        None => {
+            large.resize(len, 0);
+            &mut large[..]
+        }
+    };
+    file.read_exact_at(buf, offset).ok()?;
+    Some(xxh3_64(buf))
 }
 
 /// The file's birth time in nanoseconds since the epoch, where the filesystem records one
@@ -105,6 +114,20 @@ impl Marker {
         }
     }
 
+    /// The marker of `offset` from the bytes just before it (`tail`, as read), when they reach
+    /// back as far as the marker does; `None` when the file must be read for it.
+    pub fn of_tail(tail: &[u8], offset: u64) -> Option<Self> {
+        let len = usize::try_from(offset.min(MARKER_BYTES)).ok()?;
+        if len == 0 {
+            return Some(Self::default());
+        }
+        let bytes = tail.get(tail.len().checked_sub(len)?..)?;
+        Some(Self {
+            hash: xxh3_64(bytes),
+            len: len as u32,
+        })
+    }
+
     /// Whether the bytes before `offset` in `file` are the ones this marker was taken from.
     /// An empty marker matches any file at least `offset` bytes long.
     pub fn matches(&self, file: &File, offset: u64, size: u64) -> bool {
@@ -162,6 +185,35 @@ mod tests {
         let file = File::open(path).unwrap();
         let meta = file.metadata().unwrap();
         (file, meta)
+    }
+
+    #[test]
+    fn a_marker_taken_from_what_was_read_is_the_one_read_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let content: String = (0..40).map(|i| format!("line {i}\n")).collect();
+        let (file, _) = write(&dir.path().join("a.log"), &content);
+        let bytes = content.as_bytes();
+        for offset in [0, 1, 7, 63, 64, 65, 200, bytes.len()] {
+            let read = &bytes[..offset];
+            assert_eq!(
+                Marker::of_tail(read, offset as u64),
+                Some(Marker::at(&file, offset as u64)),
+                "offset {offset}"
+            );
+            // Only the last 64 bytes are needed; fewer (a read shorter than the marker) are
+            // not enough, and the file must be read.
+            let last = &read[read.len().saturating_sub(64)..];
+            assert_eq!(
+                Marker::of_tail(last, offset as u64),
+                Some(Marker::at(&file, offset as u64))
+            );
+            if offset > 10 {
+                assert_eq!(Marker::of_tail(&read[offset - 10..], offset as u64), None);
+            }
+        }
+        // Ranges longer than a head are hashed too.
+        assert_eq!(hash_range(&file, 0, 300), Some(xxh3_64(&bytes[..300])));
+        assert_eq!(hash_range(&file, 0, bytes.len() as u64 + 1), None);
     }
 
     #[test]

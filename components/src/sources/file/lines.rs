@@ -14,6 +14,8 @@ use std::ops::Range;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use super::fingerprint::MARKER_BYTES;
+
 /// What to do with a line longer than `max_line_bytes`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,6 +44,9 @@ pub struct Split {
     pub lines: Vec<Bytes>,
     /// Bytes of the buffer handled; the caller's offset moves by this much.
     pub consumed: usize,
+    /// The last of the handled bytes (up to [`MARKER_BYTES`]): what the position marker hashes,
+    /// without reading it back from the file.
+    pub tail: Bytes,
     pub truncated: usize,
     pub dropped: usize,
     pub invalid_utf8: usize,
@@ -120,6 +125,7 @@ impl LineSplitter {
             // whole read buffer while they travel, and the buffer is reused for the next read.
             chunk = Bytes::copy_from_slice(&chunk);
         }
+        split.tail = chunk.slice(chunk.len().saturating_sub(MARKER_BYTES as usize)..);
         split.lines = self.finish(chunk, ranges, &mut split.invalid_utf8);
         split
     }

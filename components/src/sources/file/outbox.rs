@@ -2,9 +2,9 @@
 //! before it is sent.
 //!
 //! Guarantees:
-//! - Every batch's acknowledgement token reaches the committer before the batch is sent, in
-//!   the order the batches are sent: the committer never sees a later offset before an
-//!   earlier one.
+//! - Every batch's acknowledgement tokens (one per read it holds, in read order) reach the
+//!   committer before the batch is sent, in the order the batches are sent: the committer never
+//!   sees a later offset before an earlier one.
 //! - Small reads of several files in one turn go out as one batch (one wake-up of the
 //!   pipeline instead of one per file); a read of half the buffer or more goes out at once.
 //! - Sending blocks while the pipeline is full: that is how backpressure reaches the files.
@@ -17,12 +17,14 @@ use super::AckToken;
 use crate::ack::{BatchNotifier, BatchStatusReceiver, Finalizers};
 use crate::event::{EventBatch, LogEvent};
 
-pub(super) type AckSender = mpsc::UnboundedSender<(AckToken, BatchStatusReceiver)>;
+pub(super) type AckSender = mpsc::UnboundedSender<(Vec<AckToken>, BatchStatusReceiver)>;
 
 pub(super) struct Outbox {
     out: mpsc::Sender<EventBatch>,
     acks: AckSender,
-    pending: Option<EventBatch>,
+    events: Vec<LogEvent>,
+    /// The reads the gathered events came from, in read order: acknowledged together.
+    tokens: Vec<AckToken>,
     pending_bytes: usize,
     /// Bytes gathered at which the batch goes out at once.
     send_at: usize,
@@ -34,7 +36,8 @@ impl Outbox {
         Self {
             out,
             acks,
-            pending: None,
+            events: Vec::new(),
+            tokens: Vec::new(),
             pending_bytes: 0,
             // Half the buffer: a full read (a whole buffer less a partial line) goes out on
             // its own, never merged with the next one (merging large reads only copies events).
@@ -48,41 +51,132 @@ impl Outbox {
         self.closed
     }
 
-    /// Registers `token` with the committer; the notifier to settle once the lines up to it
-    /// are handled, or `None` when the committer is gone. A notifier dropped unused settles
-    /// at once (bytes skipped without lines).
-    pub(super) fn register(&mut self, token: AckToken) -> Option<BatchNotifier> {
-        let (notifier, receiver) = BatchNotifier::new_with_receiver();
-        if self.acks.send((token, receiver)).is_err() {
-            self.closed = true;
-            return None;
-        }
-        Some(notifier)
-    }
-
-    /// Adds the lines of one read (`bytes` of the file) owed to `notifier`.
-    pub(super) fn add(&mut self, events: Vec<LogEvent>, notifier: BatchNotifier, bytes: usize) {
+    /// Adds the lines of one read (`bytes` of the file) that `token` acknowledges. A read with
+    /// no lines (only skipped bytes) still gives its token, settled with the batch it joins.
+    pub(super) fn add(&mut self, events: Vec<LogEvent>, token: AckToken, bytes: usize) {
         self.pending_bytes += bytes;
-        match &mut self.pending {
-            Some(pending) => {
-                pending.events.extend(events);
-                pending.finalizers.merge(Finalizers::new(notifier));
-            }
-            None => self.pending = Some(EventBatch::new(events, Finalizers::new(notifier))),
+        if self.events.is_empty() {
+            self.events = events;
+        } else {
+            self.events.extend(events);
         }
+        self.tokens.push(token);
         if self.pending_bytes >= self.send_at {
             self.flush();
         }
     }
 
-    /// Sends what is gathered as one batch, waiting while the pipeline is full.
+    /// Registers the gathered reads' tokens with the committer, then sends their lines as one
+    /// batch, waiting while the pipeline is full. One acknowledgement per batch, not per read:
+    /// with many files, a turn reads many files a line or two each.
     pub(super) fn flush(&mut self) {
         self.pending_bytes = 0;
-        let Some(batch) = self.pending.take() else {
+        if self.tokens.is_empty() {
             return;
-        };
-        if self.out.blocking_send(batch).is_err() {
+        }
+        let tokens = std::mem::take(&mut self.tokens);
+        let events = std::mem::take(&mut self.events);
+        let (notifier, receiver) = BatchNotifier::new_with_receiver();
+        if self.acks.send((tokens, receiver)).is_err() {
+            self.closed = true;
+            return;
+        }
+        if events.is_empty() {
+            // Only skipped bytes: the notifier is dropped unused and settles at once, so the
+            // committed offsets may move past them once earlier batches are done.
+            return;
+        }
+        if self
+            .out
+            .blocking_send(EventBatch::new(events, Finalizers::new(notifier)))
+            .is_err()
+        {
             self.closed = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+    use crate::ack::BatchStatus;
+    use crate::positions::FileKey;
+
+    fn token(inode: u64, end: u64) -> AckToken {
+        AckToken {
+            key: FileKey { dev: 1, inode },
+            epoch: 0,
+            end,
+            marker: 0,
+            marker_len: 0,
+        }
+    }
+
+    fn lines(n: usize) -> Vec<LogEvent> {
+        (0..n)
+            .map(|i| crate::transforms::testing::event(format!("line {i}").as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn the_reads_of_a_turn_go_out_as_one_batch_acknowledged_once_for_all_of_them() {
+        let (out, mut batches) = mpsc::channel(4);
+        let (acks, mut registrations) = mpsc::unbounded_channel();
+        let mut outbox = Outbox::new(out, acks, 1 << 20);
+
+        outbox.add(lines(2), token(1, 20), 20);
+        outbox.add(lines(1), token(2, 10), 10);
+        // A read that only skipped bytes (the tail of an oversize line) adds its token alone.
+        outbox.add(Vec::new(), token(1, 90), 70);
+        assert!(
+            registrations.try_recv().is_err(),
+            "nothing goes out before the turn ends"
+        );
+        outbox.flush();
+
+        let (tokens, receiver) = registrations.try_recv().unwrap();
+        assert_eq!(tokens, vec![token(1, 20), token(2, 10), token(1, 90)]);
+        let mut batch = batches.try_recv().unwrap();
+        assert_eq!(batch.events.len(), 3);
+        assert!(batches.try_recv().is_err() && registrations.try_recv().is_err());
+
+        // The batch's one acknowledgement settles every read in it.
+        let mut receiver = Box::pin(receiver);
+        assert!(receiver.as_mut().now_or_never().is_none());
+        batch.finalizers.settle(BatchStatus::Delivered);
+        assert_eq!(receiver.now_or_never(), Some(BatchStatus::Delivered));
+
+        // An empty turn sends nothing.
+        outbox.flush();
+        assert!(batches.try_recv().is_err() && registrations.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_turn_of_skipped_bytes_only_is_registered_and_settles_at_once() {
+        let (out, mut batches) = mpsc::channel(4);
+        let (acks, mut registrations) = mpsc::unbounded_channel();
+        let mut outbox = Outbox::new(out, acks, 1 << 20);
+        outbox.add(Vec::new(), token(1, 4096), 4096);
+        outbox.flush();
+        let (tokens, receiver) = registrations.try_recv().unwrap();
+        assert_eq!(tokens, vec![token(1, 4096)]);
+        assert!(batches.try_recv().is_err());
+        assert_eq!(receiver.now_or_never(), Some(BatchStatus::Delivered));
+    }
+
+    #[test]
+    fn a_read_of_half_the_buffer_goes_out_at_once_and_a_gone_pipeline_closes_the_outbox() {
+        let (out, mut batches) = mpsc::channel(4);
+        let (acks, mut registrations) = mpsc::unbounded_channel();
+        let mut outbox = Outbox::new(out, acks, 1000);
+        outbox.add(lines(1), token(1, 500), 500);
+        assert_eq!(registrations.try_recv().unwrap().0, vec![token(1, 500)]);
+        assert_eq!(batches.try_recv().unwrap().events.len(), 1);
+
+        drop(batches);
+        outbox.add(lines(1), token(1, 1000), 500);
+        assert!(outbox.closed());
     }
 }

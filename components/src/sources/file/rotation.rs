@@ -29,6 +29,7 @@ use super::events::{FileRotated, FileTruncated};
 use super::fingerprint::{self, HEAD_BYTES, Head, Marker, Remembered, born_ns};
 use super::positions::FileKey;
 use super::reader::Reader;
+use super::tail::regular_file_size;
 use crate::telemetry::TelemetryEvent;
 
 /// Released files remembered at most: only files released while still linked (renamed out of
@@ -68,17 +69,13 @@ impl ReleasedFiles {
 
 impl Reader {
     /// A file that shrank below what was read, or whose head changed, is read again from 0,
-    /// after draining the copy copytruncate left, if any.
-    pub(super) fn check_truncation(&mut self, key: FileKey) {
-        let Some(tracked) = self.files.get(&key) else {
-            return;
-        };
-        let Some(file) = tracked.file.as_ref() else {
-            return;
-        };
-        let Ok(meta) = file.metadata() else {
-            return;
-        };
+    /// after draining the copy copytruncate left, if any. Returns the size the check saw, for a
+    /// regular file still open (the caller's next read may rely on it).
+    pub(super) fn check_truncation(&mut self, key: FileKey) -> Option<u64> {
+        let tracked = self.files.get(&key)?;
+        let file = tracked.file.as_ref()?;
+        let meta = file.metadata().ok()?;
+        let size = regular_file_size(&meta);
         let shrank = meta.len() < tracked.read_pos;
         let head_changed = tracked.head.len > 0 && !tracked.head.matches(file);
         if !shrank && !head_changed {
@@ -95,7 +92,7 @@ impl Reader {
                     });
                 }
             }
-            return;
+            return size;
         }
         let path = tracked.path.clone();
         let old_head = tracked.head;
@@ -113,9 +110,7 @@ impl Reader {
         self.drain_copy_of(&path, old_head, committed);
         let epoch = self.next_epoch;
         self.next_epoch += 1;
-        let Some(tracked) = self.files.get_mut(&key) else {
-            return;
-        };
+        let tracked = self.files.get_mut(&key)?;
         let new_head = tracked
             .file
             .as_ref()
@@ -146,6 +141,8 @@ impl Reader {
                 entry.position.head_len = new_head.len as u32;
             }
         });
+        // Read again from 0: the next read takes its own look at the size.
+        None
     }
 
     /// After a copytruncate: find the copy (same head, name starting with the file's name) and
