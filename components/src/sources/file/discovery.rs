@@ -30,7 +30,7 @@ use super::fingerprint::{self, Head, Marker, Remembered, born_ns};
 use super::open_retry::Scheduled;
 use super::positions::{FileKey, FilePosition};
 use super::reader::Reader;
-use super::tail::event_file_name;
+use super::tail::{event_file_name, open_file};
 use super::{FileSourceConfig, ReadFrom};
 use crate::telemetry::TelemetryEvent;
 
@@ -121,7 +121,7 @@ impl Reader {
             // the same file only if its birth time and head say so.
             let same = tracked.file.is_some()
                 || (fingerprint::same_birth(tracked.born, born_ns(&meta))
-                    && File::open(path).is_ok_and(|f| tracked.head.matches(&f)));
+                    && open_file(path).is_ok_and(|f| tracked.head.matches(&f)));
             if same {
                 if let Some(tracked) = self.files.get_mut(&key) {
                     tracked.path = path.to_path_buf();
@@ -134,7 +134,7 @@ impl Reader {
         }
         // Open now, and take the identity from the open descriptor: a rename between the stat
         // above and a later open would otherwise make us follow the wrong file.
-        let (file, meta) = match File::open(path).and_then(|f| f.metadata().map(|m| (f, m))) {
+        let (file, meta) = match open_file(path).and_then(|f| f.metadata().map(|m| (f, m))) {
             Ok(opened) => opened,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
             Err(err) => {
@@ -283,7 +283,7 @@ impl Reader {
             // Only the saved file itself is drained: another one under its inode (created after
             // the saved file was deleted) is not ours to read, unless the globs include it.
             let recognised = found.and_then(|(path, meta)| {
-                let file = File::open(&path).ok()?;
+                let file = open_file(&path).ok()?;
                 saved_identity(&saved)
                     .recognises(&file, &meta)
                     .then_some((path, meta))
@@ -332,7 +332,7 @@ impl Reader {
     pub(super) fn process_retries(&mut self) {
         let now = Instant::now();
         for entry in self.retries.take_due(now) {
-            match File::open(&entry.path) {
+            match open_file(&entry.path) {
                 Ok(_) => self.consider(&entry.path, false),
                 Err(err) => {
                     let (path, attempts) = (entry.path.clone(), entry.attempts);

@@ -81,6 +81,8 @@ pub(super) struct Reader {
 pub(super) struct TurnCounts {
     pub(super) read_bytes: u64,
     pub(super) lines: u64,
+    /// A file still had data when its reads for the turn ran out: turn again at once.
+    pub(super) backlog: bool,
 }
 
 /// What the positions store held at start.
@@ -151,6 +153,7 @@ impl Reader {
                 last_sweep = Instant::now();
             }
             self.process_retries();
+            let turn_started = Instant::now();
             let mut progressed = false;
             let dirty: Vec<FileKey> = self
                 .files
@@ -164,9 +167,19 @@ impl Reader {
                 }
                 progressed |= self.read_file(key);
             }
+            let backlog = self.turn.backlog;
             self.finish_idle();
             self.end_turn();
-            if !progressed {
+            if progressed && !backlog {
+                // Every dirty file was read to its end: what comes next is a trickle (with many
+                // files, a line here and there all the time). Let it gather until
+                // `coalesce_interval` after this turn began, as after an idle spell, instead of
+                // turning again at once for the few files written meanwhile.
+                let spent = turn_started.elapsed();
+                if spent < self.config.coalesce_interval {
+                    std::thread::sleep(self.config.coalesce_interval - spent);
+                }
+            } else if !progressed {
                 let idle_since = Instant::now();
                 if self.watcher.wait(IDLE_WAIT) {
                     // New data after an idle spell: let more of it arrive before reading, so a

@@ -17,7 +17,6 @@
 //!   and not remembered, and the new file is judged afresh.
 
 use std::collections::hash_map::RandomState;
-use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -29,7 +28,7 @@ use super::events::{FileRotated, FileTruncated};
 use super::fingerprint::{self, HEAD_BYTES, Head, Marker, Remembered, born_ns};
 use super::positions::FileKey;
 use super::reader::Reader;
-use super::tail::regular_file_size;
+use super::tail::{open_file, regular_file_size};
 use crate::telemetry::TelemetryEvent;
 
 /// Released files remembered at most: only files released while still linked (renamed out of
@@ -176,7 +175,7 @@ impl Reader {
             if !meta.is_file() || meta.len() < from || self.files.contains_key(&key) {
                 continue;
             }
-            if File::open(&candidate).is_ok_and(|f| head.matches(&f)) {
+            if open_file(&candidate).is_ok_and(|f| head.matches(&f)) {
                 tracing::info!(source = %self.source, file = %path.display(), copy = %candidate.display(), from, "Draining the copy left by copytruncate.");
                 self.track(&candidate, key, from, &meta, true);
                 return;

@@ -35,6 +35,22 @@ const READS_PER_TURN: usize = 16;
 /// The smallest read asked of a regular file.
 const MIN_READ_BYTES: usize = 16 * 1024;
 
+/// Opens a file for reading without updating its access time where the kernel allows it
+/// (`O_NOATIME`: files the shipper owns, or with CAP_FOWNER): a file being written has an mtime
+/// newer than its atime, so under `relatime` every read would otherwise write its inode.
+/// Falls back to a plain open where the flag is refused.
+pub(super) fn open_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(err) if err.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        opened => opened,
+    }
+}
+
 /// A path as the `file` of the events read from it.
 pub(super) fn event_file_name(path: &Path) -> Arc<str> {
     Arc::from(path.to_string_lossy().as_ref())
@@ -95,7 +111,7 @@ impl Reader {
         meta: &Metadata,
         rotated: bool,
     ) {
-        let file = File::open(path).ok().filter(|f| {
+        let file = open_file(path).ok().filter(|f| {
             f.metadata()
                 .is_ok_and(|m| m.dev() == key.dev && m.ino() == key.inode)
         });
@@ -117,7 +133,7 @@ impl Reader {
         let (head, marker) = match &file {
             Some(file) => (Head::of(file, meta.len()), Marker::at(file, start)),
             None => (
-                File::open(path).map_or_else(|_| Head::empty(), |f| Head::of(&f, meta.len())),
+                open_file(path).map_or_else(|_| Head::empty(), |f| Head::of(&f, meta.len())),
                 Marker::default(),
             ),
         };
@@ -206,7 +222,7 @@ impl Reader {
         let Some(tracked) = self.files.get_mut(&key) else {
             return false;
         };
-        let opened = File::open(&tracked.path).and_then(|mut file| {
+        let opened = open_file(&tracked.path).and_then(|mut file| {
             let meta = file.metadata()?;
             if meta.ino() != key.inode
                 || meta.dev() != key.dev
@@ -273,6 +289,7 @@ impl Reader {
         let mut size_seen = self.check_truncation(key);
         let read_buffer = self.config.read_buffer_bytes;
         let mut progressed = false;
+        let mut drained = false;
         for _ in 0..READS_PER_TURN {
             let Some(tracked) = self.files.get_mut(&key) else {
                 return progressed;
@@ -312,6 +329,7 @@ impl Reader {
             if n == 0 {
                 tracked.at_eof = true;
                 tracked.dirty = false;
+                drained = true;
                 break;
             }
             progressed = true;
@@ -327,8 +345,12 @@ impl Reader {
             self.turn.read_bytes += n as u64;
             self.emit_lines(key, false);
             if at_end || self.outbox.closed() {
+                drained = true;
                 break;
             }
+        }
+        if !drained {
+            self.turn.backlog = true;
         }
         progressed
     }

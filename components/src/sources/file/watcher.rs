@@ -20,7 +20,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -32,6 +31,7 @@ use opentelemetry::KeyValue;
 use super::metrics;
 use super::positions::FileKey;
 use super::reader::Reader;
+use super::tail::open_file;
 
 /// Bytes read from inotify at a time: some 2,000 events.
 const READ_BUFFER: usize = 64 * 1024;
@@ -349,7 +349,7 @@ impl Reader {
         if !self.globs.included(from) || self.globs.included(to) {
             return;
         }
-        let Ok(file) = File::open(to) else {
+        let Ok(file) = open_file(to) else {
             return;
         };
         let Ok(meta) = file.metadata() else {
