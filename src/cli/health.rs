@@ -108,7 +108,8 @@ pub struct Bound {
 /// Every threshold `health` applies.
 #[derive(Clone, Copy, Debug)]
 pub struct Thresholds {
-    /// Sink queue fill, `queue_size / queue_capacity` (alert `DispatcherQueueSaturated`: 0.9).
+    /// Sink queue fill, the fuller of `queue_size / queue_capacity` and `queue_bytes /
+    /// queue_capacity_bytes` (alert `DispatcherQueueSaturated`: 0.9).
     pub queue_fill: Bound,
     /// Errors per second per component, every reason (alert `HighErrorRate`: 1/s).
     pub error_rate: Bound,
@@ -479,21 +480,31 @@ fn throughput(rates: &Rates<'_>, kinds: &BTreeMap<String, String>) -> Check {
     )
 }
 
+/// A queue is as full as the fuller of its two bounds: with long lines (or the default
+/// `queue_max_bytes`) the bytes fill first, and an events-only share would never warn.
 fn queues(scrape: &Scrape) -> Vec<Check> {
     let sizes = scrape.sum_by(&format!("{M}queue_size"), "sink");
     let capacities = scrape.sum_by(&format!("{M}queue_capacity"), "sink");
+    let bytes = scrape.sum_by(&format!("{M}queue_bytes"), "sink");
+    let byte_capacities = scrape.sum_by(&format!("{M}queue_capacity_bytes"), "sink");
     capacities
         .iter()
         .map(|(sink, capacity)| {
             let size = sizes.get(sink).copied().unwrap_or(0.0);
-            let fill = share(size, *capacity);
+            let held = bytes.get(sink).copied().unwrap_or(0.0);
+            let byte_capacity = byte_capacities.get(sink).copied().unwrap_or(0.0);
+            let fill = share(size, *capacity).max(share(held, byte_capacity));
             let b = THRESHOLDS.queue_fill;
+            let mut detail = format!("{size:.0} of {capacity:.0} events waiting");
+            if byte_capacity > 0.0 {
+                detail.push_str(&format!(", {held:.0} of {byte_capacity:.0} bytes"));
+            }
             Check::new(
                 format!("queue {sink}"),
                 Level::of(fill, b.warn, b.critical),
                 format!("{:.0}%", fill * 100.0),
             )
-            .detail(format!("{size:.0} of {capacity:.0} events waiting"))
+            .detail(detail)
         })
         .collect()
 }
@@ -828,6 +839,14 @@ mod tests {
         assert_eq!(checks[0].status, Level::Ok);
         assert_eq!(checks[1].name, "queue loki");
         assert_eq!(checks[1].status, Level::Critical);
+        // Few events but the byte bound reached (long lines): as full as its bytes.
+        let scrape = Scrape::parse(
+            "log_capturer_queue_size{sink=\"loki\"} 3500\nlog_capturer_queue_capacity{sink=\"loki\"} 50000\n\
+             log_capturer_queue_bytes{sink=\"loki\"} 4100000\nlog_capturer_queue_capacity_bytes{sink=\"loki\"} 4194304\n",
+        );
+        let checks = queues(&scrape);
+        assert_eq!(checks[0].status, Level::Critical, "{checks:?}");
+        assert_eq!(checks[0].value, "98%");
         let first = Scrape::parse(
             "log_capturer_dedup_checks_total{component=\"d\"} 0\nlog_capturer_dedup_duplicates_total{component=\"d\"} 0\n",
         );
