@@ -12,6 +12,9 @@
 //!   marker. Two files differing in any of these are never taken for each other; files with the
 //!   same birth time, head and bytes before the offset are indistinguishable, and resuming one
 //!   at the other's offset skips nothing it did not already hold.
+//! - [`Behind`] holds the bytes just before the read position exactly as they were read, so the
+//!   next read, started that far back, tells a file that only grew from one truncated (shorter
+//!   than them) or rewritten (other bytes there) since, in the same `pread` as the new data.
 //! - Nothing here panics on a file that is short, unreadable or gone: it simply does not match.
 
 use std::fs::{File, Metadata};
@@ -142,6 +145,63 @@ impl Marker {
     }
 }
 
+/// Bytes before the read position a read starts with, to compare (see [`Behind`]).
+pub const BEHIND_BYTES: usize = 64;
+
+/// The last bytes read before a file's read position: `min(BEHIND_BYTES, position)` of them.
+/// Kept per followed file (64 bytes), so the truncation check of a read costs no system call
+/// of its own: a file truncated and rewritten past the position between two reads differs in
+/// these bytes (and is caught even when it begins with the same bytes as before, which a
+/// comparison of the heads misses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Behind {
+    bytes: [u8; BEHIND_BYTES],
+    len: u8,
+}
+
+impl Behind {
+    /// The window of position 0: nothing before it.
+    pub fn start() -> Self {
+        Self {
+            bytes: [0; BEHIND_BYTES],
+            len: 0,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// The window of the position `position` after `read` more bytes were read onto
+    /// `buffered`, the file's bytes that end at `position` (the partial line kept from before
+    /// and `read`'s bytes, `read` being its last `read` bytes); `before` is the window of the
+    /// position before the read, where known. `None` when these do not reach back far enough.
+    pub fn advanced(
+        before: Option<&Self>,
+        buffered: &[u8],
+        read: usize,
+        position: u64,
+    ) -> Option<Self> {
+        let need = usize::try_from(position)
+            .unwrap_or(usize::MAX)
+            .min(BEHIND_BYTES);
+        let mut window = Self::start();
+        if let Some(from) = buffered.len().checked_sub(need) {
+            let tail = &buffered[from..];
+            window.bytes[..need].copy_from_slice(tail);
+        } else {
+            // Fewer bytes buffered than the window holds: the old window's end, then the read.
+            let fresh = buffered.get(buffered.len().checked_sub(read)?..)?;
+            let old = before?.as_slice();
+            let from_old = need.checked_sub(fresh.len())?;
+            window.bytes[..from_old].copy_from_slice(old.get(old.len().checked_sub(from_old)?..)?);
+            window.bytes[from_old..need].copy_from_slice(fresh);
+        }
+        window.len = need as u8;
+        Some(window)
+    }
+}
+
 /// What is kept of a file the source stopped following (released after rotation, or skipped
 /// as too old), so that it is recognised, and only it, if it is found again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,6 +312,28 @@ mod tests {
         std::fs::write(&path, "line one\nline 2!!\nline three\n").unwrap();
         let rewritten = std::fs::metadata(&path).unwrap();
         assert!(!remembered.recognises(&file, &rewritten));
+    }
+
+    #[test]
+    fn the_window_behind_a_position_follows_reads_of_any_size() {
+        let content: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+        // Reads of 1, 5, 70 and 3 bytes with partial lines of various lengths kept before them.
+        let mut window = Some(Behind::start());
+        let mut position = 0usize;
+        for (read, kept) in [(1, 0), (5, 3), (70, 10), (3, 0), (2, 2), (64, 0), (1, 65)] {
+            let end = position + read;
+            let buffered = &content[end - read - kept.min(position)..end];
+            window = Behind::advanced(window.as_ref(), buffered, read, end as u64);
+            let expected = &content[end.saturating_sub(BEHIND_BYTES)..end];
+            assert_eq!(
+                window.map(|w| w.as_slice().to_vec()),
+                Some(expected.to_vec())
+            );
+            position = end;
+        }
+        // Without the window before, a short read does not reach back far enough.
+        assert_eq!(Behind::advanced(None, &content[100..110], 10, 110), None);
+        assert!(Behind::advanced(None, &content[..110], 10, 110).is_some());
     }
 
     #[test]

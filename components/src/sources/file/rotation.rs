@@ -10,7 +10,8 @@
 //!   name it goes on where it was instead of being read twice; a deleted one is not, since its
 //!   inode will name some other file.
 //! - copytruncate and truncation in place: when a file shrinks below what was read, or its
-//!   head changes, it is read again from 0; if a sibling file (same directory, name starting
+//!   head changes, or the bytes just before the read position are not the ones read there (a
+//!   file truncated and written past the position between two reads), it is read again from 0; if a sibling file (same directory, name starting
 //!   with the file's name) carries the same head, that copy is read from the file's committed
 //!   offset to its end first, so lines written before the truncation are not lost.
 //! - A closed file whose inode now names another file was deleted while closed: it is dropped
@@ -25,7 +26,7 @@ use std::time::Instant;
 use schnellru::{ByLength, LruMap};
 
 use super::events::{FileRotated, FileTruncated};
-use super::fingerprint::{self, HEAD_BYTES, Head, Marker, Remembered, born_ns};
+use super::fingerprint::{self, Behind, HEAD_BYTES, Head, Marker, Remembered, born_ns};
 use super::positions::FileKey;
 use super::reader::Reader;
 use super::tail::{open_file, regular_file_size};
@@ -67,17 +68,18 @@ impl ReleasedFiles {
 }
 
 impl Reader {
-    /// A file that shrank below what was read, or whose head changed, is read again from 0,
-    /// after draining the copy copytruncate left, if any. Returns the size the check saw, for a
-    /// regular file still open (the caller's next read may rely on it).
-    pub(super) fn check_truncation(&mut self, key: FileKey) -> Option<u64> {
+    /// A file that shrank below what was read, or whose head changed, or whose bytes before the
+    /// read position a read found changed (`rewritten`), is read again from 0, after draining
+    /// the copy copytruncate left, if any. Returns the size the check saw, for a regular file
+    /// still open (the caller's next read may rely on it).
+    pub(super) fn check_truncation(&mut self, key: FileKey, rewritten: bool) -> Option<u64> {
         let tracked = self.files.get(&key)?;
         let file = tracked.file.as_ref()?;
         let meta = file.metadata().ok()?;
         let size = regular_file_size(&meta);
         let shrank = meta.len() < tracked.read_pos;
         let head_changed = tracked.head.len > 0 && !tracked.head.matches(file);
-        if !shrank && !head_changed {
+        if !shrank && !head_changed && !rewritten {
             if tracked.head.len < HEAD_BYTES && meta.len() > tracked.head.len {
                 // The file has grown past a short head: fingerprint more of it.
                 let head = Head::of(file, meta.len());
@@ -116,6 +118,7 @@ impl Reader {
             .map_or_else(Head::empty, |f| Head::of(f, meta.len()));
         tracked.read_pos = 0;
         tracked.emitted = 0;
+        tracked.behind = Some(Behind::start());
         tracked.buf.clear();
         tracked.splitter.reset();
         tracked.epoch = epoch;
@@ -433,6 +436,27 @@ mod tests {
         // Not shorter than what was read, but its head changed.
         std::fs::write(&path, "uno\ndos\n").unwrap();
         assert_eq!(f.read_all(), vec!["uno", "dos"]);
+    }
+
+    #[test]
+    fn a_file_rewritten_past_the_read_position_with_the_same_head_is_read_again() {
+        let mut f = fixture();
+        let path = f.path("app.log");
+        // A banner longer than the head: a file truncated and written again begins the same.
+        let banner = format!("{}\n", "=".repeat(300));
+        append(&path, &format!("{banner}old one\nold two\n"));
+        f.reader.consider(&path, false);
+        assert_eq!(f.read_all().len(), 3);
+        // Truncated and written again, past the read position, between two reads.
+        std::fs::write(
+            &path,
+            format!("{banner}new one, longer than before\nnew two\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            f.read_all(),
+            vec![banner.trim_end(), "new one, longer than before", "new two"]
+        );
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //!   open another, and reopened where it was.
 //! - A read asks for what the file holds beyond the read position (at least 16 KiB), not the
 //!   whole buffer; at most 16 reads of one file per turn (fairness).
+//! - Every turn checks a file for truncation before it trusts what it reads: where the bytes
+//!   just before the read position are known ([`Behind`]), the first read starts there and
+//!   compares them (one `pread` for the check and the data); otherwise a stat and a look at the
+//!   head come first ([`Reader::check_truncation`]). Regular files are read with `pread` at the
+//!   read position, never through the descriptor's own offset.
 //! - The offset a batch's token carries is just past its last whole line, with the marker of
 //!   the bytes before it, so a restart resumes exactly there and can check it is the same file.
 
@@ -22,7 +27,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::events::FileReadFailed;
-use super::fingerprint::{self, Head, Marker, born_ns};
+use super::fingerprint::{self, BEHIND_BYTES, Behind, HEAD_BYTES, Head, Marker, born_ns};
 use super::lines::LineSplitter;
 use super::positions::{FileKey, FilePosition};
 use super::reader::Reader;
@@ -64,17 +69,86 @@ pub(super) fn regular_file_size(meta: &Metadata) -> Option<u64> {
 
 /// Reads up to `want` bytes of `file` onto the end of `buf`, into its spare capacity: unlike
 /// `Read::read` into a resized buffer, the memory is not zero-filled first (that memset was a
-/// tenth of the file source's CPU at 10k lines/s). Returns the bytes read; `buf` grows by them.
-fn read_appending(file: &File, buf: &mut BytesMut, want: usize) -> std::io::Result<usize> {
+/// tenth of the file source's CPU at 10k lines/s). Reads at offset `at` (`pread`) where given,
+/// else from the descriptor's offset (pipes). Returns the bytes read; `buf` grows by them.
+fn read_appending(
+    file: &File,
+    buf: &mut BytesMut,
+    want: usize,
+    at: Option<u64>,
+) -> std::io::Result<usize> {
     buf.reserve(want);
     let spare = &mut buf.spare_capacity_mut()[..want];
-    // SAFETY: read(2) writes at most `spare.len()` bytes into memory that `buf` owns and has
-    // reserved, and reports how many it wrote.
-    let read = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+    let read = match at {
+        // SAFETY (both calls): read(2) and pread(2) write at most `spare.len()` bytes into
+        // memory that `buf` owns and has reserved, and report how many they wrote.
+        Some(offset) => unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                file_offset(offset)?,
+            )
+        },
+        None => unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) },
+    };
     let n = usize::try_from(read).map_err(|_| std::io::Error::last_os_error())?;
     // SAFETY: the `n <= want` bytes after the old length were just written by read(2).
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
+}
+
+fn file_offset(offset: u64) -> std::io::Result<libc::off_t> {
+    libc::off_t::try_from(offset)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+}
+
+/// What a read that began with the bytes before the read position found.
+#[derive(Debug, PartialEq)]
+enum ReadOn {
+    /// They were as read before: this many new bytes were appended.
+    Read(usize),
+    /// The file is shorter than the read position now, or holds other bytes before it: it was
+    /// truncated (and perhaps written again) since the last read. Nothing was appended.
+    Changed,
+}
+
+/// Reads up to `want` bytes of `file` at `position` onto the end of `buf` in one `preadv` that
+/// starts `behind`'s length earlier, into a scratch buffer first, and compares those bytes.
+fn read_on(
+    file: &File,
+    behind: &Behind,
+    buf: &mut BytesMut,
+    want: usize,
+    position: u64,
+) -> std::io::Result<ReadOn> {
+    let expected = behind.as_slice();
+    let mut seen = [0u8; BEHIND_BYTES];
+    buf.reserve(want);
+    let spare = &mut buf.spare_capacity_mut()[..want];
+    let parts = [
+        libc::iovec {
+            iov_base: seen.as_mut_ptr().cast(),
+            iov_len: expected.len(),
+        },
+        libc::iovec {
+            iov_base: spare.as_mut_ptr().cast(),
+            iov_len: spare.len(),
+        },
+    ];
+    let from = file_offset(position.saturating_sub(expected.len() as u64))?;
+    // SAFETY: preadv(2) writes at most each iovec's length into its memory: `seen`, a local
+    // array of at least `expected.len()` bytes, and the spare capacity `buf` reserved; both
+    // outlive the call. It reports how many bytes it wrote in all.
+    let read = unsafe { libc::preadv(file.as_raw_fd(), parts.as_ptr(), 2, from) };
+    let n = usize::try_from(read).map_err(|_| std::io::Error::last_os_error())?;
+    if n < expected.len() || seen[..expected.len()] != *expected {
+        return Ok(ReadOn::Changed);
+    }
+    let fresh = n - expected.len();
+    // SAFETY: the `fresh <= want` bytes after the old length were just written by preadv(2).
+    unsafe { buf.set_len(buf.len() + fresh) };
+    Ok(ReadOn::Read(fresh))
 }
 
 /// One followed file.
@@ -94,12 +168,27 @@ pub(super) struct Tracked {
     pub(super) born: Option<i64>,
     /// The marker of `emitted`, kept for when the file is released.
     pub(super) marker: Marker,
+    /// The bytes just before `read_pos` as read, where known: the next turn's truncation check.
+    pub(super) behind: Option<Behind>,
+    /// A regular file: read with `pread` at `read_pos`; its short read is its end.
+    pub(super) seekable: bool,
     pub(super) epoch: u64,
     pub(super) dirty: bool,
     pub(super) at_eof: bool,
     pub(super) last_activity: Instant,
     /// Set when the file was renamed away or deleted: drain, then release.
     pub(super) rotated: bool,
+}
+
+impl Tracked {
+    /// Whether this turn's truncation check can be made inside the first read: a regular file
+    /// whose bytes before the read position are known, with its head complete or not yet read
+    /// past (a head still growing is taken again by the stat-first check).
+    fn checks_in_read(&self) -> bool {
+        self.seekable
+            && self.behind.is_some()
+            && (self.head.len >= HEAD_BYTES || self.read_pos <= self.head.len)
+    }
 }
 
 impl Reader {
@@ -153,6 +242,8 @@ impl Reader {
             head,
             born,
             marker,
+            behind: (start == 0).then(Behind::start),
+            seekable: meta.is_file(),
             epoch,
             dirty: true,
             at_eof: false,
@@ -285,8 +376,14 @@ impl Reader {
         if !self.ensure_open(key) {
             return false;
         }
-        // The size the truncation check just read serves the first read: one stat per turn.
-        let mut size_seen = self.check_truncation(key);
+        // The turn's truncation check: inside the first read where the bytes before the read
+        // position are known, else a stat and a look at the head first, whose size then serves
+        // the first read (one stat per turn).
+        let mut check_in_read = self.files.get(&key).is_some_and(Tracked::checks_in_read);
+        let mut size_seen = None;
+        if !check_in_read {
+            size_seen = self.check_truncation(key, false);
+        }
         let read_buffer = self.config.read_buffer_bytes;
         let mut progressed = false;
         let mut drained = false;
@@ -297,21 +394,44 @@ impl Reader {
             let Some(file) = tracked.file.as_mut() else {
                 return progressed;
             };
-            let size = size_seen
-                .take()
-                .or_else(|| regular_file_size(&file.metadata().ok()?));
-            // Ask for what the file holds beyond the read position and one byte more (at least
-            // 16 KiB, so a file that grew since the stat is read on), not for the whole buffer:
-            // a trickle of lines should not reserve 256 KiB each time, and a read that returns
-            // less than it asked for has reached the end without a second read to find out.
-            let want = match size {
-                Some(size) => usize::try_from(size.saturating_sub(tracked.read_pos))
-                    .unwrap_or(usize::MAX)
-                    .saturating_add(1)
-                    .clamp(MIN_READ_BYTES.min(read_buffer), read_buffer),
-                None => read_buffer,
+            let (read, want, regular) = if std::mem::take(&mut check_in_read) {
+                // What the file holds is unknown without a stat: ask for the least a regular
+                // read asks for; a read that fills it is followed by stat-sized ones.
+                let want = MIN_READ_BYTES.min(read_buffer);
+                let behind = tracked.behind.unwrap_or_else(Behind::start);
+                match read_on(file, &behind, &mut tracked.buf, want, tracked.read_pos) {
+                    Ok(ReadOn::Read(n)) => (Ok(n), want, true),
+                    Ok(ReadOn::Changed) => {
+                        // Truncated or rewritten since the last read: read it again from 0.
+                        self.check_truncation(key, true);
+                        continue;
+                    }
+                    Err(err) => (Err(err), want, true),
+                }
+            } else {
+                let size = size_seen
+                    .take()
+                    .or_else(|| regular_file_size(&file.metadata().ok()?));
+                // Ask for what the file holds beyond the read position and one byte more (at
+                // least 16 KiB, so a file that grew since the stat is read on), not for the whole
+                // buffer: a trickle of lines should not reserve 256 KiB each time, and a read
+                // that returns less than it asked for has reached the end without a second read
+                // to find out.
+                let want = match size {
+                    Some(size) => usize::try_from(size.saturating_sub(tracked.read_pos))
+                        .unwrap_or(usize::MAX)
+                        .saturating_add(1)
+                        .clamp(MIN_READ_BYTES.min(read_buffer), read_buffer),
+                    None => read_buffer,
+                };
+                let at = tracked.seekable.then_some(tracked.read_pos);
+                (
+                    read_appending(file, &mut tracked.buf, want, at),
+                    want,
+                    size.is_some(),
+                )
             };
-            let n = match read_appending(file, &mut tracked.buf, want) {
+            let n = match read {
                 Ok(n) => n,
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => 0,
                 Err(err) => {
@@ -335,12 +455,16 @@ impl Reader {
             progressed = true;
             // A regular file read short is at its end: what is written next comes with an event
             // of its own. Pipes and other files read short at any time, so they read until 0.
-            let at_end = size.is_some() && n < want;
+            let at_end = regular && n < want;
             tracked.at_eof = at_end;
             if at_end {
                 tracked.dirty = false;
             }
             tracked.read_pos += n as u64;
+            if tracked.seekable {
+                tracked.behind =
+                    Behind::advanced(tracked.behind.as_ref(), &tracked.buf, n, tracked.read_pos);
+            }
             tracked.last_activity = Instant::now();
             self.turn.read_bytes += n as u64;
             self.emit_lines(key, false);
@@ -439,11 +563,11 @@ mod tests {
         let file = File::open(&path).unwrap();
         let mut buf = BytesMut::from(&b"first\n"[..]);
 
-        assert_eq!(read_appending(&file, &mut buf, 4).unwrap(), 4);
+        assert_eq!(read_appending(&file, &mut buf, 4, None).unwrap(), 4);
         assert_eq!(&buf[..], b"first\nseco");
-        assert_eq!(read_appending(&file, &mut buf, 1024).unwrap(), 8);
+        assert_eq!(read_appending(&file, &mut buf, 1024, None).unwrap(), 8);
         assert_eq!(&buf[..], b"first\nsecond\nthird");
-        assert_eq!(read_appending(&file, &mut buf, 1024).unwrap(), 0);
+        assert_eq!(read_appending(&file, &mut buf, 1024, None).unwrap(), 0);
         assert_eq!(&buf[..], b"first\nsecond\nthird");
 
         let mut more = std::fs::OpenOptions::new()
@@ -451,8 +575,77 @@ mod tests {
             .open(&path)
             .unwrap();
         more.write_all(b"\nfourth\n").unwrap();
-        assert_eq!(read_appending(&file, &mut buf, 1024).unwrap(), 8);
+        assert_eq!(read_appending(&file, &mut buf, 1024, None).unwrap(), 8);
         assert_eq!(&buf[..], b"first\nsecond\nthird\nfourth\n");
+    }
+
+    #[test]
+    fn a_pread_reads_at_its_offset_and_leaves_the_descriptors_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let file = File::open(&path).unwrap();
+        let mut buf = BytesMut::new();
+        assert_eq!(read_appending(&file, &mut buf, 4, Some(3)).unwrap(), 4);
+        assert_eq!(&buf[..], b"3456");
+        assert_eq!(read_appending(&file, &mut buf, 100, Some(7)).unwrap(), 3);
+        assert_eq!(&buf[..], b"3456789");
+        assert_eq!(read_appending(&file, &mut buf, 4, None).unwrap(), 4);
+        assert_eq!(&buf[..], b"34567890123");
+    }
+
+    #[test]
+    fn a_read_on_appends_only_when_the_bytes_before_the_position_are_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let first = b"first line\nsecond line\n";
+        std::fs::write(&path, first).unwrap();
+        let file = File::open(&path).unwrap();
+        let position = first.len() as u64;
+        let behind = Behind::advanced(None, first, first.len(), position).unwrap();
+        let mut buf = BytesMut::from(&b"kept"[..]);
+
+        // Nothing new: the bytes before match, nothing is appended.
+        assert_eq!(
+            read_on(&file, &behind, &mut buf, 64, position).unwrap(),
+            ReadOn::Read(0)
+        );
+        append_bytes(&path, b"third\n");
+        assert_eq!(
+            read_on(&file, &behind, &mut buf, 64, position).unwrap(),
+            ReadOn::Read(6)
+        );
+        assert_eq!(&buf[..], b"keptthird\n");
+
+        // Truncated below the position, then rewritten past it (same length and head).
+        std::fs::write(&path, b"first line\nSECOND line\nthird\n").unwrap();
+        assert_eq!(
+            read_on(&file, &behind, &mut buf, 64, position).unwrap(),
+            ReadOn::Changed
+        );
+        std::fs::write(&path, b"first").unwrap();
+        assert_eq!(
+            read_on(&file, &behind, &mut buf, 64, position).unwrap(),
+            ReadOn::Changed
+        );
+        assert_eq!(&buf[..], b"keptthird\n");
+
+        // At position 0 there is nothing to compare.
+        let mut fresh = BytesMut::new();
+        assert_eq!(
+            read_on(&file, &Behind::start(), &mut fresh, 64, 0).unwrap(),
+            ReadOn::Read(5)
+        );
+        assert_eq!(&fresh[..], b"first");
+    }
+
+    fn append_bytes(path: &Path, bytes: &[u8]) {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
     }
 
     #[test]
@@ -461,7 +654,7 @@ mod tests {
         // A directory opens but does not read (EISDIR).
         let file = File::open(dir.path()).unwrap();
         let mut buf = BytesMut::from(&b"kept"[..]);
-        assert!(read_appending(&file, &mut buf, 16).is_err());
+        assert!(read_appending(&file, &mut buf, 16, None).is_err());
         assert_eq!(&buf[..], b"kept");
     }
 }
