@@ -13,7 +13,7 @@
 //!   loop waits for a file event (at most 100 ms), then lets `coalesce_interval` pass before
 //!   reading, so a file written line by line is read in chunks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -30,7 +30,7 @@ use super::positions::{FileKey, FilePosition};
 use super::rotation::ReleasedFiles;
 use super::tail::Tracked;
 use super::watcher::DirWatcher;
-use super::{FileSourceConfig, Shared, metrics};
+use super::{FastMap, FileSourceConfig, Shared, metrics};
 use crate::ComponentKey;
 use crate::event::{EventBatch, Labels};
 use crate::shutdown::ShutdownSignal;
@@ -56,11 +56,11 @@ pub(super) struct Reader {
     pub(super) outbox: Outbox,
     pub(super) retries: OpenRetries,
     /// The files followed.
-    pub(super) files: HashMap<FileKey, Tracked>,
+    pub(super) files: FastMap<FileKey, Tracked>,
     /// Which followed file each included path names (rotated files have none).
-    pub(super) by_path: HashMap<PathBuf, FileKey>,
+    pub(super) by_path: FastMap<PathBuf, FileKey>,
     /// Files skipped by `ignore_older`, with their size then (the offset to go on from).
-    pub(super) ignored: HashMap<FileKey, Remembered>,
+    pub(super) ignored: FastMap<FileKey, Remembered>,
     pub(super) released: ReleasedFiles,
     pub(super) open_count: usize,
     /// Numbers each reading of a file from a start; tokens of an older one are ignored.
@@ -117,9 +117,9 @@ impl Reader {
             shared,
             labels,
             globs,
-            files: HashMap::new(),
-            by_path: HashMap::new(),
-            ignored: HashMap::new(),
+            files: FastMap::default(),
+            by_path: FastMap::default(),
+            ignored: FastMap::default(),
             released: ReleasedFiles::default(),
             open_count: 0,
             next_epoch: 1,
@@ -230,7 +230,7 @@ impl Reader {
 pub(super) mod testing {
     //! A reader on a temporary directory, driven by hand.
 
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::BTreeMap;
     use std::io::Write;
     use std::os::unix::fs::MetadataExt;
     use std::path::{Path, PathBuf};
@@ -273,7 +273,7 @@ pub(super) mod testing {
             let (acks_tx, acks) = mpsc::unbounded_channel();
             let (trigger, signal) = crate::shutdown::shutdown_pair();
             let shared = Arc::new(Shared {
-                table: std::sync::Mutex::new(HashMap::new()),
+                table: std::sync::Mutex::new(Default::default()),
                 saves_behind: std::sync::atomic::AtomicBool::new(false),
                 scanned: std::sync::atomic::AtomicBool::new(false),
             });

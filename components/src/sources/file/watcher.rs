@@ -18,7 +18,7 @@
 //!   and the `include_dirs_missing` gauge says how many are missing now; a watched directory
 //!   that is removed is watched again when it comes back.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -28,10 +28,10 @@ use std::time::Duration;
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use opentelemetry::KeyValue;
 
-use super::metrics;
 use super::positions::FileKey;
 use super::reader::Reader;
 use super::tail::open_file;
+use super::{FastMap, metrics};
 
 /// Bytes read from inotify at a time: some 2,000 events.
 const READ_BUFFER: usize = 64 * 1024;
@@ -64,8 +64,8 @@ pub(super) struct Changes {
 pub(super) struct DirWatcher {
     inotify: Option<Inotify>,
     /// Watched directories by watch descriptor id.
-    dirs: HashMap<i32, PathBuf>,
-    watched: HashMap<PathBuf, WatchDescriptor>,
+    dirs: FastMap<i32, PathBuf>,
+    watched: FastMap<PathBuf, WatchDescriptor>,
     /// Directories under which every directory is watched (`**`).
     recursive: Vec<PathBuf>,
     /// Include directories found missing at the last look.
@@ -98,8 +98,8 @@ impl DirWatcher {
         };
         Self {
             inotify,
-            dirs: HashMap::new(),
-            watched: HashMap::new(),
+            dirs: FastMap::default(),
+            watched: FastMap::default(),
             recursive: Vec::new(),
             missing: HashSet::new(),
             buffer: vec![0; READ_BUFFER],
@@ -207,8 +207,8 @@ impl DirWatcher {
         let Some(inotify) = self.inotify.as_mut() else {
             return changes;
         };
-        let mut seen: HashMap<PathBuf, Change> = HashMap::new();
-        let mut moved_from: HashMap<u32, PathBuf> = HashMap::new();
+        let mut seen: FastMap<PathBuf, Change> = FastMap::default();
+        let mut moved_from: FastMap<u32, PathBuf> = FastMap::default();
         let mut gone: Vec<i32> = Vec::new();
         let mut new_dirs: Vec<PathBuf> = Vec::new();
         for _ in 0..READS_PER_TURN {
@@ -223,7 +223,7 @@ impl DirWatcher {
             };
             // Paths of this read, each once: an application writing line by line queues one
             // event per write.
-            let mut this_read: HashMap<(i32, &OsStr), EventMask> = HashMap::new();
+            let mut this_read: FastMap<(i32, &OsStr), EventMask> = FastMap::default();
             let mut ordered: Vec<(i32, &OsStr)> = Vec::new();
             for event in events {
                 let id = event.wd.get_watch_descriptor_id();
