@@ -202,17 +202,26 @@ impl LokiSink {
         };
         let tenant = StreamCap::tenant_key(tenant_name);
         // Events of one file come in runs: the previous event's stream is checked first.
+        // The source and the file are part of an event's stream only through templates that
+        // read them; otherwise 1,000 files with the same labels would cost 1,000 label
+        // merges per batch.
+        let reads_source = self.templates.iter().any(|(_, t)| t.reads_source());
+        let reads_file = self.templates.iter().any(|(_, t)| t.reads_file());
         let mut last: Option<((usize, usize, usize), Route)> = None;
         for &index in indexes {
             let event = &events[index];
             // Templates may read the source and the file, so they are part of the cache key.
             let key = (
                 event.labels.identity(),
-                Arc::as_ptr(&event.source) as *const u8 as usize,
-                event
-                    .file
-                    .as_ref()
-                    .map_or(0, |f| Arc::as_ptr(f) as *const u8 as usize),
+                if reads_source {
+                    Arc::as_ptr(&event.source) as *const u8 as usize
+                } else {
+                    0
+                },
+                match &event.file {
+                    Some(file) if reads_file => Arc::as_ptr(file) as *const u8 as usize,
+                    _ => 0,
+                },
             );
             let known = match last {
                 Some((last_key, route)) if last_key == key => Some(route),

@@ -64,6 +64,18 @@ impl LabelTemplate {
         })
     }
 
+    /// Whether the value reads the event's file (`{{ file }}`).
+    pub fn reads_file(&self) -> bool {
+        self.0.iter().any(|part| matches!(part, TemplatePart::File))
+    }
+
+    /// Whether the value reads the event's source (`{{ source }}`).
+    pub fn reads_source(&self) -> bool {
+        self.0
+            .iter()
+            .any(|part| matches!(part, TemplatePart::Source))
+    }
+
     /// The value when it is the same for every event (plain text, no placeholder).
     pub fn constant(&self) -> Option<String> {
         self.0
