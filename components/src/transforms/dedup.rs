@@ -81,7 +81,9 @@ impl Component for DedupConfig {
                     join_path(prefix, "cache_size"),
                     "must be at least 1 (keys remembered)",
                 )
-                .with_hint("the default is 100000; each entry takes about 65 bytes"),
+                .with_hint(
+                    "the default is 100000; each entry takes about 33 bytes when the cache is full",
+                ),
             );
         }
         if self.ttl.is_zero() {
