@@ -173,6 +173,8 @@ impl Cli {
 
 /// Parses the arguments and runs the chosen command.
 pub fn main() -> ExitCode {
+    // Before any thread starts: see the module's notes.
+    log_capturer_components::memory::use_one_malloc_arena();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
