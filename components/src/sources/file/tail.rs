@@ -570,11 +570,7 @@ mod tests {
         assert_eq!(read_appending(&file, &mut buf, 1024, None).unwrap(), 0);
         assert_eq!(&buf[..], b"first\nsecond\nthird");
 
-        let mut more = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        more.write_all(b"\nfourth\n").unwrap();
+        append_bytes(&path, b"\nfourth\n");
         assert_eq!(read_appending(&file, &mut buf, 1024, None).unwrap(), 8);
         assert_eq!(&buf[..], b"first\nsecond\nthird\nfourth\n");
     }
