@@ -210,7 +210,6 @@ impl LokiSink {
         let mut last: Option<((usize, usize, usize), Route)> = None;
         for &index in indexes {
             let event = &events[index];
-            // Templates may read the source and the file, so they are part of the cache key.
             let key = (
                 event.labels.identity(),
                 if reads_source {

@@ -11,9 +11,10 @@
 //!   inode will name some other file.
 //! - copytruncate and truncation in place: when a file shrinks below what was read, or its
 //!   head changes, or the bytes just before the read position are not the ones read there (a
-//!   file truncated and written past the position between two reads), it is read again from 0; if a sibling file (same directory, name starting
-//!   with the file's name) carries the same head, that copy is read from the file's committed
-//!   offset to its end first, so lines written before the truncation are not lost.
+//!   file truncated and written past the position between two reads), it is read again from 0;
+//!   if a sibling file (same directory, name starting with the file's name) carries the same
+//!   head, that copy is read from the file's committed offset to its end first, so lines
+//!   written before the truncation are not lost.
 //! - A closed file whose inode now names another file was deleted while closed: it is dropped
 //!   and not remembered, and the new file is judged afresh.
 
