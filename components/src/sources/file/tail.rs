@@ -551,9 +551,8 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use super::*;
+    use crate::sources::file::reader::testing::append;
 
     #[test]
     fn reads_append_to_what_is_buffered_and_stop_at_the_end_of_the_file() {
@@ -570,7 +569,7 @@ mod tests {
         assert_eq!(read_appending(&file, &mut buf, 1024, None).unwrap(), 0);
         assert_eq!(&buf[..], b"first\nsecond\nthird");
 
-        append_bytes(&path, b"\nfourth\n");
+        append(&path, "\nfourth\n");
         assert_eq!(read_appending(&file, &mut buf, 1024, None).unwrap(), 8);
         assert_eq!(&buf[..], b"first\nsecond\nthird\nfourth\n");
     }
@@ -606,7 +605,7 @@ mod tests {
             read_on(&file, &behind, &mut buf, 64, position).unwrap(),
             ReadOn::Read(0)
         );
-        append_bytes(&path, b"third\n");
+        append(&path, "third\n");
         assert_eq!(
             read_on(&file, &behind, &mut buf, 64, position).unwrap(),
             ReadOn::Read(6)
@@ -633,15 +632,6 @@ mod tests {
             ReadOn::Read(5)
         );
         assert_eq!(&fresh[..], b"first");
-    }
-
-    fn append_bytes(path: &Path, bytes: &[u8]) {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .unwrap()
-            .write_all(bytes)
-            .unwrap();
     }
 
     #[test]
