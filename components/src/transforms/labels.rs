@@ -22,6 +22,7 @@ use opentelemetry::KeyValue;
 use regex::Regex;
 use schnellru::{ByLength, LruMap};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::component::{
@@ -252,12 +253,15 @@ impl LabelsStage {
         }
     }
 
-    /// The event's new labels, from the cache or built.
+    /// The event's new labels, from the cache or built. A hit reads the field values where
+    /// they are: only a miss copies them (a reference count each) into the cache.
     fn relabel(&mut self, event: &LogEvent) -> Labels {
-        self.values.clear();
-        for (_, field) in &self.rules.from_fields {
-            self.values.push(event.fields.get(field).cloned());
-        }
+        let values: SmallVec<[Option<&[u8]>; 8]> = self
+            .rules
+            .from_fields
+            .iter()
+            .map(|(_, field)| event.fields.get(field).map(|v| v.as_ref()))
+            .collect();
         let mut hasher = Xxh3::new();
         hasher.update(&event.labels.identity().to_le_bytes());
         let file_id = event
@@ -265,7 +269,7 @@ impl LabelsStage {
             .as_ref()
             .map_or(0, |f| Arc::as_ptr(f) as *const u8 as usize);
         hasher.update(&file_id.to_le_bytes());
-        for value in &self.values {
+        for value in &values {
             match value {
                 Some(bytes) => {
                     hasher.update(&(bytes.len() as u64).to_le_bytes());
@@ -276,12 +280,19 @@ impl LabelsStage {
         }
         let key = hasher.digest();
         if let Some(hit) = self.cache.get(&key)
-            && hit.labels.identity() == event.labels.identity()
             && hit.labels == event.labels
             && hit.file == event.file
-            && hit.values == self.values
+            && hit
+                .values
+                .iter()
+                .map(|v| v.as_deref())
+                .eq(values.iter().copied())
         {
             return hit.out.clone();
+        }
+        self.values.clear();
+        for (_, field) in &self.rules.from_fields {
+            self.values.push(event.fields.get(field).cloned());
         }
         let out = self.build(event);
         self.cache.insert(
@@ -463,6 +474,35 @@ mod tests {
         let ids: Vec<usize> = batch.events.iter().map(|e| e.labels.identity()).collect();
         assert_eq!(ids[0], ids[1]);
         assert_eq!(ids[1], ids[2]);
+    }
+
+    #[test]
+    fn interleaved_and_missing_values_each_get_their_own_cached_label_set() {
+        let levels = [
+            Some("warn"),
+            Some("info"),
+            Some("warn"),
+            None,
+            Some("info"),
+            None,
+        ];
+        let mut batch = batch(&[b"a".as_slice(); 6]);
+        for (event, level) in batch.events.iter_mut().zip(levels) {
+            if let Some(level) = level {
+                let value = Bytes::copy_from_slice(level.as_bytes());
+                event.fields.insert("level", value);
+            }
+        }
+        let mut stage = stage(json!({"static": {"job": "j"}, "from_fields": {"level": "level"}}));
+        stage.transform(&mut batch);
+        for (event, level) in batch.events.iter().zip(levels) {
+            let mut want = vec![("job", "j")];
+            want.extend(level.map(|level| ("level", level)));
+            assert_eq!(labels(event), pairs(&want));
+        }
+        let id = |i: usize| batch.events[i].labels.identity();
+        assert_eq!((id(0), id(1), id(3)), (id(2), id(4), id(5)));
+        assert_ne!(id(0), id(1));
     }
 
     #[test]

@@ -11,7 +11,6 @@
 use bytes::Bytes;
 
 use crate::EventBatch;
-use crate::event::LogEvent;
 use crate::telemetry::{ComponentAttrs, Counter, MetricDef};
 
 static PARSE_ERRORS: Counter = Counter::new(
@@ -23,15 +22,6 @@ static PARSE_ERRORS: Counter = Counter::new(
 /// The metrics every parser declares.
 pub static METRICS: &[&MetricDef] = &[&PARSE_ERRORS.def];
 
-/// The bytes a parser reads: the field `source` set by an earlier parser (e.g. the `log` field
-/// of a Docker json-file line), or the line.
-pub fn input_of<'a>(event: &'a LogEvent, source: Option<&str>) -> Option<&'a Bytes> {
-    match source {
-        Some(name) => event.fields.get(name),
-        None => Some(&event.line),
-    }
-}
-
 /// Runs `parse` over every event of `batch`, counting the events it could not parse (`parse`
 /// returns `false`, or the source field is missing).
 pub fn parse_batch(
@@ -42,12 +32,23 @@ pub fn parse_batch(
 ) {
     let mut failed = 0u64;
     for event in &mut batch.events {
-        // The input is cloned (a reference count) so the fields can be written while it is read.
-        let Some(bytes) = input_of(event, source).cloned() else {
-            failed += 1;
-            continue;
+        // A field as the input is cloned (a reference count) so that the fields can be written
+        // while it is read; the line is borrowed beside them.
+        let source_field;
+        let bytes = match source {
+            None => &event.line,
+            Some(name) => match event.fields.get(name) {
+                Some(value) => {
+                    source_field = value.clone();
+                    &source_field
+                }
+                None => {
+                    failed += 1;
+                    continue;
+                }
+            },
         };
-        if !parse(&bytes, &mut event.fields) {
+        if !parse(bytes, &mut event.fields) {
             failed += 1;
         }
     }
