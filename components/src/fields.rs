@@ -113,6 +113,23 @@ mod tests {
     }
 
     #[test]
+    fn more_fields_than_fit_inline_are_all_kept_in_order() {
+        let names = ["a", "b", "c", "d", "e", "f"];
+        let mut fields = Fields::new();
+        fields.insert_all(
+            names[..5]
+                .iter()
+                .map(|n| (Arc::from(*n), Bytes::from_static(n.as_bytes()))),
+        );
+        fields.insert("f", Bytes::from_static(b"f"));
+        fields.insert("a", Bytes::from_static(b"A"));
+        let all: Vec<(&str, &[u8])> = fields.iter().map(|(n, v)| (n, v.as_ref())).collect();
+        let mut want: Vec<(&str, &[u8])> = names.iter().map(|n| (*n, n.as_bytes())).collect();
+        want[0].1 = b"A";
+        assert_eq!(all, want);
+    }
+
+    #[test]
     fn insert_all_moves_onto_an_empty_set_and_replaces_on_a_full_one() {
         let value = |v: &'static str| Bytes::from_static(v.as_bytes());
         let mut fields = Fields::new();

@@ -256,11 +256,11 @@ impl LabelsStage {
     /// The event's new labels, from the cache or built. A hit reads the field values where
     /// they are: only a miss copies them (a reference count each) into the cache.
     fn relabel(&mut self, event: &LogEvent) -> Labels {
-        let values: SmallVec<[Option<&[u8]>; 8]> = self
+        let values: SmallVec<[Option<&Bytes>; 8]> = self
             .rules
             .from_fields
             .iter()
-            .map(|(_, field)| event.fields.get(field).map(|v| v.as_ref()))
+            .map(|(_, field)| event.fields.get(field))
             .collect();
         let mut hasher = Xxh3::new();
         hasher.update(&event.labels.identity().to_le_bytes());
@@ -285,15 +285,13 @@ impl LabelsStage {
             && hit
                 .values
                 .iter()
-                .map(|v| v.as_deref())
+                .map(Option::as_ref)
                 .eq(values.iter().copied())
         {
             return hit.out.clone();
         }
         self.values.clear();
-        for (_, field) in &self.rules.from_fields {
-            self.values.push(event.fields.get(field).cloned());
-        }
+        self.values.extend(values.iter().map(|v| v.cloned()));
         let out = self.build(event);
         self.cache.insert(
             key,
