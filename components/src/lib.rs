@@ -27,6 +27,7 @@ pub mod hash_keys;
 pub mod lock;
 pub mod memory;
 pub mod positions;
+pub mod prefetch;
 pub mod queue;
 pub mod registry;
 pub mod secret;

@@ -10,6 +10,10 @@ use super::proto::{self, Timestamp};
 use super::sink::LokiSink;
 use super::streams::{Prepared, SendEntry};
 use crate::event::LogEvent;
+use crate::prefetch::prefetch_read;
+
+/// How many entries ahead of the one being copied the encoder asks for its line.
+const PREFETCH_AHEAD: usize = 8;
 
 impl LokiSink {
     pub(super) fn encode(
@@ -125,6 +129,9 @@ fn protobuf_body(events: &[LogEvent], prepared: &Prepared) -> Vec<u8> {
         }
         proto::direct::put_stream_head(&mut buf, &stream.labels_text, total);
         for (k, entry) in stream.entries.iter().enumerate() {
+            if let Some(ahead) = stream.entries.get(k + PREFETCH_AHEAD) {
+                prefetch_read(ahead.line(events));
+            }
             let proto_entry = direct_entry(events, entry, Some(added[k].pairs()));
             proto::direct::put_entry(&mut buf, proto_entry, bodies[k]);
         }
