@@ -23,7 +23,7 @@ use regex::Regex;
 use schnellru::{ByLength, LruMap};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::component::{
     Component, FunctionTransform, Reconfigurable, Reconfigure, Transform, TransformComponent,
@@ -262,23 +262,25 @@ impl LabelsStage {
             .iter()
             .map(|(_, field)| event.fields.get(field))
             .collect();
-        let mut hasher = Xxh3::new();
-        hasher.update(&event.labels.identity().to_le_bytes());
+        // One-shot hash of a small key written out on the stack: a streaming `Xxh3` would
+        // initialise its state (a copy of the secret and a buffer) for every event.
+        let mut key_bytes: SmallVec<[u8; 128]> = SmallVec::new();
+        key_bytes.extend_from_slice(&event.labels.identity().to_le_bytes());
         let file_id = event
             .file
             .as_ref()
             .map_or(0, |f| Arc::as_ptr(f) as *const u8 as usize);
-        hasher.update(&file_id.to_le_bytes());
+        key_bytes.extend_from_slice(&file_id.to_le_bytes());
         for value in &values {
             match value {
                 Some(bytes) => {
-                    hasher.update(&(bytes.len() as u64).to_le_bytes());
-                    hasher.update(bytes);
+                    key_bytes.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                    key_bytes.extend_from_slice(bytes);
                 }
-                None => hasher.update(&[0xff; 8]),
+                None => key_bytes.extend_from_slice(&[0xff; 8]),
             }
         }
-        let key = hasher.digest();
+        let key = xxh3_64(&key_bytes);
         if let Some(hit) = self.cache.get(&key)
             && hit.labels == event.labels
             && hit.file == event.file
