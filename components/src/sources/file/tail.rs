@@ -151,6 +151,27 @@ fn read_on(
     Ok(ReadOn::Read(fresh))
 }
 
+/// What one read's result means for the turn.
+#[derive(Debug)]
+enum ReadStep {
+    /// This many bytes were read; 0 is the end of what the file holds now.
+    Read(usize),
+    /// A signal arrived before anything was read (EINTR, seen on NFS and FUSE mounts): read
+    /// again. Taking it for the end would leave the file's tail unread until its next write.
+    Again,
+    Failed(std::io::Error),
+}
+
+impl ReadStep {
+    fn of(read: std::io::Result<usize>) -> Self {
+        match read {
+            Ok(n) => Self::Read(n),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => Self::Again,
+            Err(err) => Self::Failed(err),
+        }
+    }
+}
+
 /// One followed file.
 pub(super) struct Tracked {
     pub(super) path: PathBuf,
@@ -394,6 +415,7 @@ impl Reader {
             let Some(file) = tracked.file.as_mut() else {
                 return progressed;
             };
+            let checked_here = check_in_read;
             let (read, want, regular) = if std::mem::take(&mut check_in_read) {
                 // What the file holds is unknown without a stat: ask for the least a regular
                 // read asks for; a read that fills it is followed by stat-sized ones.
@@ -431,10 +453,15 @@ impl Reader {
                     size.is_some(),
                 )
             };
-            let n = match read {
-                Ok(n) => n,
-                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => 0,
-                Err(err) => {
+            let n = match ReadStep::of(read) {
+                ReadStep::Read(n) => n,
+                ReadStep::Again => {
+                    // Nothing was read: the turn's truncation check has not been made yet if
+                    // this read was to make it.
+                    check_in_read = checked_here;
+                    continue;
+                }
+                ReadStep::Failed(err) => {
                     tracked.dirty = false;
                     FileReadFailed {
                         component: &self.component,
@@ -632,6 +659,16 @@ mod tests {
             ReadOn::Read(5)
         );
         assert_eq!(&fresh[..], b"first");
+    }
+
+    #[test]
+    fn an_interrupted_read_is_read_again_not_taken_for_the_end_of_the_file() {
+        let interrupted = std::io::Error::from(std::io::ErrorKind::Interrupted);
+        assert!(matches!(ReadStep::of(Err(interrupted)), ReadStep::Again));
+        assert!(matches!(ReadStep::of(Ok(0)), ReadStep::Read(0)));
+        assert!(matches!(ReadStep::of(Ok(7)), ReadStep::Read(7)));
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(matches!(ReadStep::of(Err(denied)), ReadStep::Failed(_)));
     }
 
     #[test]
