@@ -41,6 +41,7 @@ use crate::component::{
 use crate::config::{ConfigError, duration, join_path};
 use crate::event::{ComponentKey, Labels, LogEvent};
 use crate::hash_keys::PrehashedKeys;
+use crate::prefetch::prefetch_address;
 use crate::telemetry::{ComponentAttrs, Counter, Gauge, MetricDef};
 use crate::{BuildError, EventBatch};
 
@@ -124,6 +125,7 @@ impl DedupConfig {
             started: Instant::now(),
             include_timestamp: self.include_timestamp,
             scratch: Vec::new(),
+            keys: Vec::new(),
             stats: DedupStats::default(),
             attrs: ComponentAttrs::new(key),
         })
@@ -146,11 +148,13 @@ pub struct DedupStats {
 /// The running `dedup` transform.
 pub struct Dedup {
     /// Key -> when it was inserted, in milliseconds since `started`.
-    cache: LruMap<u64, u64, Capacity, PrehashedKeys>,
+    cache: Cache,
     started: Instant,
     include_timestamp: bool,
     /// Reused for the stream part of the key, so hashing allocates nothing per line.
     scratch: Vec<u8>,
+    /// Reused for the keys of one batch, computed before any is looked up.
+    keys: Vec<u64>,
     stats: DedupStats,
     attrs: ComponentAttrs,
 }
@@ -194,18 +198,24 @@ impl Dedup {
             cache,
             include_timestamp,
             scratch,
+            keys,
             ..
         } = self;
         let include_timestamp = *include_timestamp;
         let ttl_ms = cache.limiter().ttl_ms;
         cache.limiter_mut().now_ms = now_ms;
         let evictions_before = cache.limiter().evictions;
+
+        // First every line's key (the lines in order, memory read in order), so that the lookups
+        // after it can ask for the slot of a key a few lines ahead: at 10k lines/s the table is
+        // cold by the next batch, and each lookup and insert would otherwise wait on memory.
+        keys.clear();
+        keys.reserve(checks);
         // The streams of this batch seen last: lines of a few streams interleaved (labels set
         // from a parsed `level`) are hashed once per stream, not once per line.
         let mut streams: Vec<StreamHash> = Vec::with_capacity(RECENT_STREAMS);
         let mut next_slot = 0usize;
-        let mut duplicates = 0usize;
-        batch.events.retain(|event| {
+        for event in &batch.events {
             let stream_hash = match streams.iter().find(|known| known.matches(event)) {
                 Some(known) => known.hash,
                 None => {
@@ -220,7 +230,26 @@ impl Dedup {
                     hash
                 }
             };
-            let key = line_key(stream_hash, event, include_timestamp);
+            keys.push(line_key(stream_hash, event, include_timestamp));
+        }
+        drop(streams);
+
+        let mut hint = SlotHint::of(cache);
+        for key in keys.iter().take(LOOKUP_AHEAD) {
+            hint.prefetch(*key);
+        }
+        let mut next_keys = keys.iter();
+        let mut keys_ahead = keys.iter().skip(LOOKUP_AHEAD);
+        let mut duplicates = 0usize;
+        batch.events.retain(|_| {
+            let Some(&key) = next_keys.next() else {
+                // Not reached (one key per event); passing the line on is the safe side.
+                return true;
+            };
+            if let Some(&ahead) = keys_ahead.next() {
+                hint.refresh(cache);
+                hint.prefetch(ahead);
+            }
             match cache.get(&key) {
                 Some(seen) if now_ms.saturating_sub(*seen) < ttl_ms => {
                     duplicates += 1;
@@ -234,11 +263,15 @@ impl Dedup {
                 None => {
                     // Pushes out the least recently seen key when full (counted by `Capacity`).
                     cache.insert(key, now_ms);
+                    // The next insert pushes out the key that is oldest now: ask for the control
+                    // bytes its removal reads.
+                    if let Some((oldest, _)) = cache.peek_oldest() {
+                        hint.prefetch_controls_of(oldest);
+                    }
                     true
                 }
             }
         });
-        drop(streams);
         let evictions = self.cache.limiter().evictions - evictions_before;
 
         self.stats.checks += checks as u64;
@@ -281,6 +314,84 @@ impl Reconfigure<DedupConfig> for Dedup {
         if forgotten > 0 {
             self.stats.evictions += forgotten;
             EVICTIONS.add(forgotten, &self.attrs.component);
+        }
+    }
+}
+
+/// How many lines ahead of its lookup a key's slot is asked for: enough lookups to cover a miss
+/// to memory, few enough that the slots are still cached when their turn comes.
+const LOOKUP_AHEAD: usize = 8;
+
+/// The cache type: key -> when it was inserted.
+type Cache = LruMap<u64, u64, Capacity, PrehashedKeys>;
+
+/// Where a key's lookup will start in the cache's table, for a prefetch before the lookup.
+///
+/// schnellru keeps its entries in a hashbrown table: one allocation holding `buckets` entries,
+/// then `buckets + 16` control bytes; a key's probe starts at control byte `key & (buckets - 1)`
+/// (the key is its own hash), and the entry of bucket `i` sits `i + 1` entries below the control
+/// bytes. That layout is not schnellru's promise, so the hint checks that the allocation's size
+/// fits it and gives no hint otherwise; a hint that is wrong anyway (the table grew) only asks
+/// for a cache line that is not needed. A test checks the layout against the table's contents.
+struct SlotHint {
+    /// The table's size when the hint was taken; another size means it was reallocated.
+    table_bytes: usize,
+    /// The control bytes and the bucket mask, when the layout fits.
+    slots: Option<(*const u8, usize)>,
+}
+
+impl SlotHint {
+    fn of(cache: &Cache) -> Self {
+        let table_bytes = cache.memory_usage();
+        let start = cache.allocation_pointer();
+        let buckets = table_bytes.saturating_sub(CONTROL_GROUP) / (ENTRY_BYTES + 1);
+        let fits = !start.is_null()
+            && buckets.is_power_of_two()
+            && buckets * (ENTRY_BYTES + 1) + CONTROL_GROUP == table_bytes;
+        Self {
+            table_bytes,
+            slots: fits.then(|| (start.wrapping_add(buckets * ENTRY_BYTES), buckets - 1)),
+        }
+    }
+
+    /// Takes the hint again if the table was reallocated since.
+    fn refresh(&mut self, cache: &Cache) {
+        if cache.memory_usage() != self.table_bytes {
+            *self = Self::of(cache);
+        }
+    }
+
+    /// Where `key`'s probe starts: its first control byte and the entry beside it.
+    fn slot(&self, key: u64) -> Option<(*const u8, *const u8)> {
+        let (control, mask) = self.slots?;
+        let bucket = (key as usize) & mask;
+        Some((
+            control.wrapping_add(bucket),
+            control.wrapping_sub((bucket + 1) * ENTRY_BYTES),
+        ))
+    }
+
+    fn prefetch(&self, key: u64) {
+        if let Some((control, entry)) = self.slot(key) {
+            prefetch_address(control);
+            prefetch_address(entry);
+        }
+    }
+
+    /// The bucket whose entry holds `key` (a reference into the table), from its address.
+    fn bucket_of(&self, key: &u64) -> Option<usize> {
+        let (control, mask) = self.slots?;
+        let below = (control as usize).checked_sub(std::ptr::from_ref(key) as usize)?;
+        let bucket = (below / ENTRY_BYTES).checked_sub(1)?;
+        (bucket <= mask).then_some(bucket)
+    }
+
+    /// Asks for the control bytes that removing the entry of `key` reads and writes: its own
+    /// and the group before it.
+    fn prefetch_controls_of(&self, key: &u64) {
+        if let (Some((control, mask)), Some(bucket)) = (self.slots, self.bucket_of(key)) {
+            prefetch_address(control.wrapping_add(bucket.wrapping_sub(CONTROL_GROUP) & mask));
+            prefetch_address(control.wrapping_add(bucket));
         }
     }
 }
@@ -409,13 +520,16 @@ impl Limiter<u64, u64> for Capacity {
     }
 }
 
+/// Bytes of one bucket's entry in the table: key, insertion time, two links.
+const ENTRY_BYTES: usize = std::mem::size_of::<(u64, u64, u32, u32)>();
+/// hashbrown's control bytes are read 16 at a time; the table keeps one group more.
+const CONTROL_GROUP: usize = 16;
+
 /// Bytes of the smallest table that holds `entries` at hashbrown's load of 7/8: a power of two
 /// of buckets, each one entry (key, insertion time, two links) and one control byte, plus one
 /// group of trailing control bytes. One spare byte per bucket absorbs rounding, far below the
 /// next doubling.
 fn table_bytes_for(entries: usize) -> usize {
-    const ENTRY_BYTES: usize = std::mem::size_of::<(u64, u64, u32, u32)>();
-    const CONTROL_GROUP: usize = 16;
     let buckets = entries
         .saturating_mul(8)
         .div_ceil(7)
@@ -648,6 +762,41 @@ mod tests {
         // 131 072 buckets of 25 bytes: the table that holds 100 000 entries, not the doubled one
         // that churn would otherwise leave behind.
         assert!(d.memory_bytes() <= 3_300_000, "{} bytes", d.memory_bytes());
+    }
+
+    #[test]
+    fn the_slot_hint_finds_each_key_where_the_table_keeps_it() {
+        let mut d = dedup(1000, MINUTE, false);
+        let events = (0..1000).map(|i| plain(&format!("line {i}"))).collect();
+        d.transform_at(&mut batch(events), Instant::now());
+        let hint = SlotHint::of(&d.cache);
+        let (control, mask) = hint
+            .slots
+            .expect("the table's layout is the one the hint reads");
+        let mut in_first_group = 0;
+        for (key, _) in d.cache.iter() {
+            let (first_control, _) = hint.slot(*key).expect("a hint");
+            assert_eq!(first_control, control.wrapping_add((*key as usize) & mask));
+            // The bucket the entry is really in, from its address below the control bytes.
+            let bucket = hint.bucket_of(key).expect("an entry of the table");
+            // SAFETY: bucket <= mask, so its control byte is inside the table's allocation.
+            let tag = unsafe { *control.add(bucket) };
+            assert_eq!(tag, (*key >> 57) as u8, "control byte of bucket {bucket}");
+            if (bucket.wrapping_sub(*key as usize & mask) & mask) < CONTROL_GROUP {
+                in_first_group += 1;
+            }
+        }
+        // At half load nearly every key sits in the group its probe starts at.
+        assert!(in_first_group >= 990, "{in_first_group} of 1000");
+
+        // A grown table is seen as reallocated, and the hint follows it.
+        let mut stale = SlotHint::of(&d.cache);
+        let events = (0..5000).map(|i| plain(&format!("more {i}"))).collect();
+        let mut bigger = dedup(10_000, MINUTE, false);
+        bigger.transform_at(&mut batch(events), Instant::now());
+        stale.refresh(&bigger.cache);
+        assert_eq!(stale.table_bytes, bigger.memory_bytes());
+        assert!(stale.slots.is_some());
     }
 
     #[test]
