@@ -137,6 +137,17 @@ pub fn start(
             }
         }
     }
+    // A transform's output that only sinks read needs its events' parsed fields no further.
+    let read_by_transforms = outputs_read_by_transforms(config);
+    for (name, transform) in &config.transforms {
+        for output in output_names(name, &transform.config) {
+            if let Some(fanout) = fanouts.get_mut(&output)
+                && !read_by_transforms.contains(output.as_str())
+            {
+                fanout.drop_fields();
+            }
+        }
+    }
     // Dead-letter replays feed their sink's queue without keeping it open.
     let replay_inputs: BTreeMap<String, WeakQueueSender> = config
         .sinks
@@ -289,6 +300,16 @@ pub fn start(
             taps,
         }),
     })
+}
+
+/// The outputs (sources' and transforms' fan-out keys) that at least one transform reads: the
+/// only readers of the events' parsed fields.
+fn outputs_read_by_transforms(config: &Config) -> std::collections::BTreeSet<&str> {
+    config
+        .transforms
+        .values()
+        .flat_map(|transform| transform.inputs.iter().map(String::as_str))
+        .collect()
 }
 
 /// The fan-out keys of a transform's outputs: its name, or `NAME.OUTPUT` for each named output
@@ -495,6 +516,31 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(60), running.wait_finished())
             .await
             .expect("the pipeline ends when its only source does");
+    }
+
+    #[test]
+    fn parsed_fields_are_kept_for_outputs_a_transform_reads_and_only_for_those() {
+        let config = crate::config::validate(json!({
+            "sources": {"gen": {"type": "generator", "count": 1, "rate": 0}},
+            "transforms": {
+                "parse": {"type": "json", "inputs": ["gen"]},
+                "label": {"type": "labels", "inputs": ["parse"], "from_fields": {"level": "level"}},
+                "split": {"type": "route", "inputs": ["parse"],
+                          "routes": {"errors": {"fields": {"level": {"equals": "error"}}}}},
+            },
+            "sinks": {
+                "raw": {"type": "blackhole", "inputs": ["parse", "label"]},
+                "errors": {"type": "blackhole", "inputs": ["split.errors"]},
+            },
+        }))
+        .unwrap();
+        let read = outputs_read_by_transforms(&config);
+        // `parse` feeds a sink too, but two transforms read its fields: they stay.
+        assert!(read.contains("parse"));
+        assert!(read.contains("gen"));
+        // Only sinks read these: their fan-outs drop the fields.
+        assert!(!read.contains("label"));
+        assert!(!read.contains("split.errors"));
     }
 
     /// A stream transform that merges each two input batches into one, keeping both batches'
