@@ -12,10 +12,11 @@
 //! - Memory is bounded: at most `cache_size` entries in one flat table (schnellru's LRU map: the
 //!   8-byte key, the 8-byte insertion time and two 4-byte list links inline, no allocation per
 //!   entry). The table grows as entries arrive, in powers of two, so a large `cache_size` costs
-//!   nothing until it fills; it never grows past the size that holds `cache_size` (full at the
-//!   default 100 000 entries: 131 072 buckets, 3.1 MiB, about 33 bytes an entry; a test holds it
-//!   there under churn). When full, the least recently seen key is
-//!   forgotten (`dedup_evictions_total` counts those forgotten before their `ttl` ran out: a sign
+//!   nothing until it fills; it never grows past the size that holds `cache_size` at half load
+//!   (the default 100 000 entries: 262 144 buckets, 6.25 MiB, about 66 bytes an entry), the
+//!   room that lets the table clear its removed entries' markers in place. A full cache holds
+//!   exactly `cache_size` keys however long the churn (a test holds it there). When full, the
+//!   least recently seen key, and only that one, is forgotten (`dedup_evictions_total` counts those forgotten before their `ttl` ran out: a sign
 //!   that `cache_size` is too small for the rate of distinct lines).
 //! - Dropped duplicates are removed from the batch, which acknowledges them as handled, and counted
 //!   once per batch in `dropped_total{reason="duplicate"}`. Metrics are counted per batch, never per
@@ -49,7 +50,7 @@ use crate::{BuildError, EventBatch};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DedupConfig {
-    /// Most keys remembered (about 33 bytes each). At least 1.
+    /// Most keys remembered (about 66 bytes each when the cache is full). At least 1.
     pub cache_size: usize,
     /// How long a key counts as seen. Greater than zero.
     #[serde(with = "duration")]
@@ -83,7 +84,7 @@ impl Component for DedupConfig {
                     "must be at least 1 (keys remembered)",
                 )
                 .with_hint(
-                    "the default is 100000; each entry takes about 33 bytes when the cache is full",
+                    "the default is 100000; each entry takes about 66 bytes when the cache is full",
                 ),
             );
         }
@@ -511,12 +512,15 @@ impl Limiter<u64, u64> for Capacity {
 
     fn on_cleared(&mut self) {}
 
-    /// Grows the table only up to the size that holds `max_entries`: schnellru otherwise doubles
-    /// a full table whose free slots were used up by the removed entries' markers, and a table
-    /// of 100 000 entries would take 6.25 MiB instead of 3.1. Refused, it pops the oldest entry
-    /// (counted above) or rehashes in place.
+    /// Grows the table up to the size that holds `max_entries` at half its load, and no
+    /// further. Removed entries leave markers that use up a table's free slots; schnellru clears
+    /// them by rehashing in place, but only in a table at most half full. A table sized for
+    /// `max_entries` at full load (3.1 MiB for 100 000 instead of 6.25) runs out of free slots
+    /// after a few times `max_entries` inserts, and schnellru then forgets the oldest entries
+    /// until half are gone (a test holds the cache at `max_entries` under long churn). The two
+    /// extra entries keep `max_entries + 1` (an insert into a full cache) under the half.
     fn on_grow(&mut self, new_memory_usage: usize) -> bool {
-        new_memory_usage <= table_bytes_for(self.max_entries as usize)
+        new_memory_usage <= table_bytes_for(2 * self.max_entries as usize + 2)
     }
 }
 
@@ -752,16 +756,42 @@ mod tests {
             d.transform_at(&mut batch(events), now);
         }
         assert_eq!(d.stats().cache_size, 100_000);
-        // Pushed out by capacity: the 150 000 lines over the bound, and a few more when an insert
-        // found no free slot in a table not allowed to double.
-        let evictions = d.stats().evictions;
+        // Pushed out by capacity: exactly the 150 000 lines over the bound.
+        assert_eq!(d.stats().evictions, 150_000);
+        // 262 144 buckets of 25 bytes: the table that holds 100 000 entries at half load, and
+        // not the next doubling.
+        assert!(d.memory_bytes() <= 6_600_000, "{} bytes", d.memory_bytes());
+    }
+
+    #[test]
+    fn a_full_cache_keeps_every_key_it_may_hold_however_long_the_churn() {
+        // Distinct lines, ten times the cache's size: every insert into the full cache forgets
+        // the one least recently seen key and no more, so the cache stays full and the last
+        // `cache_size` lines are all still known.
+        let cache_size = 10_000;
+        let mut d = dedup(cache_size, MINUTE, false);
+        let now = Instant::now();
+        for chunk in 0..100 {
+            let events = (0..1000)
+                .map(|i| plain(&format!("line {chunk} {i}")))
+                .collect();
+            d.transform_at(&mut batch(events), now);
+            if chunk >= 9 {
+                assert_eq!(d.stats().cache_size, cache_size, "after batch {chunk}");
+            }
+        }
+        assert_eq!(d.stats().evictions, 100_000 - cache_size as u64);
+        let recent = (90..100)
+            .flat_map(|chunk| (0..1000).map(move |i| plain(&format!("line {chunk} {i}"))))
+            .collect();
+        let mut again = batch(recent);
+        d.transform_at(&mut again, now);
         assert!(
-            (150_000..150_000 + 1_000).contains(&evictions),
-            "{evictions} evictions"
+            again.is_empty(),
+            "{} of the last {cache_size} lines were forgotten",
+            again.len()
         );
-        // 131 072 buckets of 25 bytes: the table that holds 100 000 entries, not the doubled one
-        // that churn would otherwise leave behind.
-        assert!(d.memory_bytes() <= 3_300_000, "{} bytes", d.memory_bytes());
+        assert!(d.memory_bytes() <= table_bytes_for(2 * cache_size + 2));
     }
 
     #[test]
