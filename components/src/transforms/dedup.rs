@@ -608,6 +608,15 @@ mod tests {
         batch.events.iter().map(|e| &e.line[..]).collect()
     }
 
+    /// Batch `chunk` of a run of distinct lines: 1,000 lines no other batch has.
+    fn distinct_lines(chunk: usize) -> EventBatch {
+        batch(
+            (0..1000)
+                .map(|i| plain(&format!("line {chunk} {i}")))
+                .collect(),
+        )
+    }
+
     fn dedup(cache_size: usize, ttl: Duration, include_timestamp: bool) -> Dedup {
         DedupConfig {
             cache_size,
@@ -750,10 +759,7 @@ mod tests {
         let mut d = DedupConfig::default().dedup("d").unwrap();
         let now = Instant::now();
         for chunk in 0..250 {
-            let events = (0..1000)
-                .map(|i| plain(&format!("line {chunk} {i}")))
-                .collect();
-            d.transform_at(&mut batch(events), now);
+            d.transform_at(&mut distinct_lines(chunk), now);
         }
         assert_eq!(d.stats().cache_size, 100_000);
         // Pushed out by capacity: exactly the 150 000 lines over the bound.
@@ -772,19 +778,17 @@ mod tests {
         let mut d = dedup(cache_size, MINUTE, false);
         let now = Instant::now();
         for chunk in 0..100 {
-            let events = (0..1000)
-                .map(|i| plain(&format!("line {chunk} {i}")))
-                .collect();
-            d.transform_at(&mut batch(events), now);
+            d.transform_at(&mut distinct_lines(chunk), now);
             if chunk >= 9 {
                 assert_eq!(d.stats().cache_size, cache_size, "after batch {chunk}");
             }
         }
         assert_eq!(d.stats().evictions, 100_000 - cache_size as u64);
-        let recent = (90..100)
-            .flat_map(|chunk| (0..1000).map(move |i| plain(&format!("line {chunk} {i}"))))
-            .collect();
-        let mut again = batch(recent);
+        let mut again = batch(
+            (90..100)
+                .flat_map(|chunk| distinct_lines(chunk).events)
+                .collect(),
+        );
         d.transform_at(&mut again, now);
         assert!(
             again.is_empty(),
