@@ -144,7 +144,7 @@ pub fn start(
             if let Some(fanout) = fanouts.get_mut(&output)
                 && !read_by_transforms.contains(output.as_str())
             {
-                fanout.drop_fields();
+                fanout.drop_fields_before_sending();
             }
         }
     }

@@ -303,7 +303,7 @@ impl Fanout {
     /// sinks: no sink reads fields, and freeing them here, on the thread of the stage that
     /// parsed them, spares the allocator a free from another thread per event (and a fork
     /// their copies).
-    pub fn drop_fields(&mut self) {
+    pub fn drop_fields_before_sending(&mut self) {
         self.drops_fields = true;
     }
 
@@ -401,7 +401,7 @@ mod tests {
         let mut drops = Fanout::new();
         drops.add("sink".into(), to_sink.clone());
         drops.add("sink2".into(), to_sink);
-        drops.drop_fields();
+        drops.drop_fields_before_sending();
         assert!(drops.send(parsed(3)).await);
         for _ in 0..2 {
             let sent = sink.recv().await.expect("a batch");

@@ -16,8 +16,9 @@
 //!   (the default 100 000 entries: 262 144 buckets, 6.25 MiB, about 66 bytes an entry), the
 //!   room that lets the table clear its removed entries' markers in place. A full cache holds
 //!   exactly `cache_size` keys however long the churn (a test holds it there). When full, the
-//!   least recently seen key, and only that one, is forgotten (`dedup_evictions_total` counts those forgotten before their `ttl` ran out: a sign
-//!   that `cache_size` is too small for the rate of distinct lines).
+//!   least recently seen key, and only that one, is forgotten (`dedup_evictions_total` counts
+//!   those forgotten before their `ttl` ran out: a sign that `cache_size` is too small for the
+//!   rate of distinct lines).
 //! - Dropped duplicates are removed from the batch, which acknowledges them as handled, and counted
 //!   once per batch in `dropped_total{reason="duplicate"}`. Metrics are counted per batch, never per
 //!   line; the clock is read once per batch.
@@ -248,7 +249,6 @@ impl Dedup {
                 return true;
             };
             if let Some(&ahead) = keys_ahead.next() {
-                hint.refresh(cache);
                 hint.prefetch(ahead);
             }
             match cache.get(&key) {
@@ -264,6 +264,8 @@ impl Dedup {
                 None => {
                     // Pushes out the least recently seen key when full (counted by `Capacity`).
                     cache.insert(key, now_ms);
+                    // Only an insert reallocates the table.
+                    hint.refresh(cache);
                     // The next insert pushes out the key that is oldest now: ask for the control
                     // bytes its removal reads.
                     if let Some((oldest, _)) = cache.peek_oldest() {
@@ -348,7 +350,7 @@ impl SlotHint {
         let buckets = table_bytes.saturating_sub(CONTROL_GROUP) / (ENTRY_BYTES + 1);
         let fits = !start.is_null()
             && buckets.is_power_of_two()
-            && buckets * (ENTRY_BYTES + 1) + CONTROL_GROUP == table_bytes;
+            && allocation_bytes(buckets) == table_bytes;
         Self {
             table_bytes,
             slots: fits.then(|| (start.wrapping_add(buckets * ENTRY_BYTES), buckets - 1)),
@@ -529,9 +531,16 @@ const ENTRY_BYTES: usize = std::mem::size_of::<(u64, u64, u32, u32)>();
 /// hashbrown's control bytes are read 16 at a time; the table keeps one group more.
 const CONTROL_GROUP: usize = 16;
 
-/// Bytes of the smallest table that holds `entries` at hashbrown's load of 7/8: a power of two
-/// of buckets, each one entry (key, insertion time, two links) and one control byte, plus one
-/// group of trailing control bytes. One spare byte per bucket absorbs rounding, far below the
+/// Bytes of hashbrown's allocation for `buckets`: each bucket one entry (key, insertion time,
+/// two links) and one control byte, plus one group of trailing control bytes.
+fn allocation_bytes(buckets: usize) -> usize {
+    buckets
+        .saturating_mul(ENTRY_BYTES + 1)
+        .saturating_add(CONTROL_GROUP)
+}
+
+/// Bytes of the smallest table that holds `entries` at hashbrown's load of 7/8 (a power of two
+/// of buckets). One spare byte per bucket and one spare group absorb rounding, far below the
 /// next doubling.
 fn table_bytes_for(entries: usize) -> usize {
     let buckets = entries
@@ -540,9 +549,9 @@ fn table_bytes_for(entries: usize) -> usize {
         .max(4)
         .checked_next_power_of_two()
         .unwrap_or(usize::MAX);
-    buckets
-        .saturating_mul(ENTRY_BYTES + 2)
-        .saturating_add(2 * CONTROL_GROUP)
+    allocation_bytes(buckets)
+        .saturating_add(buckets)
+        .saturating_add(CONTROL_GROUP)
 }
 
 static CHECKS: Counter = Counter::new(
