@@ -232,7 +232,18 @@ pub async fn run(source: ConfigSource) -> ExitCode {
         tokio::spawn(api::serve(listener, app.clone(), api_signal))
     });
 
-    wait_for_stop(&app).await;
+    let mut topology = topology;
+    let failure = tokio::select! {
+        () = wait_for_stop(&app) => None,
+        failure = topology.failure() => Some(failure),
+    };
+    if let Some(failure) = &failure {
+        tracing::error!(
+            component = %failure.component,
+            error = %failure.message,
+            "A component panicked: the pipeline cannot go on. Shutting down with an error so that the supervisor restarts the shipper; lines not acknowledged are read again from the saved positions."
+        );
+    }
     app.ready.store(false, Ordering::Release);
     tracing::info!(limit = ?shutdown_timeout, "Shutting down: stopping sources and draining.");
     let outcome = topology.shutdown(shutdown_timeout).await;
@@ -242,6 +253,10 @@ pub async fn run(source: ConfigSource) -> ExitCode {
     }
     telemetry.shutdown();
     match outcome {
+        ShutdownOutcome::Drained if failure.is_some() => {
+            tracing::error!("Shutdown complete after a component failure.");
+            ExitCode::FAILURE
+        }
         ShutdownOutcome::Drained => {
             tracing::info!("Shutdown complete.");
             ExitCode::SUCCESS

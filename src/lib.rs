@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod otlp;
 pub mod tap;
+pub mod tasks;
 pub mod telemetry;
 pub mod topology;
 

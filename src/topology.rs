@@ -36,10 +36,10 @@ use log_capturer_components::{
     BuildError, EventStream, Finishing, RouteTransform, SourceContext, Transform,
 };
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::tap::{TapPoint, Taps};
+use crate::tasks::{ComponentFailure, ComponentTasks};
 
 /// Capacity, in events, of each transform's input queue.
 pub const TRANSFORM_QUEUE_EVENTS: usize = 8_192;
@@ -51,9 +51,9 @@ pub const TRANSFORM_QUEUE_BYTES: usize = 5 << 20;
 pub struct RunningTopology {
     shutdown: ShutdownTrigger,
     /// Sources, transforms and dispatchers: they end when the pipeline has drained.
-    tasks: JoinSet<()>,
+    tasks: ComponentTasks,
     /// Dead-letter reprocessors: they run until shutdown is triggered.
-    background: JoinSet<()>,
+    background: ComponentTasks,
     controls: Arc<TopologyControls>,
 }
 
@@ -231,11 +231,14 @@ pub fn start(
                     dispatcher =
                         dispatcher.with_dead_letter(Arc::new(QueueDeadLetter(sink_dlq.clone())));
                     if let Some(input) = replay_inputs.get(name) {
-                        reprocessors.push(sink_dlq.clone().run_reprocessor(
-                            input.clone(),
-                            health,
-                            spec.dlq.reprocess_interval,
-                            spec.dlq.reprocess_batch_records,
+                        reprocessors.push((
+                            format!("{name} (dead-letter replay)"),
+                            sink_dlq.clone().run_reprocessor(
+                                input.clone(),
+                                health,
+                                spec.dlq.reprocess_interval,
+                                spec.dlq.reprocess_batch_records,
+                            ),
                         ));
                     }
                     dlqs.insert(name.clone(), sink_dlq);
@@ -247,20 +250,20 @@ pub fn start(
             }
         }
         if let Some(rx) = sink_receivers.remove(name) {
-            dispatchers.push((dispatcher, rx));
+            dispatchers.push((name.clone(), dispatcher, rx));
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
 
-    let mut tasks = JoinSet::new();
-    for (dispatcher, rx) in dispatchers {
-        tasks.spawn(dispatcher.run(rx));
+    let mut tasks = ComponentTasks::default();
+    for (name, dispatcher, rx) in dispatchers {
+        tasks.spawn(&name, dispatcher.run(rx));
     }
-    let mut background = JoinSet::new();
-    for reprocessor in reprocessors {
-        background.spawn(reprocessor);
+    let mut background = ComponentTasks::default();
+    for (name, reprocessor) in reprocessors {
+        background.spawn(&name, reprocessor);
     }
     for RunnableTransform {
         name,
@@ -270,11 +273,14 @@ pub fn start(
     } in transforms
     {
         let tap = taps.point(&name).unwrap_or_default();
-        tasks.spawn(run_transform(name, transform, rx, outputs, tap));
+        tasks.spawn(
+            &name.clone(),
+            run_transform(name, transform, rx, outputs, tap),
+        );
     }
     for (name, mut stream, mut fanout, finishing) in sources {
         let tap = taps.point(&name).unwrap_or_default();
-        tasks.spawn(async move {
+        tasks.spawn(&name.clone(), async move {
             while let Some(batch) = stream.next().await {
                 tap.offer(&batch);
                 if !fanout.send(batch).await {
@@ -461,30 +467,27 @@ impl RunningTopology {
 
     /// Waits until every component has ended on its own (all sources finished and drained).
     pub async fn wait_finished(&mut self) {
-        while self.tasks.join_next().await.is_some() {}
+        self.tasks.join_all("component").await;
         // Nothing is left to replay into: stop the reprocessors too.
         self.shutdown.trigger();
-        while self.background.join_next().await.is_some() {}
+        self.background.join_all("reprocessor").await;
+    }
+
+    /// Resolves when a component's task panics (see [`ComponentTasks::first_failure`]); pending
+    /// as long as none does.
+    pub async fn failure(&mut self) -> ComponentFailure {
+        tokio::select! {
+            failure = self.tasks.first_failure() => failure,
+            failure = self.background.first_failure() => failure,
+        }
     }
 
     /// Stops the sources and drains the pipeline, for at most `limit`.
     pub async fn shutdown(mut self, limit: Duration) -> ShutdownOutcome {
         self.shutdown.trigger();
         let drained = tokio::time::timeout(limit, async {
-            while let Some(result) = self.background.join_next().await {
-                if let Err(err) = result
-                    && err.is_panic()
-                {
-                    tracing::error!(error = %err, "A reprocessor task panicked.");
-                }
-            }
-            while let Some(result) = self.tasks.join_next().await {
-                if let Err(err) = result
-                    && err.is_panic()
-                {
-                    tracing::error!(error = %err, "A component task panicked.");
-                }
-            }
+            self.background.join_all("reprocessor").await;
+            self.tasks.join_all("component").await;
         })
         .await;
         match drained {

@@ -5,3 +5,4 @@ pub mod docker;
 #[cfg(feature = "sources-file")]
 pub mod file;
 pub mod generator;
+pub mod producer;

@@ -54,6 +54,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{ConfigError, duration, join_path, label_name_errors};
 use crate::positions::{ContainerPosition, LoadOutcome, PositionStore};
+use crate::sources::producer;
 use crate::telemetry::ComponentAttrs;
 use crate::{BuildError, EventStream, SourceContext};
 
@@ -313,7 +314,7 @@ impl DockerSourceConfig {
             selector,
             shared: shared.clone(),
         });
-        let (batches_tx, mut batches_rx) = mpsc::channel(16);
+        let (batches_tx, batches_rx) = mpsc::channel(16);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let supervisor = supervisor::Supervisor::new(
             settings.clone(),
@@ -322,16 +323,16 @@ impl DockerSourceConfig {
             cx.shutdown.clone(),
             unwatched_since,
         );
+        let (supervisor_panicked, supervisor_panic) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            supervisor.run().await;
+            producer::drive_producer(supervisor_panicked, supervisor.run()).await;
             let _ = done_tx.send(());
         });
         let committer = tokio::spawn(committer::run_committer(settings, store, done_rx));
         // Shutdown waits for every container task to drain its acknowledgements and the
         // committer to save the final cursors, after the stream ended (see `Finishing`).
         cx.finishing.add(committer);
-        let batches = futures::stream::poll_fn(move |cx| batches_rx.poll_recv(cx));
-        Ok(Box::pin(batches))
+        Ok(producer::batches_from(batches_rx, supervisor_panic))
     }
 }
 

@@ -54,6 +54,7 @@ use self::positions::{FileKey, FilePosition, LoadOutcome, PositionStore};
 use crate::config::{
     ConfigError, ConfigWarning, duration, duration_opt, join_path, label_name_errors,
 };
+use crate::sources::producer;
 use crate::telemetry::TelemetryEvent;
 use crate::{BuildError, EventStream, SourceContext};
 
@@ -336,7 +337,7 @@ impl FileSourceConfig {
             scanned: AtomicBool::new(false),
         });
 
-        let (batches_tx, mut batches_rx) = mpsc::channel(4);
+        let (batches_tx, batches_rx) = mpsc::channel(4);
         let (acks_tx, acks_rx) = mpsc::unbounded_channel();
         let reader = reader::Reader::new(
             Arc::new(self.clone()),
@@ -351,9 +352,10 @@ impl FileSourceConfig {
             },
         )
         .map_err(fail)?;
+        let (reader_panicked, reader_panic) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(format!("file-source-{}", cx.key))
-            .spawn(move || reader.run())
+            .spawn(move || producer::run_producer(reader_panicked, move || reader.run()))
             .map_err(|err| fail(format!("cannot start the reader thread: {err}")))?;
         let committer = tokio::spawn(committer::run_committer(
             cx.key.to_string(),
@@ -368,8 +370,7 @@ impl FileSourceConfig {
         // Shutdown waits for the committer to save the final positions, after the stream has
         // ended (so that stages holding events until their input ends let go of them first).
         cx.finishing.add(committer);
-        let batches = futures::stream::poll_fn(move |cx| batches_rx.poll_recv(cx));
-        Ok(Box::pin(batches))
+        Ok(producer::batches_from(batches_rx, reader_panic))
     }
 }
 
