@@ -1,77 +1,112 @@
-//! A source's batches, handed over from the thread or task that produces them.
+//! A source's batches, handed over from the threads and tasks that work for it.
 //!
-//! The file source reads on a thread of its own and the docker source supervises its
-//! containers in a task of its own; both send batches over a channel that the source's stream
-//! reads. Should the producer panic (a bug), the channel closes, and a stream that merely ended
-//! there would look like a source that finished: the shipper would go on running, reading
-//! nothing more. [`batches_from`] ends the stream the way its producer ended instead: after the
-//! last batch, a panic of the producer is raised again in the source's own task, where the
-//! topology reports it and the shipper stops with an error (see `log_capturer::tasks`).
+//! The file source reads on a thread of its own and saves positions in a task of its own; the
+//! docker source supervises its containers in one task and saves cursors in another. Should one
+//! of them panic (a bug), the source would look alive while reading nothing more (a dead
+//! reader closes the batch channel, and a stream that merely ended there looks like a source
+//! that finished) or while saving nothing more (a dead committer leaves every acknowledgement
+//! queued in memory and the positions where they were). [`batches_from`] raises such a panic
+//! again in the source's own task instead, at the next poll, where the topology reports it and
+//! the shipper stops with an error (see `log_capturer::tasks`); what was not acknowledged is
+//! read again after the restart.
 //!
-//! Guarantees: every batch sent before the producer ended is yielded first; a producer that ends
-//! without panicking (shutdown) ends the stream, as before.
+//! Guarantees: a panic of a helper run with [`drive_helper`] reaches the stream's task at its
+//! next poll (batches still in the channel are dropped unacknowledged); a panic of the producer
+//! run with [`run_producer`] or [`drive_producer`] is raised after its last batch, never taken
+//! for the end of the source; helpers and producers that end without panicking change nothing:
+//! the stream ends when its channel does.
 
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::task::Poll;
 
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{EventBatch, EventStream};
 
-/// What a producer that panicked hands to its stream: the panic's payload.
-pub type Panicked = oneshot::Sender<Box<dyn Any + Send>>;
+type Payload = Box<dyn Any + Send>;
 
-/// Runs `produce` on this thread, handing its panic, if any, to the stream (`panicked`).
-pub fn run_producer(panicked: Panicked, produce: impl FnOnce()) {
-    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(produce)) {
-        let _ = panicked.send(payload);
+/// Where a source's helpers report their panics; one per source, cloned for each helper.
+#[derive(Clone)]
+pub struct PanicReports(mpsc::UnboundedSender<Payload>);
+
+/// The receiving end of [`PanicReports`], read by [`batches_from`].
+pub struct PanicReceiver(mpsc::UnboundedReceiver<Payload>);
+
+/// A source's panic reports and their receiver.
+pub fn panic_reports() -> (PanicReports, PanicReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (PanicReports(tx), PanicReceiver(rx))
+}
+
+/// How the thread or task that sends a source's batches ended: resolved with the panic's
+/// payload, or dropped when it ended without one.
+pub type ProducerEnd = oneshot::Receiver<Payload>;
+
+/// Runs the batches' producer on this thread; `end` learns how it ended.
+pub fn run_producer(end: oneshot::Sender<Payload>, producer: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(producer)) {
+        let _ = end.send(payload);
     }
 }
 
-/// Runs `produce` to its end, handing its panic, if any, to the stream (`panicked`).
-pub async fn drive_producer(panicked: Panicked, produce: impl Future<Output = ()>) {
-    if let Err(payload) = AssertUnwindSafe(produce).catch_unwind().await {
-        let _ = panicked.send(payload);
+/// Runs the batches' producer to its end; `end` learns how it ended.
+pub async fn drive_producer(end: oneshot::Sender<Payload>, producer: impl Future<Output = ()>) {
+    if let Err(payload) = AssertUnwindSafe(producer).catch_unwind().await {
+        let _ = end.send(payload);
     }
 }
 
-/// The batches of `rx`, then the producer's panic raised again when it panicked.
+/// Runs a helper (a committer) to its end, reporting its panic, if any.
+pub async fn drive_helper(reports: PanicReports, helper: impl Future<Output = ()>) {
+    if let Err(payload) = AssertUnwindSafe(helper).catch_unwind().await {
+        let _ = reports.0.send(payload);
+    }
+}
+
+/// The batches of `rx`. A helper's panic is raised again at the next poll; when `rx` ends, the
+/// stream waits for `producer` to say how it ended (its batch sender is dropped while it
+/// unwinds, a moment before the panic is handed over) and raises its panic, if any.
 pub fn batches_from(
     mut rx: mpsc::Receiver<EventBatch>,
-    producer_panicked: oneshot::Receiver<Box<dyn Any + Send>>,
+    mut producer: ProducerEnd,
+    helpers: PanicReceiver,
 ) -> EventStream {
-    let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let end = futures::stream::once(async move {
-        if let Ok(payload) = producer_panicked.await {
-            std::panic::resume_unwind(payload);
+    let mut helpers = Some(helpers.0);
+    Box::pin(futures::stream::poll_fn(move |cx| {
+        if let Some(reports) = helpers.as_mut() {
+            match reports.poll_recv(cx) {
+                Poll::Ready(Some(payload)) => std::panic::resume_unwind(payload),
+                // Every helper ended without a panic.
+                Poll::Ready(None) => helpers = None,
+                Poll::Pending => {}
+            }
         }
-    })
-    .filter_map(|()| std::future::ready(None::<EventBatch>));
-    Box::pin(batches.chain(end))
+        match rx.poll_recv(cx) {
+            Poll::Ready(None) => match producer.poll_unpin(cx) {
+                Poll::Ready(Ok(payload)) => std::panic::resume_unwind(payload),
+                Poll::Ready(Err(_)) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+            other => other,
+        }
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ack::Finalizers;
+    use futures::StreamExt;
 
     fn empty_batch() -> EventBatch {
         EventBatch::new(Vec::new(), Finalizers::default())
     }
 
-    #[tokio::test]
-    async fn a_producer_that_panics_makes_its_stream_panic_after_the_last_batch() {
-        let (tx, rx) = mpsc::channel(4);
-        let (panicked, producer_panicked) = oneshot::channel();
-        let mut stream = batches_from(rx, producer_panicked);
-        std::thread::spawn(move || {
-            run_producer(panicked, move || {
-                tx.blocking_send(empty_batch()).unwrap();
-                panic!("reader broke");
-            });
-        });
+    /// Reads `stream` to its end in a task; its panic's message, or the batches read.
+    async fn read_all(mut stream: EventStream) -> Result<usize, String> {
         let reading = tokio::spawn(async move {
             let mut batches = 0;
             while stream.next().await.is_some() {
@@ -79,40 +114,61 @@ mod tests {
             }
             batches
         });
-        let error = reading
-            .await
-            .expect_err("the stream raises the producer's panic");
-        let payload = error.into_panic();
-        assert_eq!(payload.downcast_ref::<&str>(), Some(&"reader broke"));
+        reading.await.map_err(|error| {
+            let payload = error.into_panic();
+            payload
+                .downcast_ref::<&str>()
+                .map_or_else(|| "?".to_string(), |text| (*text).to_string())
+        })
     }
 
     #[tokio::test]
-    async fn a_producer_that_ends_ends_its_stream_after_every_batch() {
+    async fn a_reader_thread_that_panics_makes_its_stream_panic() {
         let (tx, rx) = mpsc::channel(4);
-        let (panicked, producer_panicked) = oneshot::channel();
-        let mut stream = batches_from(rx, producer_panicked);
-        tokio::spawn(drive_producer(panicked, async move {
-            tx.send(empty_batch()).await.unwrap();
-            tx.send(empty_batch()).await.unwrap();
-        }));
-        let mut batches = 0;
-        while stream.next().await.is_some() {
-            batches += 1;
-        }
-        assert_eq!(batches, 2);
+        let (_reports, panics) = panic_reports();
+        let (end, producer) = oneshot::channel();
+        let stream = batches_from(rx, producer, panics);
+        std::thread::spawn(move || {
+            run_producer(end, move || {
+                tx.blocking_send(empty_batch()).unwrap();
+                // The batch sender is dropped while this unwinds, before the panic is handed
+                // over: the stream must not take the closed channel for the source's end.
+                panic!("reader broke");
+            });
+        });
+        assert_eq!(read_all(stream).await, Err("reader broke".to_string()));
     }
 
     #[tokio::test]
-    async fn a_task_that_panics_makes_its_stream_panic() {
-        let (_tx, rx) = mpsc::channel::<EventBatch>(4);
-        let (panicked, producer_panicked) = oneshot::channel();
-        let mut stream = batches_from(rx, producer_panicked);
-        tokio::spawn(drive_producer(panicked, async move {
-            let _keep_open = _tx;
-            panic!("supervisor broke");
+    async fn a_committer_that_panics_makes_the_stream_panic_while_batches_still_flow() {
+        let (tx, rx) = mpsc::channel(4);
+        let (reports, panics) = panic_reports();
+        let (end, producer) = oneshot::channel();
+        let stream = batches_from(rx, producer, panics);
+        tokio::spawn(drive_helper(reports, async {
+            panic!("committer broke");
         }));
-        let reading = tokio::spawn(async move { while stream.next().await.is_some() {} });
-        let payload = reading.await.expect_err("a panic").into_panic();
-        assert_eq!(payload.downcast_ref::<&str>(), Some(&"supervisor broke"));
+        // The reader goes on sending (and keeps its end of the channel open) all along.
+        let reader = tokio::spawn(drive_producer(end, async move {
+            while tx.send(empty_batch()).await.is_ok() {}
+        }));
+        assert_eq!(read_all(stream).await, Err("committer broke".to_string()));
+        reader.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn helpers_that_end_leave_the_stream_to_end_after_every_batch() {
+        let (tx, rx) = mpsc::channel(4);
+        let (reports, panics) = panic_reports();
+        let (end, producer) = oneshot::channel();
+        let stream = batches_from(rx, producer, panics);
+        // A committer that is still running when the batches end does not hold the end up.
+        let committer = tokio::spawn(drive_helper(reports, std::future::pending()));
+        tokio::spawn(drive_producer(end, async move {
+            tx.send(empty_batch()).await.unwrap();
+            tx.send(empty_batch()).await.unwrap();
+        }));
+        assert_eq!(read_all(stream).await, Ok(2));
+        committer.abort();
     }
 }

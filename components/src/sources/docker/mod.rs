@@ -323,16 +323,20 @@ impl DockerSourceConfig {
             cx.shutdown.clone(),
             unwatched_since,
         );
-        let (supervisor_panicked, supervisor_panic) = tokio::sync::oneshot::channel();
+        let (reports, panics) = producer::panic_reports();
+        let (supervisor_end, supervisor_ended) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            producer::drive_producer(supervisor_panicked, supervisor.run()).await;
+            producer::drive_producer(supervisor_end, supervisor.run()).await;
             let _ = done_tx.send(());
         });
-        let committer = tokio::spawn(committer::run_committer(settings, store, done_rx));
+        let committer = tokio::spawn(producer::drive_helper(
+            reports,
+            committer::run_committer(settings, store, done_rx),
+        ));
         // Shutdown waits for every container task to drain its acknowledgements and the
         // committer to save the final cursors, after the stream ended (see `Finishing`).
         cx.finishing.add(committer);
-        Ok(producer::batches_from(batches_rx, supervisor_panic))
+        Ok(producer::batches_from(batches_rx, supervisor_ended, panics))
     }
 }
 

@@ -352,25 +352,29 @@ impl FileSourceConfig {
             },
         )
         .map_err(fail)?;
-        let (reader_panicked, reader_panic) = tokio::sync::oneshot::channel();
+        let (reports, panics) = producer::panic_reports();
+        let (reader_end, reader_ended) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(format!("file-source-{}", cx.key))
-            .spawn(move || producer::run_producer(reader_panicked, move || reader.run()))
+            .spawn(move || producer::run_producer(reader_end, move || reader.run()))
             .map_err(|err| fail(format!("cannot start the reader thread: {err}")))?;
-        let committer = tokio::spawn(committer::run_committer(
-            cx.key.to_string(),
-            cx.data_dir.clone(),
-            store,
-            shared,
-            acks_rx,
-            self.flush_interval,
-            self.checkpoint_interval,
-            cx.shutdown,
+        let committer = tokio::spawn(producer::drive_helper(
+            reports,
+            committer::run_committer(
+                cx.key.to_string(),
+                cx.data_dir.clone(),
+                store,
+                shared,
+                acks_rx,
+                self.flush_interval,
+                self.checkpoint_interval,
+                cx.shutdown,
+            ),
         ));
         // Shutdown waits for the committer to save the final positions, after the stream has
         // ended (so that stages holding events until their input ends let go of them first).
         cx.finishing.add(committer);
-        Ok(producer::batches_from(batches_rx, reader_panic))
+        Ok(producer::batches_from(batches_rx, reader_ended, panics))
     }
 }
 
