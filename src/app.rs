@@ -197,7 +197,7 @@ pub async fn run(source: ConfigSource) -> ExitCode {
     };
 
     let health = HealthRegistry::default();
-    let topology = match topology::start(&config, &health, &data_dir) {
+    let mut topology = match topology::start(&config, &health, &data_dir) {
         Ok(topology) => topology,
         Err(errors) => {
             eprintln!("{} component(s) could not start:", errors.len());
@@ -232,7 +232,6 @@ pub async fn run(source: ConfigSource) -> ExitCode {
         tokio::spawn(api::serve(listener, app.clone(), api_signal))
     });
 
-    let mut topology = topology;
     let failure = tokio::select! {
         () = wait_for_stop(&app) => None,
         failure = topology.failure() => Some(failure),
