@@ -383,6 +383,7 @@ async fn run_transform(
             batch.finalizers.settle(BatchStatus::Delivered);
             continue;
         }
+        log_capturer_components::fault::point("transform", &name);
         attrs.processed(batch.len());
         tap.offer(&batch);
         if !fanout.send(batch).await {

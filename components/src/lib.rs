@@ -22,6 +22,7 @@ pub mod dispatcher;
 pub mod dlq;
 pub mod durable;
 pub mod event;
+pub mod fault;
 pub mod fields;
 pub mod hash_keys;
 pub mod lock;

@@ -73,6 +73,7 @@ pub(super) async fn run_committer(
             },
             Some((tokens, status)) = finalizer.next(), if !finalizer.is_empty() => {
                 commit(&shared, &source, &tokens, status);
+                crate::fault::point("file_committer", &source);
                 unsaved_since.get_or_insert_with(Instant::now);
             }
             _ = ticker.tick() => {

@@ -202,6 +202,7 @@ impl Reader {
         self.outbox.flush();
         let turn = std::mem::take(&mut self.turn);
         if turn.read_bytes > 0 {
+            crate::fault::point("file_reader", &self.source);
             metrics::READ_BYTES.add(turn.read_bytes, &self.attrs);
         }
         if turn.lines > 0 {

@@ -1,0 +1,114 @@
+//! Process-level tests of a component that panics: the shipper must not go on running with a
+//! dead stage (reading and delivering nothing while it answers its API). It stops with exit code
+//! 1, naming the component, and a restart delivers every line the panic left unacknowledged.
+//! The panics are injected with `LC_TEST_FAULT` (debug builds only; see
+//! `components/src/fault.rs`).
+
+// A failure in a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::time::Duration;
+
+use common::{Instance, wait_for};
+
+const CONFIG: &str = r#"
+data_dir: "{dir}/data"
+api: {listen: "127.0.0.1:{port}"}
+sources:
+  app: {type: file, include: ["{dir}/in/*.log"], read_from: beginning, poll_interval: 200ms, flush_interval: 200ms}
+transforms:
+  dedup: {type: dedup, inputs: [app]}
+sinks:
+  out: {type: file, inputs: [dedup], path: "{dir}/out.log", encoding: text}
+"#;
+
+const CHUNK: u64 = 1000;
+
+fn append(instance: &Instance, range: std::ops::RangeInclusive<u64>) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(instance.path("in/app.log"))
+        .unwrap();
+    let text: String = range.map(|seq| format!("line {seq:06}\n")).collect();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+/// The distinct lines the sink wrote so far.
+fn delivered(instance: &Instance) -> BTreeSet<String> {
+    std::fs::read_to_string(instance.path("out.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs the pipeline with `fault` armed, writing a chunk of lines, and another once the first
+/// arrived, until the fault fires; then checks the exit and that a restart delivers every line.
+fn a_panic_stops_the_shipper_and_a_restart_delivers_the_rest(fault: &str, component: &str) {
+    let mut instance = Instance::prepare(CONFIG);
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    instance.spawn(&[], &[("LC_TEST_FAULT", fault)]);
+    append(&instance, 1..=CHUNK);
+    // The fault fires at its second call: during the first chunk or the second.
+    let mut status = None;
+    wait_for(
+        "the first chunk or the exit",
+        Duration::from_secs(30),
+        || {
+            status = instance.wait_exit(Duration::ZERO);
+            (status.is_some() || delivered(&instance).len() as u64 >= CHUNK).then_some(())
+        },
+    );
+    append(&instance, CHUNK + 1..=2 * CHUNK);
+    if status.is_none() {
+        status = instance.wait_exit(Duration::from_secs(30));
+    }
+    let Some(status) = status else {
+        panic!(
+            "the shipper went on running after {component} panicked:\n{}",
+            instance.stderr()
+        );
+    };
+    assert_eq!(status.code(), Some(1), "{}", instance.stderr());
+    let stderr = instance.stderr();
+    assert!(
+        stderr.contains("A component panicked")
+            && stderr.contains(&format!("component={component}")),
+        "the log names the component: {stderr}"
+    );
+    assert!(stderr.contains("fault injected at"), "{stderr}");
+    assert!(
+        stderr.contains("Shutdown complete after a component failure."),
+        "{stderr}"
+    );
+
+    instance.spawn(&[], &[]);
+    let expected: BTreeSet<String> = (1..=2 * CHUNK)
+        .map(|seq| format!("line {seq:06}"))
+        .collect();
+    wait_for(
+        "every line after the restart",
+        Duration::from_secs(30),
+        || delivered(&instance).is_superset(&expected).then_some(()),
+    );
+}
+
+#[test]
+fn a_transform_that_panics_stops_the_shipper_and_a_restart_delivers_the_rest() {
+    a_panic_stops_the_shipper_and_a_restart_delivers_the_rest("transform:dedup@2", "dedup");
+}
+
+#[test]
+fn a_file_reader_that_panics_stops_the_shipper_and_a_restart_delivers_the_rest() {
+    a_panic_stops_the_shipper_and_a_restart_delivers_the_rest("file_reader:app@2", "app");
+}
+
+#[test]
+fn a_file_committer_that_panics_stops_the_shipper_and_a_restart_delivers_the_rest() {
+    a_panic_stops_the_shipper_and_a_restart_delivers_the_rest("file_committer:app@2", "app");
+}
