@@ -1,8 +1,8 @@
 //! The docker source against a real Docker engine and the real binary: labels, containers
 //! started later, long lines and Docker's 16 KiB pieces, TTY containers, a shipper killed with
 //! SIGKILL, a container that ran and exited while the shipper was down, a paused container, a
-//! dockerd restarted, a socket that appears late, and resources after many
-//! containers. Every check compares what the shipper wrote with what Docker itself holds
+//! dockerd restarted, a socket that appears late, a supervisor that panics, and resources after
+//! many containers. Every check compares what the shipper wrote with what Docker itself holds
 //! (`docker logs`).
 //!
 //! Without an engine these tests print a note and pass, except under `CI`, where they fail
@@ -837,4 +837,32 @@ fn a_java_stack_trace_from_a_container_arrives_as_one_event_through_multiline() 
             "log_capturer_multiline_merged_lines_total{component=\"java\"}"
         ) >= 6.0
     );
+}
+
+#[test]
+fn a_supervisor_that_panics_stops_the_shipper_and_a_restart_reads_the_container() {
+    if !docker::available() {
+        return;
+    }
+    let prefix = unique("panic");
+    let mut instance = Instance::prepare(&config(&prefix, None));
+    // Debug builds panic where LC_TEST_FAULT says (components/src/fault.rs): here at the first
+    // engine event the supervisor takes, the container's start.
+    instance.spawn(&[], &[("LC_TEST_FAULT", "docker_supervisor:docker@1")]);
+    let container = Container::run(None, &format!("{prefix}-a"), &[], &numbered(100, "0"));
+    let Some(status) = instance.wait_exit(Duration::from_secs(30)) else {
+        panic!(
+            "the shipper went on running after its supervisor panicked:\n{}",
+            instance.stderr()
+        );
+    };
+    assert_eq!(status.code(), Some(1), "{}", instance.stderr());
+    let stderr = instance.stderr();
+    assert!(
+        stderr.contains("A component panicked") && stderr.contains("component=docker"),
+        "{stderr}"
+    );
+    wait_logged(&container, " out 100");
+    instance.spawn(&[], &[]);
+    wait_all_delivered(&instance, &container, Duration::from_secs(60));
 }

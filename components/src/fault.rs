@@ -3,7 +3,8 @@
 //! `LC_TEST_FAULT=KIND:NAME@N` makes the `N`-th call of [`point`] with that kind and
 //! component name panic (`transform:dedup@3`: the dedup transform's third batch). The points sit
 //! where a bug would hurt most: a transform's batch (`transform`), the file source's reader turn
-//! that sent lines (`file_reader`) and its committer's commit (`file_committer`).
+//! that sent lines (`file_reader`), its committer's commit (`file_committer`) and the docker
+//! source's supervisor taking an engine event (`docker_supervisor`).
 //!
 //! Guarantees: in release builds [`point`] is an empty function, and the variable is never read.
 //! In debug builds it is read once; an unset or malformed variable makes every point a no-op.

@@ -223,7 +223,10 @@ impl Supervisor {
                     }
                     () = until(self.trim_at) => self.trim().await,
                     event = events.next() => match event {
-                        Some(Ok(message)) => self.on_event(&docker, message).await,
+                        Some(Ok(message)) => {
+                            crate::fault::point("docker_supervisor", &settings.key);
+                            self.on_event(&docker, message).await;
+                        }
                         Some(Err(error)) => {
                             metrics::DOCKER_ERRORS.add(1, &settings.attrs.with_reason("events"));
                             tracing::info!(source = %settings.key, error = %error, "Docker event stream ended; reconnecting.");
