@@ -71,11 +71,16 @@ pub async fn drive_helper(reports: PanicReports, helper: impl Future<Output = ()
 /// unwinds, a moment before the panic is handed over) and raises its panic, if any.
 pub fn batches_from(
     mut rx: mpsc::Receiver<EventBatch>,
-    mut producer: ProducerEnd,
+    producer: ProducerEnd,
     helpers: PanicReceiver,
 ) -> EventStream {
     let mut helpers = Some(helpers.0);
+    // Taken once it has answered: a oneshot must not be polled again after that.
+    let mut producer = Some(producer);
     Box::pin(futures::stream::poll_fn(move |cx| {
+        let Some(end) = producer.as_mut() else {
+            return Poll::Ready(None);
+        };
         if let Some(reports) = helpers.as_mut() {
             match reports.poll_recv(cx) {
                 Poll::Ready(Some(payload)) => std::panic::resume_unwind(payload),
@@ -85,9 +90,12 @@ pub fn batches_from(
             }
         }
         match rx.poll_recv(cx) {
-            Poll::Ready(None) => match producer.poll_unpin(cx) {
+            Poll::Ready(None) => match end.poll_unpin(cx) {
                 Poll::Ready(Ok(payload)) => std::panic::resume_unwind(payload),
-                Poll::Ready(Err(_)) => Poll::Ready(None),
+                Poll::Ready(Err(_)) => {
+                    producer = None;
+                    Poll::Ready(None)
+                }
                 Poll::Pending => Poll::Pending,
             },
             other => other,
@@ -170,5 +178,16 @@ mod tests {
         }));
         assert_eq!(read_all(stream).await, Ok(2));
         committer.abort();
+    }
+
+    #[tokio::test]
+    async fn an_ended_stream_polled_again_stays_ended() {
+        let (tx, rx) = mpsc::channel::<EventBatch>(1);
+        let (_reports, panics) = panic_reports();
+        let (end, producer) = oneshot::channel();
+        let mut stream = batches_from(rx, producer, panics);
+        drop((tx, end));
+        assert!(stream.next().await.is_none());
+        assert!(stream.next().await.is_none());
     }
 }
