@@ -166,6 +166,8 @@ sinks:
     let all = text(&output);
     assert_eq!(output.status.code(), Some(1), "{all}");
     assert!(all.contains("B/A"), "{all}");
+    // Both sides run from fresh copies of the binary, alike in the page cache.
+    assert_eq!(all.matches("(a fresh copy)").count(), 2, "{all}");
     assert!(
         all.lines()
             .any(|l| l.starts_with("lost (sum)")

@@ -262,6 +262,7 @@ impl Dedup {
                     true
                 }
                 None => {
+                    grow_past_the_last_doubling(cache);
                     // Pushes out the least recently seen key when full (counted by `Capacity`).
                     cache.insert(key, now_ms);
                     // Only an insert reallocates the table.
@@ -523,6 +524,31 @@ impl Limiter<u64, u64> for Capacity {
     fn on_grow(&mut self, new_memory_usage: usize) -> bool {
         new_memory_usage <= table_bytes_for(final_capacity(self.max_entries as usize))
     }
+}
+
+/// When the table is about to grow and already holds more than half of `cache_size`, grows it
+/// to its final size at once. A cache that gets this far fills up in practice (entries leave
+/// only when pushed out), and a full cache under churn ends at the final size anyway; going
+/// there in one step skips the doubling before it, whose old and new tables would otherwise be
+/// held together (4.7 MiB at the default: the peak is one quarter plus the final table, 7.8
+/// MiB, instead of one half plus it, 9.4 MiB).
+fn grow_past_the_last_doubling(cache: &mut Cache) {
+    let len = cache.len();
+    let max_entries = cache.limiter().max_entries as usize;
+    if len < cache.guaranteed_capacity() || len.saturating_mul(2) <= max_entries {
+        return;
+    }
+    let final_entries = final_capacity(max_entries);
+    // Only a table smaller than the final one grows here. The final table (or a larger one
+    // left by a reload that lowered `cache_size`) runs out of free slots too, to its removed
+    // entries' markers, and schnellru then rehashes it in place; asking it to grow would be
+    // refused.
+    if cache.memory_usage() >= allocation_bytes(buckets_for(final_entries)) {
+        return;
+    }
+    // Never refused: the limiter allows the table of `buckets_for(final_entries)` buckets, and
+    // only a failed allocation (which aborts the process anyway) would make it panic.
+    cache.reserve_or_panic(final_entries - len);
 }
 
 /// Entries the table may be sized for: `max_entries` at half its load, where schnellru clears
@@ -838,6 +864,33 @@ mod tests {
             allocation_bytes(buckets_for(final_capacity(cache_size)))
         );
         assert!(final_table <= d.memory_bytes());
+    }
+
+    #[test]
+    fn a_cache_past_half_its_size_grows_to_its_final_table_in_one_step() {
+        // The default size: 65,536 buckets hold 57,344 keys, more than half of 100,000, so the
+        // table goes from there to its final 262,144 buckets without the 131,072 between.
+        let cache_size = 100_000;
+        let mut d = dedup(cache_size, MINUTE, false);
+        let now = Instant::now();
+        let mut sizes = vec![d.memory_bytes()];
+        for chunk in 0..150 {
+            for event in distinct_lines(chunk).events {
+                d.transform_at(&mut batch(vec![event]), now);
+                if sizes.last() != Some(&d.memory_bytes()) {
+                    sizes.push(d.memory_bytes());
+                }
+            }
+        }
+        let final_table = allocation_bytes(262_144);
+        assert_eq!(sizes.last(), Some(&final_table), "sizes {sizes:?}");
+        assert_eq!(
+            sizes[sizes.len() - 2],
+            allocation_bytes(65_536),
+            "sizes {sizes:?}"
+        );
+        assert_eq!(d.stats().cache_size, cache_size);
+        assert_eq!(d.stats().evictions, 150_000 - cache_size as u64);
     }
 
     #[test]
