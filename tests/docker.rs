@@ -846,8 +846,9 @@ fn a_supervisor_that_panics_stops_the_shipper_and_a_restart_reads_the_container(
     }
     let prefix = unique("panic");
     let mut instance = Instance::prepare(&config(&prefix, None));
-    // Debug builds panic where LC_TEST_FAULT says (components/src/fault.rs): here at the first
-    // engine event the supervisor takes, the container's start.
+    // Debug builds panic where LC_TEST_FAULT says (components/src/fault.rs): here when the
+    // supervisor starts to follow the first selected container, this test's own. Other tests'
+    // containers are not selected, so they cannot make it fire before the shipper is ready.
     instance.spawn(&[], &[("LC_TEST_FAULT", "docker_supervisor:docker@1")]);
     let container = Container::run(None, &format!("{prefix}-a"), &[], &numbered(100, "0"));
     let Some(status) = instance.wait_exit(Duration::from_secs(30)) else {

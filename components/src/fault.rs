@@ -4,7 +4,7 @@
 //! component name panic (`transform:dedup@3`: the dedup transform's third batch). The points sit
 //! where a bug would hurt most: a transform's batch (`transform`), the file source's reader turn
 //! that sent lines (`file_reader`), its committer's commit (`file_committer`) and the docker
-//! source's supervisor taking an engine event (`docker_supervisor`).
+//! source's supervisor starting to follow a selected container (`docker_supervisor`).
 //!
 //! Guarantees: in release builds [`point`] is an empty function, and the variable is never read.
 //! In debug builds it is read once; an unset or malformed variable makes every point a no-op.

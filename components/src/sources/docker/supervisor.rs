@@ -223,10 +223,7 @@ impl Supervisor {
                     }
                     () = until(self.trim_at) => self.trim().await,
                     event = events.next() => match event {
-                        Some(Ok(message)) => {
-                            crate::fault::point("docker_supervisor", &settings.key);
-                            self.on_event(&docker, message).await;
-                        }
+                        Some(Ok(message)) => self.on_event(&docker, message).await,
                         Some(Err(error)) => {
                             metrics::DOCKER_ERRORS.add(1, &settings.attrs.with_reason("events"));
                             tracing::info!(source = %settings.key, error = %error, "Docker event stream ended; reconnecting.");
@@ -394,6 +391,9 @@ impl Supervisor {
             tracing::debug!(source = %self.settings.key, container = %info.name, "Container not selected.");
             return;
         }
+        // After the selector: the engine's events name every container on the host, and a
+        // test's fault must not fire on another test's container.
+        crate::fault::point("docker_supervisor", &self.settings.key);
         tracing::debug!(source = %self.settings.key, container = %info.name, tty = info.tty, "Following a container.");
         let (commands, receiver) = mpsc::unbounded_channel();
         let id = info.id.clone();
