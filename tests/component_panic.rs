@@ -112,3 +112,19 @@ fn a_file_reader_that_panics_stops_the_shipper_and_a_restart_delivers_the_rest()
 fn a_file_committer_that_panics_stops_the_shipper_and_a_restart_delivers_the_rest() {
     a_panic_stops_the_shipper_and_a_restart_delivers_the_rest("file_committer:app@2", "app");
 }
+
+// The work below runs on blocking threads, whose panics tokio hands back as values: before they
+// were raised again in the component (`components/src/blocking.rs`), the file sink retried a
+// panicked write forever against the lock the panic had poisoned, and the committer took a
+// panicked save for a failed one, both with the shipper running on.
+
+#[test]
+fn a_file_sink_write_that_panics_stops_the_shipper_and_a_restart_delivers_the_rest() {
+    a_panic_stops_the_shipper_and_a_restart_delivers_the_rest("file_sink_write:out@2", "out");
+}
+
+#[test]
+fn a_positions_save_that_panics_stops_the_shipper_and_a_restart_delivers_the_rest() {
+    // The first save follows the start-up scan; the second, the first chunk's commit.
+    a_panic_stops_the_shipper_and_a_restart_delivers_the_rest("file_positions_save:app@2", "app");
+}

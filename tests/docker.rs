@@ -867,3 +867,35 @@ fn a_supervisor_that_panics_stops_the_shipper_and_a_restart_reads_the_container(
     instance.spawn(&[], &[]);
     wait_all_delivered(&instance, &container, Duration::from_secs(60));
 }
+
+#[test]
+fn a_cursor_save_that_panics_stops_the_shipper_and_a_restart_reads_the_container() {
+    if !docker::available() {
+        return;
+    }
+    let prefix = unique("savepanic");
+    let mut instance = Instance::prepare(&config(&prefix, None));
+    // The first save records that the engine is watched; the second follows this test's
+    // container, and panics (LC_TEST_FAULT, debug builds only). Before the panic was raised in
+    // the committer (components/src/blocking.rs), the committer ended there and the shipper ran
+    // on without saving a cursor again.
+    instance.spawn(&[], &[("LC_TEST_FAULT", "docker_positions_save:docker@2")]);
+    let container = Container::run(None, &format!("{prefix}-a"), &[], &numbered(100, "0.02"));
+    let Some(status) = instance.wait_exit(Duration::from_secs(30)) else {
+        panic!(
+            "the shipper went on running after its cursor save panicked:\n{}",
+            instance.stderr()
+        );
+    };
+    assert_eq!(status.code(), Some(1), "{}", instance.stderr());
+    let stderr = instance.stderr();
+    assert!(
+        stderr.contains("A component panicked")
+            && stderr.contains("component=docker")
+            && stderr.contains("fault injected at docker_positions_save:docker"),
+        "{stderr}"
+    );
+    wait_logged(&container, " out 100");
+    instance.spawn(&[], &[]);
+    wait_all_delivered(&instance, &container, Duration::from_secs(60));
+}

@@ -767,3 +767,57 @@ fn a_shutdown_that_times_out_with_loki_down_loses_nothing() {
     instance.spawn(&[], &[]);
     receiver.wait_sequences(1000, Duration::from_secs(60));
 }
+
+#[test]
+fn a_dead_letter_append_that_panics_stops_the_shipper_and_a_restart_keeps_every_line() {
+    // Every push refused for good (401: no tenant), so every batch goes to the queue; the
+    // second append panics (LC_TEST_FAULT, debug builds only). Before the panic was raised in
+    // the sink (`components/src/blocking.rs`) it was retried as an I/O error from whatever
+    // state it left the queue in, and the shipper ran on.
+    let receiver = Receiver::start(&["--require-tenant", "true"]);
+    let config = loki_config(receiver.port).replace("    tenant_id: team-a\n", "");
+    let mut instance = Instance::prepare(&config);
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    instance.spawn(&[], &[("LC_TEST_FAULT", "dlq_write:loki@2")]);
+    let input = instance.path("in/app.log");
+    write_lines(&input, 1..=250);
+    let mut status = None;
+    wait_for(
+        "the first lines queued or the exit",
+        Duration::from_secs(60),
+        || {
+            status = instance.wait_exit(Duration::ZERO);
+            (status.is_some() || dlq_entries(&instance).is_some_and(|n| n >= 250)).then_some(())
+        },
+    );
+    write_lines(&input, 251..=500);
+    if status.is_none() {
+        status = instance.wait_exit(Duration::from_secs(30));
+    }
+    let Some(status) = status else {
+        panic!(
+            "the shipper went on running after its dead-letter queue panicked:\n{}",
+            instance.stderr()
+        );
+    };
+    assert_eq!(status.code(), Some(1), "{}", instance.stderr());
+    let stderr = instance.stderr();
+    assert!(
+        stderr.contains("A component panicked")
+            && stderr.contains("component=loki")
+            && stderr.contains("fault injected at dlq_write:loki"),
+        "{stderr}"
+    );
+
+    instance.spawn(&[], &[]);
+    wait_for(
+        "every line in the dead-letter queue",
+        Duration::from_secs(60),
+        || {
+            let sequences = dlq_sequences(&instance);
+            (1..=500)
+                .all(|seq| sequences.contains_key(&seq))
+                .then_some(())
+        },
+    );
+}

@@ -3,8 +3,11 @@
 //! `LC_TEST_FAULT=KIND:NAME@N` makes the `N`-th call of [`point`] with that kind and
 //! component name panic (`transform:dedup@3`: the dedup transform's third batch). The points sit
 //! where a bug would hurt most: a transform's batch (`transform`), the file source's reader turn
-//! that sent lines (`file_reader`), its committer's commit (`file_committer`) and the docker
-//! source's supervisor starting to follow a selected container (`docker_supervisor`).
+//! that sent lines (`file_reader`), its committer's commit (`file_committer`) and positions
+//! save (`file_positions_save`), the docker source's supervisor starting to follow a selected
+//! container (`docker_supervisor`) and its cursors' save (`docker_positions_save`), the file
+//! sink's write (`file_sink_write`) and a dead-letter queue's append (`dlq_write`). The last
+//! four run on blocking threads (see `crate::blocking`).
 //!
 //! Guarantees: in release builds [`point`] is an empty function, and the variable is never read.
 //! In debug builds it is read once; an unset or malformed variable makes every point a no-op.

@@ -16,6 +16,7 @@
 //! (the `log-capturer` crate) layers the configuration and assembles the topology.
 
 pub mod ack;
+pub mod blocking;
 pub mod component;
 pub mod config;
 pub mod dispatcher;

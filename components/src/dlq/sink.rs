@@ -12,7 +12,8 @@
 //!   sources, and once the disk has room the events are stored and their sources commit past
 //!   them. Only at shutdown does `store` give up ([`DeadLetterError::Stopping`]): the events
 //!   then stay unacknowledged and are read again after a restart. Records of one store already
-//!   written are not written again by its retries.
+//!   written are not written again by its retries. A queue operation that panics (a bug) is
+//!   not retried: it stops the shipper with an error naming the sink (see `crate::blocking`).
 //! - Records keep what makes a stream: the events' labels, their source and file, their
 //!   structured metadata, and the lines byte for byte; a replayed event is the event that was
 //!   dead-lettered (same time, line, labels, source, file), so it lands in the same stream.
@@ -121,7 +122,9 @@ impl SinkDlq {
         f: impl FnOnce(&mut Dlq) -> T + Send + 'static,
     ) -> Result<T, String> {
         let queue = self.queue.clone();
-        tokio::task::spawn_blocking(move || {
+        // A panic inside the queue (a bug) is raised in the sink's task, which stops the shipper
+        // (see `crate::blocking`): going on from the state it left would risk the records.
+        crate::blocking::run(move || {
             let mut queue = match queue.lock() {
                 Ok(q) => q,
                 Err(poisoned) => poisoned.into_inner(),
@@ -129,7 +132,7 @@ impl SinkDlq {
             f(&mut queue)
         })
         .await
-        .map_err(|join| format!("dead-letter task failed: {join}"))
+        .map_err(|cancelled| format!("dead-letter task failed: {cancelled}"))
     }
 
     /// The queue's statistics.
@@ -249,13 +252,17 @@ impl SinkDlq {
             loop {
                 let to_write = record.clone();
                 let replacing = record.entries.iter().all(|e| e.replays > 0);
+                let fault_name = self.sink.clone();
                 let result = self
-                    .blocking(move |queue| match destination {
-                        Destination::Queue if replacing => queue.append_replacing(&to_write),
-                        Destination::Queue => queue.append(&to_write),
-                        Destination::Archive => queue
-                            .archive_refused(&to_write)
-                            .map(|()| AppendOutcome::Written),
+                    .blocking(move |queue| {
+                        crate::fault::point("dlq_write", &fault_name);
+                        match destination {
+                            Destination::Queue if replacing => queue.append_replacing(&to_write),
+                            Destination::Queue => queue.append(&to_write),
+                            Destination::Archive => queue
+                                .archive_refused(&to_write)
+                                .map(|()| AppendOutcome::Written),
+                        }
                     })
                     .await
                     .unwrap_or_else(|error| Err(DlqError::Io(std::io::Error::other(error))));

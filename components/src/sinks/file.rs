@@ -9,6 +9,8 @@
 //!   What a failed write left of a batch (a full disk takes part of a write) is cut off again
 //!   before anything else is written, so the file never holds a torn line; a batch is never
 //!   lost, and written twice only when a write succeeded but could not be confirmed (fsync).
+//! - A write that panics (a bug) is not retried: the panic stops the shipper with an error
+//!   naming the sink (see `crate::blocking`); retried, it met the lock it had poisoned forever.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -50,11 +52,12 @@ impl FileSinkConfig {
         }
     }
 
-    /// Opens (creating) the file. Fails with the path and the reason.
-    pub fn build(&self) -> Result<FileSink, String> {
+    /// Opens (creating) the file for the sink `name`. Fails with the path and the reason.
+    pub fn build(&self, name: &str) -> Result<FileSink, String> {
         let file = open(&self.path)
             .map_err(|err| format!("cannot open {} for appending: {err}", self.path.display()))?;
         Ok(FileSink {
+            name: name.to_string(),
             path: self.path.clone(),
             encoding: self.encoding,
             fsync: self.fsync,
@@ -74,6 +77,8 @@ fn open(path: &Path) -> std::io::Result<File> {
 /// The running `file` sink.
 #[derive(Debug)]
 pub struct FileSink {
+    /// The component's name.
+    name: String,
     path: PathBuf,
     encoding: Encoding,
     fsync: bool,
@@ -103,13 +108,14 @@ impl SinkService for FileSink {
         request: &'a mut SinkRequest,
     ) -> BoxFuture<'a, SendOutcome> {
         let out = request.get::<Bytes>().cloned().unwrap_or_default();
+        let name = self.name.clone();
         let path = self.path.clone();
         let file = self.file.clone();
         let cut_to = self.cut_to.clone();
         let fsync = self.fsync;
         Box::pin(async move {
             let written =
-                tokio::task::spawn_blocking(move || write(&path, &file, &cut_to, &out, fsync))
+                crate::blocking::run(move || write(&name, &path, &file, &cut_to, &out, fsync))
                     .await;
             match written {
                 Ok(Ok(())) => SendOutcome::Delivered,
@@ -118,9 +124,9 @@ impl SinkService for FileSink {
                     detail: err,
                     retry_after: None,
                 },
-                Err(err) => SendOutcome::Retry {
+                Err(cancelled) => SendOutcome::Retry {
                     reason: "io_error",
-                    detail: format!("write task failed: {err}"),
+                    detail: cancelled.to_string(),
                     retry_after: None,
                 },
             }
@@ -130,7 +136,7 @@ impl SinkService for FileSink {
     fn close(&self) -> BoxFuture<'_, ()> {
         let file = self.file.clone();
         Box::pin(async move {
-            let _ = tokio::task::spawn_blocking(move || {
+            let _ = crate::blocking::run(move || {
                 if let Ok(mut guard) = file.lock()
                     && let Some(file) = guard.as_mut()
                 {
@@ -143,6 +149,7 @@ impl SinkService for FileSink {
 }
 
 fn write(
+    name: &str,
     path: &Path,
     file: &Mutex<Option<File>>,
     cut_to: &Mutex<Option<(u64, u64, u64)>>,
@@ -155,6 +162,7 @@ fn write(
     let mut cut = cut_to
         .lock()
         .map_err(|_| "file sink lock poisoned".to_string())?;
+    crate::fault::point("file_sink_write", name);
     if guard.is_none() || !path.exists() {
         *guard = Some(open(path).map_err(|err| format!("cannot open {}: {err}", path.display()))?);
     }
@@ -205,7 +213,7 @@ impl crate::component::SinkComponent for FileSinkConfig {
         &self,
         cx: &crate::component::SinkContext,
     ) -> Result<Arc<dyn SinkService>, crate::BuildError> {
-        FileSinkConfig::build(self)
+        FileSinkConfig::build(self, &cx.key)
             .map(|sink| Arc::new(sink) as Arc<dyn SinkService>)
             .map_err(|message| crate::component::build_error(&cx.key, message))
     }
@@ -247,7 +255,7 @@ mod tests {
             encoding: Encoding::Text,
             fsync: true,
         }
-        .build()
+        .build("out")
         .unwrap();
         assert_eq!(
             send_once(&sink, &batch(&["a", "b"])).await,
@@ -297,7 +305,7 @@ mod tests {
             encoding: Encoding::Text,
             fsync: false,
         }
-        .build()
+        .build("out")
         .unwrap();
         let line = "x".repeat(99);
         let lines: Vec<&str> = (0..1000).map(|_| line.as_str()).collect();
@@ -330,7 +338,7 @@ mod tests {
             encoding: Encoding::Text,
             fsync: false,
         }
-        .build()
+        .build("out")
         .unwrap();
         // Replace the file with a directory: opening it for append must fail.
         std::fs::remove_file(&path).unwrap();

@@ -8,6 +8,9 @@
 //!   trusts as seen.
 //! - A removed container's cursor is dropped `removed_retention` after it was seen removed.
 //! - A failing save is retried at the next flush, logged once and then at most every 30 s.
+//! - A save or checkpoint that panics (a bug) is raised in the committer's task, which the source
+//!   raises again: the shipper stops with an error naming the source. Before, the committer
+//!   ended there and the shipper ran on without saving a cursor again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,16 +50,15 @@ pub(super) async fn run_committer(
         if watching && (finished || (dirty && last_save.elapsed() >= flush)) {
             settings.shared.dirty.store(false, Ordering::Release);
             let containers = snapshot(&settings);
-            let (returned, result) = tokio::task::spawn_blocking(move || {
+            let fault_name = settings.key.to_string();
+            let saved = crate::blocking::run(move || {
+                crate::fault::point("docker_positions_save", &fault_name);
                 let result = store.save_containers(&containers);
                 (store, result)
             })
-            .await
-            .map_err(|join| join.to_string())
-            .map(|(store, result)| (Some(store), result.map_err(|e| e.to_string())))
-            .unwrap_or_else(|join| (None, Err(join)));
-            let Some(returned) = returned else {
-                tracing::error!(source = %settings.key, "Container positions store lost; cursors are no longer saved.");
+            .await;
+            // Cancelled: the runtime is going away, nothing more can be saved.
+            let Ok((returned, result)) = saved else {
                 return;
             };
             store = returned;
@@ -76,14 +78,12 @@ pub(super) async fn run_committer(
         }
         if finished || last_checkpoint.elapsed() >= settings.config.checkpoint_interval {
             last_checkpoint = Instant::now();
-            let (returned, result) = tokio::task::spawn_blocking(move || {
+            let checkpointed = crate::blocking::run(move || {
                 let result = store.checkpoint();
                 (store, result)
             })
-            .await
-            .map(|(store, result)| (Some(store), result))
-            .unwrap_or_else(|join| (None, Err(std::io::Error::other(join.to_string()))));
-            let Some(returned) = returned else {
+            .await;
+            let Ok((returned, result)) = checkpointed else {
                 return;
             };
             store = returned;

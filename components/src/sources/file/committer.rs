@@ -11,8 +11,10 @@
 //!   once and then at most every 30 s, and once more when saves succeed again.
 //! - When positions cannot be saved for longer than `max(10 * flush_interval, 10s)`, reading
 //!   pauses (`position_backpressure` = 1).
+//! - A save or checkpoint that panics (a bug) is raised in the committer's task, which the source
+//!   raises again: the shipper stops with an error naming the source, and a restart reads again
+//!   what the saved positions do not cover.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -32,7 +34,6 @@ use crate::telemetry::{LogThrottle, TelemetryEvent};
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run_committer(
     source: String,
-    data_dir: std::path::PathBuf,
     mut store: PositionStore,
     shared: Arc<Shared>,
     mut registrations: mpsc::UnboundedReceiver<(Vec<AckToken>, BatchStatusReceiver)>,
@@ -97,9 +98,8 @@ pub(super) async fn run_committer(
                     unsaved_since.get_or_insert_with(Instant::now);
                 }
             }
-            let Some(kept) = keep_store(returned, &data_dir, &source, &shared, &attrs) else {
-                return;
-            };
+            // Without a store the runtime is going away: nothing more can be saved.
+            let Some(kept) = returned else { return };
             store = kept;
             if saved {
                 unsaved_since = None;
@@ -124,9 +124,7 @@ pub(super) async fn run_committer(
         }
         if last_checkpoint.elapsed() >= checkpoint_interval || finished {
             let (returned, ok) = checkpoint(store, &source, &attrs, &mut failures).await;
-            let Some(kept) = keep_store(returned, &data_dir, &source, &shared, &attrs) else {
-                return;
-            };
+            let Some(kept) = returned else { return };
             store = kept;
             if ok {
                 last_checkpoint = Instant::now();
@@ -253,7 +251,11 @@ async fn save(
         files
     });
     let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || {
+    // A panic inside the store (a bug) is raised here, in the committer's task: the source
+    // raises it again and the shipper stops with an error (see `crate::sources::producer`).
+    let fault_name = source.to_string();
+    let result = crate::blocking::run(move || {
+        crate::fault::point("file_positions_save", &fault_name);
         let result = store.save(&files);
         (store, result)
     })
@@ -269,21 +271,10 @@ async fn save(
             failures.failed(source, attrs, "Position save", &err);
             (Some(store), false)
         }
-        Err(join) if join.is_cancelled() => {
+        Err(crate::blocking::Cancelled) => {
             // The runtime is going away (the end of a shutdown): the last save already ran or
             // was never due.
             tracing::debug!(source = %source, "Position save cancelled at exit.");
-            (None, false)
-        }
-        Err(join) => {
-            PositionSaveFailed {
-                source,
-                attrs,
-                what: "Position save",
-                error: &join,
-                log: None,
-            }
-            .emit();
             (None, false)
         }
     }
@@ -295,7 +286,7 @@ async fn checkpoint(
     attrs: &[KeyValue; 1],
     failures: &mut SaveFailures,
 ) -> (Option<PositionStore>, bool) {
-    let result = tokio::task::spawn_blocking(move || {
+    let result = crate::blocking::run(move || {
         let result = store.checkpoint();
         (store, result)
     })
@@ -309,44 +300,9 @@ async fn checkpoint(
             }
             (Some(store), false)
         }
-        Err(join) if join.is_cancelled() => {
+        Err(crate::blocking::Cancelled) => {
             tracing::debug!(source = %source, "Positions checkpoint cancelled at exit.");
             (None, false)
         }
-        Err(join) => {
-            PositionSaveFailed {
-                source,
-                attrs,
-                what: "Positions checkpoint",
-                error: &join,
-                log: None,
-            }
-            .emit();
-            (None, false)
-        }
     }
-}
-
-/// The store handed back by a save or checkpoint, or, after a panic inside the store (a bug), a
-/// fresh handle on the same directory. Without either, reading stays paused for good
-/// (`position_backpressure` = 1): nothing read could be committed any more.
-fn keep_store(
-    returned: Option<PositionStore>,
-    data_dir: &Path,
-    source: &str,
-    shared: &Shared,
-    attrs: &[KeyValue; 1],
-) -> Option<PositionStore> {
-    let store = returned.or_else(|| match PositionStore::open(data_dir, source) {
-        Ok(store) => Some(store),
-        Err(err) => {
-            tracing::error!(source = %source, error = %err, "Cannot reopen the positions store.");
-            None
-        }
-    });
-    if store.is_none() {
-        shared.saves_behind.store(true, Ordering::Release);
-        metrics::POSITION_BACKPRESSURE.record(1, attrs);
-    }
-    store
 }

@@ -362,7 +362,6 @@ impl FileSourceConfig {
             reports,
             committer::run_committer(
                 cx.key.to_string(),
-                cx.data_dir.clone(),
                 store,
                 shared,
                 acks_rx,
