@@ -247,7 +247,11 @@ fn containers(prefix: &str) -> Vec<String> {
         ])
         .output()
         .unwrap();
-    assert!(output.status.success());
+    assert!(
+        output.status.success(),
+        "docker ps failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(str::to_string)
@@ -299,7 +303,7 @@ fn ctrl_c_during_a_docker_load_removes_the_containers_and_stops_the_shipper() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
         .args([
             "run",
             "--profile",
@@ -345,13 +349,24 @@ fn ctrl_c_during_a_docker_load_removes_the_containers_and_stops_the_shipper() {
     // SAFETY: kill(2) on the child this test started.
     let rc = unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
     assert_eq!(rc, 0);
-    let status = child.wait().unwrap();
-    assert!(!status.success());
-    assert_eq!(containers(&prefix), Vec::<String>::new(), "left behind");
-    assert!(
-        !std::path::Path::new(&format!("/proc/{shipper_pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{shipper_pid}/stat"))
-                .is_ok_and(|s| s.contains(") Z")),
-        "the shipper is still running"
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert_eq!(
+        containers(&prefix),
+        Vec::<String>::new(),
+        "left behind:\n{stderr}"
     );
+    // The harness kills the shipper as it exits; the kernel tears a killed process down a
+    // moment later, and a busy machine makes that moment longer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{shipper_pid}/stat"))
+        .is_ok_and(|stat| !stat.contains(") Z"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shipper is still running:\n{stderr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
