@@ -256,6 +256,10 @@ pub async fn run(source: ConfigSource) -> ExitCode {
             tracing::error!("Shutdown complete after a component failure.");
             ExitCode::FAILURE
         }
+        ShutdownOutcome::DrainedAfterPanic(during) => {
+            tracing::error!(component = %during.component, "Shutdown complete, but a component panicked while draining; what it held is read again after a restart.");
+            ExitCode::FAILURE
+        }
         ShutdownOutcome::Drained => {
             tracing::info!("Shutdown complete.");
             ExitCode::SUCCESS

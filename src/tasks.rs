@@ -12,7 +12,9 @@
 //! - [`ComponentTasks::first_failure`] resolves only on a panic, never on a task that ended on its
 //!   own (a source that finished, a stage whose input ended): those are part of a drain.
 //! - A task's result is taken once: what `first_failure` took, [`ComponentTasks::join_all`]
-//!   does not see again, and the reverse.
+//!   does not see again, and the reverse. `join_all` (a drain) logs every panic it meets and
+//!   returns the first, so that a panic during a shutdown (a source's last positions save) ends
+//!   the process with an error too.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -70,16 +72,19 @@ impl ComponentTasks {
         }
     }
 
-    /// Waits for every task to end, logging those that panicked.
-    pub async fn join_all(&mut self, what: &str) {
+    /// Waits for every task to end, logging those that panicked; the first of them, if any.
+    pub async fn join_all(&mut self, what: &str) -> Option<ComponentFailure> {
+        let mut first = None;
         while let Some(result) = self.set.join_next().await {
             if let Err(error) = result
                 && error.is_panic()
             {
                 let failure = self.failure(error);
                 tracing::error!(component = %failure.component, error = %failure.message, "A {what} task panicked.");
+                first.get_or_insert(failure);
             }
         }
+        first
     }
 
     /// Cancels every task still running.

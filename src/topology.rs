@@ -74,6 +74,9 @@ pub struct TopologyControls {
 pub enum ShutdownOutcome {
     /// Everything drained.
     Drained,
+    /// Everything ended, but a component's task panicked on the way (logged with its name):
+    /// what it held when it did was not acknowledged, and is read again after a restart.
+    DrainedAfterPanic(ComponentFailure),
     /// The limit passed first; what was still in flight is redelivered by sources that
     /// acknowledge (their committed positions did not move past it).
     TimedOut,
@@ -468,10 +471,12 @@ impl RunningTopology {
 
     /// Waits until every component has ended on its own (all sources finished and drained).
     pub async fn wait_finished(&mut self) {
-        self.tasks.join_all("component").await;
+        // Panics are logged on the way; a run to the end (`--once`-like runs in tests) has
+        // nothing more to do with them.
+        let _ = self.tasks.join_all("component").await;
         // Nothing is left to replay into: stop the reprocessors too.
         self.shutdown.trigger();
-        self.background.join_all("reprocessor").await;
+        let _ = self.background.join_all("reprocessor").await;
     }
 
     /// Resolves when a component's task panics (see [`ComponentTasks::first_failure`]); pending
@@ -487,12 +492,14 @@ impl RunningTopology {
     pub async fn shutdown(mut self, limit: Duration) -> ShutdownOutcome {
         self.shutdown.trigger();
         let drained = tokio::time::timeout(limit, async {
-            self.background.join_all("reprocessor").await;
-            self.tasks.join_all("component").await;
+            let reprocessor = self.background.join_all("reprocessor").await;
+            let component = self.tasks.join_all("component").await;
+            reprocessor.or(component)
         })
         .await;
         match drained {
-            Ok(()) => ShutdownOutcome::Drained,
+            Ok(None) => ShutdownOutcome::Drained,
+            Ok(Some(failure)) => ShutdownOutcome::DrainedAfterPanic(failure),
             Err(_) => {
                 self.tasks.abort_all();
                 self.background.abort_all();

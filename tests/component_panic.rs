@@ -128,3 +128,33 @@ fn a_positions_save_that_panics_stops_the_shipper_and_a_restart_delivers_the_res
     // The first save follows the start-up scan; the second, the first chunk's commit.
     a_panic_stops_the_shipper_and_a_restart_delivers_the_rest("file_positions_save:app@2", "app");
 }
+
+#[test]
+fn a_panic_in_the_last_positions_save_at_shutdown_ends_the_process_with_an_error() {
+    // No lines: the first save follows the start-up scan, the second is the shutdown's last.
+    // Before, the stream had ended when the last save panicked: nobody heard the report, and
+    // the shutdown said "Shutdown complete." and exited 0 with the positions not saved.
+    let mut instance = Instance::prepare(CONFIG);
+    std::fs::create_dir_all(instance.path("in")).unwrap();
+    instance.spawn(&[], &[("LC_TEST_FAULT", "file_positions_save:app@2")]);
+    wait_for("the first save", Duration::from_secs(30), || {
+        let (_, metrics) = instance.get("/metrics");
+        metrics
+            .lines()
+            .any(|line| {
+                line.starts_with("log_capturer_position_saves_total{component=\"app\"}")
+                    && !line.ends_with(" 0")
+            })
+            .then_some(())
+    });
+    let (status, output) = instance.terminate(Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("fault injected at file_positions_save:app")
+            && stderr.contains("a component panicked while draining")
+            && stderr.contains("component=app"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Shutdown complete."), "{stderr}");
+}

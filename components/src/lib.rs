@@ -78,18 +78,25 @@ impl Finishing {
         }
     }
 
-    /// Waits for every task added so far.
+    /// Waits for every task added so far. The first of them that panicked (a committer's last
+    /// save) is raised again here, in the source's task, once all have ended: the shutdown
+    /// then reports it with the source's name and ends with an error.
     pub async fn wait(&self) {
         let tasks = match self.0.lock() {
             Ok(mut tasks) => std::mem::take(&mut *tasks),
             Err(_) => Vec::new(),
         };
+        let mut panicked = None;
         for task in tasks {
             if let Err(err) = task.await
                 && err.is_panic()
+                && panicked.is_none()
             {
-                tracing::error!(error = %err, "A source's finishing task panicked.");
+                panicked = err.try_into_panic().ok();
             }
+        }
+        if let Some(payload) = panicked {
+            std::panic::resume_unwind(payload);
         }
     }
 }

@@ -11,7 +11,8 @@
 //! read again after the restart.
 //!
 //! Guarantees: a panic of a helper run with [`drive_helper`] reaches the stream's task at its
-//! next poll (batches still in the channel are dropped unacknowledged); a panic of the producer
+//! next poll (batches still in the channel are dropped unacknowledged), or, once the stream has
+//! ended, the task that waits for the helper to finish; a panic of the producer
 //! run with [`run_producer`] or [`drive_producer`] is raised after its last batch, never taken
 //! for the end of the source; helpers and producers that end without panicking change nothing:
 //! the stream ends when its channel does.
@@ -59,10 +60,14 @@ pub async fn drive_producer(end: oneshot::Sender<Payload>, producer: impl Future
     }
 }
 
-/// Runs a helper (a committer) to its end, reporting its panic, if any.
+/// Runs a helper (a committer) to its end, reporting its panic, if any. With nobody left to
+/// report to (the source's stream has ended: a shutdown's last save), the panic goes on
+/// unwinding this task, for whoever waits for it ([`crate::Finishing`]).
 pub async fn drive_helper(reports: PanicReports, helper: impl Future<Output = ()>) {
-    if let Err(payload) = AssertUnwindSafe(helper).catch_unwind().await {
-        let _ = reports.0.send(payload);
+    if let Err(payload) = AssertUnwindSafe(helper).catch_unwind().await
+        && let Err(mpsc::error::SendError(payload)) = reports.0.send(payload)
+    {
+        std::panic::resume_unwind(payload);
     }
 }
 
