@@ -68,24 +68,7 @@ fn a_panic_stops_the_shipper_and_a_restart_delivers_the_rest(fault: &str, compon
     if status.is_none() {
         status = instance.wait_exit(Duration::from_secs(30));
     }
-    let Some(status) = status else {
-        panic!(
-            "the shipper went on running after {component} panicked:\n{}",
-            instance.stderr()
-        );
-    };
-    assert_eq!(status.code(), Some(1), "{}", instance.stderr());
-    let stderr = instance.stderr();
-    assert!(
-        stderr.contains("A component panicked")
-            && stderr.contains(&format!("component={component}")),
-        "the log names the component: {stderr}"
-    );
-    assert!(stderr.contains("fault injected at"), "{stderr}");
-    assert!(
-        stderr.contains("Shutdown complete after a component failure."),
-        "{stderr}"
-    );
+    instance.assert_stopped_by_panic(status, fault, component);
 
     instance.spawn(&[], &[]);
     let expected: BTreeSet<String> = (1..=2 * CHUNK)

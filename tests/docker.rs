@@ -839,33 +839,34 @@ fn a_java_stack_trace_from_a_container_arrives_as_one_event_through_multiline() 
     );
 }
 
+/// Runs a container past a shipper armed with `fault` (LC_TEST_FAULT, debug builds only): the
+/// shipper must stop with exit code 1 naming the docker source, and a restart must deliver
+/// every line of the container.
+fn a_panic_stops_the_shipper_and_a_restart_reads_the_container(tag: &str, fault: &str) {
+    let prefix = unique(tag);
+    let mut instance = Instance::prepare(&config(&prefix, None));
+    instance.spawn(&[], &[("LC_TEST_FAULT", fault)]);
+    // Lines 20 ms apart: cursors keep moving while the fault waits for its call.
+    let container = Container::run(None, &format!("{prefix}-a"), &[], &numbered(100, "0.02"));
+    let status = instance.wait_exit(Duration::from_secs(30));
+    instance.assert_stopped_by_panic(status, fault, "docker");
+    wait_logged(&container, " out 100");
+    instance.spawn(&[], &[]);
+    wait_all_delivered(&instance, &container, Duration::from_secs(60));
+}
+
 #[test]
 fn a_supervisor_that_panics_stops_the_shipper_and_a_restart_reads_the_container() {
     if !docker::available() {
         return;
     }
-    let prefix = unique("panic");
-    let mut instance = Instance::prepare(&config(&prefix, None));
-    // Debug builds panic where LC_TEST_FAULT says (components/src/fault.rs): here when the
-    // supervisor starts to follow the first selected container, this test's own. Other tests'
-    // containers are not selected, so they cannot make it fire before the shipper is ready.
-    instance.spawn(&[], &[("LC_TEST_FAULT", "docker_supervisor:docker@1")]);
-    let container = Container::run(None, &format!("{prefix}-a"), &[], &numbered(100, "0"));
-    let Some(status) = instance.wait_exit(Duration::from_secs(30)) else {
-        panic!(
-            "the shipper went on running after its supervisor panicked:\n{}",
-            instance.stderr()
-        );
-    };
-    assert_eq!(status.code(), Some(1), "{}", instance.stderr());
-    let stderr = instance.stderr();
-    assert!(
-        stderr.contains("A component panicked") && stderr.contains("component=docker"),
-        "{stderr}"
+    // The point fires when the supervisor starts to follow the first selected container, this
+    // test's own. Other tests' containers are not selected, so they cannot make it fire before
+    // the shipper is ready.
+    a_panic_stops_the_shipper_and_a_restart_reads_the_container(
+        "panic",
+        "docker_supervisor:docker@1",
     );
-    wait_logged(&container, " out 100");
-    instance.spawn(&[], &[]);
-    wait_all_delivered(&instance, &container, Duration::from_secs(60));
 }
 
 #[test]
@@ -873,29 +874,12 @@ fn a_cursor_save_that_panics_stops_the_shipper_and_a_restart_reads_the_container
     if !docker::available() {
         return;
     }
-    let prefix = unique("savepanic");
-    let mut instance = Instance::prepare(&config(&prefix, None));
     // The first save records that the engine is watched; the second follows this test's
-    // container, and panics (LC_TEST_FAULT, debug builds only). Before the panic was raised in
-    // the committer (components/src/blocking.rs), the committer ended there and the shipper ran
-    // on without saving a cursor again.
-    instance.spawn(&[], &[("LC_TEST_FAULT", "docker_positions_save:docker@2")]);
-    let container = Container::run(None, &format!("{prefix}-a"), &[], &numbered(100, "0.02"));
-    let Some(status) = instance.wait_exit(Duration::from_secs(30)) else {
-        panic!(
-            "the shipper went on running after its cursor save panicked:\n{}",
-            instance.stderr()
-        );
-    };
-    assert_eq!(status.code(), Some(1), "{}", instance.stderr());
-    let stderr = instance.stderr();
-    assert!(
-        stderr.contains("A component panicked")
-            && stderr.contains("component=docker")
-            && stderr.contains("fault injected at docker_positions_save:docker"),
-        "{stderr}"
+    // container, and panics. Before the panic was raised in the committer
+    // (components/src/blocking.rs), the committer ended there and the shipper ran on without
+    // saving a cursor again.
+    a_panic_stops_the_shipper_and_a_restart_reads_the_container(
+        "savepanic",
+        "docker_positions_save:docker@2",
     );
-    wait_logged(&container, " out 100");
-    instance.spawn(&[], &[]);
-    wait_all_delivered(&instance, &container, Duration::from_secs(60));
 }

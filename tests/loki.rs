@@ -794,20 +794,7 @@ fn a_dead_letter_append_that_panics_stops_the_shipper_and_a_restart_keeps_every_
     if status.is_none() {
         status = instance.wait_exit(Duration::from_secs(30));
     }
-    let Some(status) = status else {
-        panic!(
-            "the shipper went on running after its dead-letter queue panicked:\n{}",
-            instance.stderr()
-        );
-    };
-    assert_eq!(status.code(), Some(1), "{}", instance.stderr());
-    let stderr = instance.stderr();
-    assert!(
-        stderr.contains("A component panicked")
-            && stderr.contains("component=loki")
-            && stderr.contains("fault injected at dlq_write:loki"),
-        "{stderr}"
-    );
+    instance.assert_stopped_by_panic(status, "dlq_write:loki@2", "loki");
 
     instance.spawn(&[], &[]);
     wait_for(

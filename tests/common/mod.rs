@@ -147,6 +147,30 @@ impl Instance {
         }
     }
 
+    /// Checks how a shipper whose component panicked (`fault`, injected with `LC_TEST_FAULT`)
+    /// ended: exit code 1, the log naming `component` and the fault, and the shutdown saying so.
+    /// `status` is what [`Instance::wait_exit`] gave (`None`: it went on running).
+    pub fn assert_stopped_by_panic(
+        &self,
+        status: Option<ExitStatus>,
+        fault: &str,
+        component: &str,
+    ) {
+        let stderr = self.stderr();
+        let Some(status) = status else {
+            panic!("the shipper went on running after {fault} panicked:\n{stderr}");
+        };
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        let (point, _) = fault.rsplit_once('@').unwrap_or((fault, ""));
+        assert!(
+            stderr.contains("A component panicked")
+                && stderr.contains(&format!("component={component}"))
+                && stderr.contains(&format!("fault injected at {point}"))
+                && stderr.contains("Shutdown complete after a component failure."),
+            "the log names the component and the fault: {stderr}"
+        );
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         self.child
