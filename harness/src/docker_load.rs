@@ -44,15 +44,30 @@ fn live() -> std::sync::MutexGuard<'static, BTreeSet<String>> {
     }
 }
 
-/// Removes (`docker rm -f`) `names`, in groups, ignoring the ones already gone.
+/// Removes (`docker rm -f`) `names`, in groups, ignoring the ones already gone, and returns
+/// once the engine no longer lists them (or after 10 s): a `docker rm -f` that meets a removal
+/// already under way (the load's own, on another thread) fails while the container is still
+/// listed, and a Ctrl-C must not leave it behind for whoever looks next.
 fn remove(names: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
     for group in names.chunks(100) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f"])
-            .args(group)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let mut left: Vec<String> = group.to_vec();
+        loop {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&left)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let Ok(existing) = existing(&name_prefix()) else {
+                break;
+            };
+            left.retain(|name| existing.contains(name));
+            if left.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     let mut live = live();
     for name in names {
