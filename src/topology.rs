@@ -469,14 +469,14 @@ impl RunningTopology {
         self.controls.clone()
     }
 
-    /// Waits until every component has ended on its own (all sources finished and drained).
-    pub async fn wait_finished(&mut self) {
-        // Panics are logged on the way; a run to the end (`--once`-like runs in tests) has
-        // nothing more to do with them.
-        let _ = self.tasks.join_all("component").await;
+    /// Waits until every component has ended on its own (all sources finished and drained);
+    /// the first component that panicked on the way, if any.
+    pub async fn wait_finished(&mut self) -> Option<ComponentFailure> {
+        let component = self.tasks.join_all("component").await;
         // Nothing is left to replay into: stop the reprocessors too.
         self.shutdown.trigger();
-        let _ = self.background.join_all("reprocessor").await;
+        let reprocessor = self.background.join_all("reprocessor").await;
+        component.or(reprocessor)
     }
 
     /// Resolves when a component's task panics (see [`ComponentTasks::first_failure`]); pending
@@ -524,9 +524,10 @@ mod tests {
         .unwrap();
         let mut running = start(&config, &HealthRegistry::default(), dir.path()).unwrap();
         assert!(running.controls().dlqs.contains_key("out"));
-        tokio::time::timeout(Duration::from_secs(60), running.wait_finished())
+        let failure = tokio::time::timeout(Duration::from_secs(60), running.wait_finished())
             .await
             .expect("the pipeline ends when its only source does");
+        assert_eq!(failure, None);
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl FileSinkConfig {
         let file = open(&self.path)
             .map_err(|err| format!("cannot open {} for appending: {err}", self.path.display()))?;
         Ok(FileSink {
-            name: name.to_string(),
+            name: Arc::from(name),
             path: self.path.clone(),
             encoding: self.encoding,
             fsync: self.fsync,
@@ -77,8 +77,8 @@ fn open(path: &Path) -> std::io::Result<File> {
 /// The running `file` sink.
 #[derive(Debug)]
 pub struct FileSink {
-    /// The component's name.
-    name: String,
+    /// The component's name (shared with each write, which may run on another thread).
+    name: Arc<str>,
     path: PathBuf,
     encoding: Encoding,
     fsync: bool,
