@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite with its set-up, on a fresh machine or a developer's: the README's test
 # command. Installs what the tests need when it is missing, then runs every test of the
-# workspace with cargo-nextest (falling back to cargo test where nextest is not installed).
+# workspace with cargo-nextest (falling back to cargo test where nextest is not installed), then
+# the soak scenarios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +21,11 @@ if command -v cargo-nextest >/dev/null 2>&1; then
 else
     echo "cargo-nextest not found; using cargo test" >&2
     cargo test --workspace "$@"
+fi
+
+# The soak scenarios (soak-tests/): a minute of load each while Loki fails and goes away, files
+# rotate and the shipper is killed or stopped and started again; nothing may be lost or
+# corrupted. Skipped when arguments pick tests (`./scripts/test.sh NAME`).
+if [ $# -eq 0 ]; then
+    cargo run --quiet -p log-capturer-harness -- soak --duration "${LC_SOAK_DURATION:-60s}"
 fi

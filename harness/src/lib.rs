@@ -9,6 +9,7 @@ pub mod profile;
 pub mod receiver;
 pub mod report;
 pub mod run;
+pub mod soak;
 
 pub use log_capturer as engine;
 pub use log_capturer_components as components;

@@ -10,6 +10,7 @@ use log_capturer_harness::docker_load;
 use log_capturer_harness::profile::{self, PROFILES, Profile};
 use log_capturer_harness::report;
 use log_capturer_harness::run::{LoadKind, ReceiverMode, RunOptions, RunReport, run};
+use log_capturer_harness::soak;
 
 #[derive(Parser, Debug)]
 #[command(name = "harness", version, about = "Load profiles for log-capturer")]
@@ -57,6 +58,28 @@ enum Command {
         /// Runs of each side (A B A B ...).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+    },
+    /// Runs soak scenarios (soak-tests/*.yaml): a steady load for minutes while Loki fails,
+    /// files rotate and the shipper is killed or stopped and started again, then checks that
+    /// nothing was lost, corrupted or (beyond what each restart allows) duplicated; exits 1 if a
+    /// scenario failed.
+    Soak {
+        /// Scenario files (default: every soak-tests/*.yaml of the workspace).
+        scenarios: Vec<PathBuf>,
+        /// How long each load runs instead of the scenario's, e.g. 60s (outages keep their
+        /// place as a fraction of it).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// The log-capturer binary (default: the one next to this executable, which `cargo
+        /// run` builds first).
+        #[arg(long, value_name = "FILE")]
+        shipper: Option<PathBuf>,
+        /// Where each scenario's temporary directory goes (default: the system's).
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
+        /// Keep every scenario's directory (a failed scenario's is always kept).
+        #[arg(long)]
+        keep: bool,
     },
     /// Lists the profiles.
     Profiles,
@@ -282,6 +305,36 @@ async fn main_async(cli: Cli) -> Result<bool, String> {
             }
             Ok(true)
         }
+        Command::Soak {
+            scenarios,
+            duration,
+            shipper,
+            work_dir,
+            keep,
+        } => {
+            let shipper = locate_shipper(shipper.as_deref())?;
+            let scenarios = if scenarios.is_empty() {
+                default_scenarios()?
+            } else {
+                scenarios
+            };
+            let loaded = scenarios
+                .iter()
+                .map(|path| soak::LoadedScenario::read(path, duration))
+                .collect::<Result<Vec<_>, String>>()?;
+            let mut passed = true;
+            for scenario in &loaded {
+                eprintln!(
+                    "soak {}: {} ({:?} of load)",
+                    scenario.name, scenario.scenario.description, scenario.duration
+                );
+                let report = soak::soak(scenario, &shipper, work_dir.as_deref(), keep).await?;
+                print!("{}", report.table());
+                println!();
+                passed &= report.failures.is_empty();
+            }
+            Ok(passed)
+        }
         Command::Run {
             common,
             config,
@@ -362,6 +415,23 @@ async fn main_async(cli: Cli) -> Result<bool, String> {
     }
 }
 
+/// Every `soak-tests/*.yaml` of the workspace, in name order.
+fn default_scenarios() -> Result<Vec<PathBuf>, String> {
+    let dir = workspace_root().join("soak-tests");
+    let entries =
+        std::fs::read_dir(&dir).map_err(|err| format!("reading {}: {err}", dir.display()))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().and_then(|e| e.to_str()) == Some("yaml"))
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        return Err(format!("no scenario (*.yaml) in {}", dir.display()));
+    }
+    Ok(found)
+}
+
 /// Copies the binary `shipper` into `dir` (created), under its own file name.
 fn fresh_copy(shipper: &Path, dir: &Path) -> Result<PathBuf, String> {
     let name = shipper
@@ -402,7 +472,9 @@ fn main() -> ExitCode {
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
-            eprintln!("FAILED: lines were lost or did not arrive (see the table)");
+            eprintln!(
+                "FAILED: lines were lost or did not arrive, or a soak check failed (see the table)"
+            );
             ExitCode::FAILURE
         }
         Err(err) => {

@@ -274,7 +274,7 @@ pub fn prepare_config(
     Ok(config)
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -289,7 +289,7 @@ fn tail(path: &Path) -> String {
 
 /// A receiver configured like Loki but without the per-tenant and per-stream rate limits, which
 /// would measure the limits instead of the shipper.
-fn receiver_config(latency: Duration, mode: ReceiverMode) -> ReceiverConfig {
+pub(crate) fn receiver_config(latency: Duration, mode: ReceiverMode) -> ReceiverConfig {
     ReceiverConfig {
         latency,
         count_only: mode == ReceiverMode::Count,
@@ -302,22 +302,27 @@ fn receiver_config(latency: Duration, mode: ReceiverMode) -> ReceiverConfig {
     }
 }
 
-struct Shipper {
+pub(crate) struct Shipper {
     child: Child,
     api: String,
     stderr: PathBuf,
 }
 
 impl Shipper {
-    fn spawn(
+    pub(crate) fn spawn(
         binary: &Path,
         config: &Path,
         sets: &[String],
         dir: &Path,
         api_port: u16,
     ) -> Result<Self, String> {
+        // Appended to: a soak starts the shipper again in the same directory and keeps every
+        // instance's output.
         let open = |name: &str| {
-            std::fs::File::create(dir.join(name))
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(name))
                 .map_err(|err| format!("creating {name} in {}: {err}", dir.display()))
         };
         let child = Command::new(binary)
@@ -338,12 +343,12 @@ impl Shipper {
         })
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// An error with the end of its standard error if it has exited.
-    fn check_alive(&mut self) -> Result<(), String> {
+    pub(crate) fn check_alive(&mut self) -> Result<(), String> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => Err(format!(
@@ -354,7 +359,7 @@ impl Shipper {
         }
     }
 
-    async fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+    pub(crate) async fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         let url = format!("{}/ready", self.api);
         loop {
@@ -383,8 +388,17 @@ impl Shipper {
         }
     }
 
+    /// SIGKILL, as a crash or the OOM killer ends it, and its exit status.
+    pub(crate) fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        match self.child.wait() {
+            Ok(status) => status.to_string(),
+            Err(err) => format!("waiting for the killed shipper: {err}"),
+        }
+    }
+
     /// SIGTERM, then SIGKILL if it has not drained within `limit`.
-    async fn stop(mut self, limit: Duration) -> String {
+    pub(crate) async fn stop(mut self, limit: Duration) -> String {
         if let Ok(pid) = i32::try_from(self.child.id()) {
             // SAFETY: kill() with a valid signal has no memory-safety preconditions.
             unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -438,7 +452,7 @@ pub fn parse_queue_fill(text: &str) -> Option<f64> {
 }
 
 /// Paces a load source at `rate` lines/s for `duration` on a thread of its own.
-fn spawn_writer(
+pub(crate) fn spawn_writer(
     mut load: Box<dyn LoadSource>,
     rate: u64,
     duration: Duration,

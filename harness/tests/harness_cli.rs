@@ -176,6 +176,91 @@ sinks:
     );
 }
 
+/// `harness soak` on one scenario written into `dir`, with the shipper config `shipper_config`.
+fn soak(dir: &Path, scenario: &str, shipper_config: &str) -> Output {
+    std::fs::write(dir.join("shipper.yaml"), shipper_config).unwrap();
+    let path = dir.join("scenario.yaml");
+    std::fs::write(&path, scenario).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("soak")
+        .arg("--shipper")
+        .arg(shipper())
+        .arg("--work-dir")
+        .arg(dir)
+        .arg(&path)
+        .env_remove("CARGO")
+        .output()
+        .expect("run harness soak")
+}
+
+const SOAK_SHIPPER: &str = r#"
+sources:
+  load: {type: file, include: ["/nowhere/*.log"]}
+sinks:
+  loki:
+    type: loki
+    inputs: [load]
+    endpoint: "http://127.0.0.1:1"
+    labels: {job: soak}
+    dispatcher: {batch_size: 100, batch_timeout: 200ms, retry_base_delay: 50ms}
+"#;
+
+#[test]
+fn a_soak_restarts_the_shipper_on_schedule_and_passes_when_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = soak(
+        dir.path(),
+        "description: two deploys under 500s\nconfig: shipper.yaml\nrate: 500\nfiles: 2\n\
+         rotate_bytes: 20000\nduration: 3s\nreceiver: {fail_rate: 0.5}\n\
+         restarts: {every: 1s, signal: term}\n",
+        SOAK_SHIPPER,
+    );
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    for expected in [
+        "lines written      1500",
+        "lost               0",
+        "duplicated         0",
+        "corrupted          0",
+        "restarts           2",
+        "exit status: 0; exit status: 0; exit status: 0",
+        "verdict            passed",
+    ] {
+        assert!(all.contains(expected), "{expected}: {all}");
+    }
+    assert!(all.contains("500: "), "the faults were injected: {all}");
+}
+
+#[test]
+fn a_soak_that_loses_a_line_fails_and_keeps_its_work_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let lossy = SOAK_SHIPPER.replace(
+        "sinks:",
+        "transforms:\n  lose_one: {type: filter, inputs: [load], pattern: \"^seq=0000000007 \", action: drop}\nsinks:",
+    )
+    .replace("inputs: [load]\n    endpoint", "inputs: [lose_one]\n    endpoint");
+    let output = soak(
+        dir.path(),
+        "description: one line dropped\nconfig: shipper.yaml\nrate: 200\nfiles: 1\n\
+         rotate_bytes: 1000000\nduration: 2s\ndrain_timeout: 3s\n",
+        &lossy,
+    );
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("FAILED: 1 of 400 lines never arrived"),
+        "{all}"
+    );
+    let kept = all
+        .lines()
+        .find_map(|line| line.strip_prefix("work directory kept: "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no kept directory: {all}"));
+    for file in ["config.yaml", "shipper.stderr", "received.jsonl", "logs"] {
+        assert!(Path::new(kept).join(file).exists(), "{file} in {kept}");
+    }
+}
+
 #[test]
 fn a_config_without_the_load_source_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
