@@ -324,6 +324,21 @@ async fn main_async(cli: Cli) -> Result<bool, String> {
                 .collect::<Result<Vec<_>, String>>()?;
             let mut passed = true;
             for scenario in &loaded {
+                if scenario.scenario.load == soak::SoakLoad::Docker {
+                    let image = scenario
+                        .scenario
+                        .docker_image
+                        .as_deref()
+                        .unwrap_or(docker_load::DEFAULT_IMAGE);
+                    if let Err(err) = docker_load::check_engine(image) {
+                        // As the Docker tests do: a note on a developer's machine, a failure in CI.
+                        if std::env::var_os("CI").is_some() {
+                            return Err(err);
+                        }
+                        eprintln!("soak {}: skipped: {err}", scenario.name);
+                        continue;
+                    }
+                }
                 eprintln!(
                     "soak {}: {} ({:?} of load)",
                     scenario.name, scenario.scenario.description, scenario.duration

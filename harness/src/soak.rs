@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use crate::docker_load::DockerLoad;
 use crate::load::{FileLoad, LineShape, LoadSource};
 use crate::procfs;
 use crate::receiver::{Outage, ReceiverHandle, serve};
@@ -40,13 +41,22 @@ pub struct Scenario {
     pub config: PathBuf,
     /// Lines per second, over all files.
     pub rate: u64,
-    /// Files written round-robin.
+    /// Where the lines come from: `files` (the default: files the harness writes and rotates)
+    /// or `docker` (containers printing them, read through the shipper's docker source).
+    #[serde(default)]
+    pub load: SoakLoad,
+    /// Files written round-robin (or containers, for `load: docker`).
     pub files: usize,
     /// Bytes per line, newline included.
     #[serde(default = "default_line_bytes")]
     pub line_bytes: usize,
-    /// Each file is renamed away (`app-N.log.G`) and started again at this size.
-    pub rotate_bytes: u64,
+    /// Each file is renamed away (`app-N.log.G`) and started again at this size (files only;
+    /// none when not given).
+    #[serde(default)]
+    pub rotate_bytes: Option<u64>,
+    /// The image the containers of `load: docker` run (busybox with sh, cat and sleep).
+    #[serde(default)]
+    pub docker_image: Option<String>,
     /// How long the load runs (`--duration` overrides it).
     pub duration: String,
     /// How long the last lines may take to arrive after the load ends.
@@ -59,6 +69,15 @@ pub struct Scenario {
     pub restarts: Option<Restarts>,
     #[serde(default)]
     pub checks: Checks,
+}
+
+/// Where a soak's lines come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SoakLoad {
+    #[default]
+    Files,
+    Docker,
 }
 
 fn default_line_bytes() -> usize {
@@ -434,17 +453,30 @@ pub async fn soak(
         .map_err(|err| format!("starting the receiver: {err}"))?;
 
     let shape = LineShape::text(scenario.line_bytes);
-    let load = FileLoad::new(
-        &dir.join("logs"),
-        scenario.files,
-        shape,
-        scenario.rotate_bytes,
-    )
-    .map_err(|err| format!("creating the load files: {err}"))?;
+    let load: Box<dyn LoadSource> = match scenario.load {
+        SoakLoad::Files => Box::new(
+            FileLoad::new(
+                &dir.join("logs"),
+                scenario.files,
+                shape,
+                scenario.rotate_bytes.unwrap_or(u64::MAX),
+            )
+            .map_err(|err| format!("creating the load files: {err}"))?,
+        ),
+        SoakLoad::Docker => Box::new(DockerLoad::start(
+            &dir.join("fifos"),
+            scenario.files,
+            shape,
+            scenario
+                .docker_image
+                .as_deref()
+                .unwrap_or(crate::docker_load::DEFAULT_IMAGE),
+        )?),
+    };
     let api_port = free_port()?;
     let config = prepare_config(
         &loaded.config,
-        &load,
+        load.as_ref(),
         &dir.join("data"),
         api_port,
         &receiver.base_url(),
@@ -456,18 +488,16 @@ pub async fn soak(
 
     let start_shipper = || Shipper::spawn(shipper_binary, &config_path, &[], &dir, api_port);
     let mut shipper = Some(start_shipper()?);
-    let outcome = drive(
-        loaded,
-        &receiver,
-        &mut shipper,
-        &start_shipper,
-        Box::new(load),
-    )
-    .await;
+    let outcome = drive(loaded, &receiver, &mut shipper, &start_shipper, load).await;
     let final_exit = match shipper.take() {
         Some(last) => last.stop(Duration::from_secs(90)).await,
         None => "not running".to_string(),
     };
+    // The load (containers) goes only after the shipper has stopped reading it.
+    let outcome = outcome.map(|mut driven| {
+        drop(driven.load.take());
+        driven
+    });
     let stats = receiver.shutdown().await;
     let mut driven = match outcome {
         Ok(driven) => driven,
@@ -529,6 +559,8 @@ struct Driven {
     peak_rss: u64,
     rss_growth: Option<f64>,
     complete: bool,
+    /// The load, kept until the last instance has stopped.
+    load: Option<Box<dyn LoadSource>>,
 }
 
 /// Runs the load, restarts the shipper on schedule, samples its memory, and waits for the
@@ -637,6 +669,7 @@ async fn drive(
         peak_rss,
         rss_growth,
         complete,
+        load: Some(load),
     })
 }
 
@@ -768,7 +801,7 @@ mod tests {
             std::fs::write(bad.path().join("shipper.yaml"), "{}").unwrap();
             LoadedScenario::read(&path, None).unwrap_err()
         };
-        let base = "description: d\nconfig: shipper.yaml\nrate: 10\nfiles: 1\nrotate_bytes: 1000\n";
+        let base = "description: d\nconfig: shipper.yaml\nrate: 10\nfiles: 1\n";
         let err = write(&format!("{base}duration: soon\n"));
         assert!(
             err.contains("duration: \"soon\" is not a duration"),
