@@ -67,6 +67,9 @@ pub struct Scenario {
     /// The shipper stopped and started again while the load runs.
     #[serde(default)]
     pub restarts: Option<Restarts>,
+    /// The config changed and reloaded while the load runs.
+    #[serde(default)]
+    pub reloads: Option<Reloads>,
     #[serde(default)]
     pub checks: Checks,
 }
@@ -141,6 +144,16 @@ pub enum StopSignal {
     Term,
 }
 
+/// Live reloads: every `every`, the config file is rewritten with the next value of each key of
+/// `toggle` (dotted paths into the shipper's config, each with the values it takes in turn) and
+/// `POST /config/reload` must answer `applied`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reloads {
+    pub every: String,
+    pub toggle: std::collections::BTreeMap<String, Vec<serde_json::Value>>,
+}
+
 /// The limits the verdict applies besides "nothing lost, nothing corrupted".
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,6 +175,7 @@ pub struct LoadedScenario {
     pub duration: Duration,
     pub drain_timeout: Duration,
     pub restart_every: Option<Duration>,
+    pub reload_every: Option<Duration>,
     pub outages: Vec<Outage>,
     pub latency: Duration,
 }
@@ -189,6 +203,20 @@ impl LoadedScenario {
         let restart_every = match &scenario.restarts {
             Some(restarts) => Some(at(parse_duration("restarts.every", &restarts.every))?)
                 .filter(|every| !every.is_zero()),
+            None => None,
+        };
+        let reload_every = match &scenario.reloads {
+            Some(reloads) => {
+                if let Some((key, _)) = reloads.toggle.iter().find(|(_, values)| values.is_empty())
+                {
+                    return Err(format!(
+                        "{}: reloads.toggle.{key}: give the values it takes in turn",
+                        path.display()
+                    ));
+                }
+                Some(at(parse_duration("reloads.every", &reloads.every))?)
+                    .filter(|every| !every.is_zero())
+            }
             None => None,
         };
         let latency = match &scenario.receiver.latency {
@@ -255,6 +283,7 @@ impl LoadedScenario {
             duration,
             drain_timeout,
             restart_every,
+            reload_every,
             outages,
             latency,
         })
@@ -277,6 +306,8 @@ pub struct SoakReport {
     pub records: u64,
     pub stored_entries: u64,
     pub restarts: u64,
+    /// Reloads answered `applied`.
+    pub reloads: u64,
     /// How each instance stopped, in order (the last one by the final SIGTERM).
     pub exits: Vec<String>,
     pub rotations: u64,
@@ -286,6 +317,8 @@ pub struct SoakReport {
     /// Growth of resident memory from the load's second quarter to its last (no restarts).
     pub rss_growth_mib: Option<f64>,
     pub complete: bool,
+    /// Reloads that did not answer `applied`.
+    pub reload_failures: Vec<String>,
     /// Why the scenario failed; empty when it passed.
     pub failures: Vec<String>,
 }
@@ -307,6 +340,7 @@ impl SoakReport {
                 self.duplicated, checks.max_duplicated_per_restart, self.restarts
             ));
         }
+        failures.extend(self.reload_failures.iter().cloned());
         if self.corrupted > 0 {
             failures.push(format!(
                 "{} stored lines are not the lines written, e.g. {:?}",
@@ -348,6 +382,7 @@ impl SoakReport {
         row("duplicated", self.duplicated.to_string());
         row("corrupted", self.corrupted.to_string());
         row("restarts", self.restarts.to_string());
+        row("reloads", self.reloads.to_string());
         row("rotations", self.rotations.to_string());
         row(
             "push answers",
@@ -488,7 +523,20 @@ pub async fn soak(
 
     let start_shipper = || Shipper::spawn(shipper_binary, &config_path, &[], &dir, api_port);
     let mut shipper = Some(start_shipper()?);
-    let outcome = drive(loaded, &receiver, &mut shipper, &start_shipper, load).await;
+    let reloading = Reloading {
+        config,
+        path: config_path.clone(),
+        api: format!("http://127.0.0.1:{api_port}"),
+    };
+    let outcome = drive(
+        loaded,
+        &receiver,
+        &mut shipper,
+        &start_shipper,
+        load,
+        &reloading,
+    )
+    .await;
     let final_exit = match shipper.take() {
         Some(last) => last.stop(Duration::from_secs(90)).await,
         None => "not running".to_string(),
@@ -525,6 +573,8 @@ pub async fn soak(
         records,
         stored_entries: stats.stored_entries,
         restarts: driven.restarts,
+        reloads: driven.reloads,
+        reload_failures: driven.reload_failures,
         exits: driven.exits,
         rotations: driven.rotations,
         responses: stats.responses.into_iter().collect(),
@@ -554,6 +604,8 @@ pub async fn soak(
 struct Driven {
     written: u64,
     restarts: u64,
+    reloads: u64,
+    reload_failures: Vec<String>,
     exits: Vec<String>,
     rotations: u64,
     peak_rss: u64,
@@ -571,6 +623,7 @@ async fn drive(
     shipper: &mut Option<Shipper>,
     start_shipper: &dyn Fn() -> Result<Shipper, String>,
     load: Box<dyn LoadSource>,
+    reloading: &Reloading,
 ) -> Result<Driven, String> {
     let ready_within = Duration::from_secs(60);
     let mut running = shipper
@@ -590,6 +643,8 @@ async fn drive(
     let started = Instant::now();
     let mut next_restart = loaded.restart_every.map(|every| started + every);
     let (mut restarts, mut exits) = (0u64, Vec::new());
+    let mut next_reload = loaded.reload_every.map(|every| started + every);
+    let (mut reloads, mut reload_failures) = (0u64, Vec::new());
     let mut samples: Vec<RssSample> = Vec::new();
     let mut peak_rss = 0u64;
     let mut next_sample = started;
@@ -646,6 +701,16 @@ async fn drive(
             restarts += 1;
             next_restart = loaded.restart_every.map(|every| at + every);
         }
+        if let (Some(at), Some(spec)) = (next_reload, loaded.scenario.reloads.as_ref())
+            && now >= at
+            && !loaded_all
+        {
+            match reloading.reload(spec, reloads).await {
+                Ok(()) => reloads += 1,
+                Err(err) => reload_failures.push(err),
+            }
+            next_reload = loaded.reload_every.map(|every| at + every);
+        }
         if loaded_all {
             let deadline = *drain_deadline.get_or_insert(now + loaded.drain_timeout);
             if now >= deadline {
@@ -664,6 +729,8 @@ async fn drive(
     Ok(Driven {
         written: load.made(),
         restarts,
+        reloads,
+        reload_failures,
         exits,
         rotations: load.rotations(),
         peak_rss,
@@ -671,6 +738,70 @@ async fn drive(
         complete,
         load: Some(load),
     })
+}
+
+/// What a reload needs: the config as prepared, where the shipper reads it, its API.
+struct Reloading {
+    config: serde_json::Value,
+    path: PathBuf,
+    api: String,
+}
+
+impl Reloading {
+    /// Reload number `n`: the config with the `n`-th value of every toggled key (in turn),
+    /// written in place of the old one, and `POST /config/reload`, which must answer `applied`.
+    async fn reload(&self, spec: &Reloads, n: u64) -> Result<(), String> {
+        let mut config = self.config.clone();
+        // Reload 0 sets each key's second value (the first is usually what the file says).
+        for (key, values) in &spec.toggle {
+            let index = usize::try_from((n + 1) % values.len() as u64).unwrap_or(0);
+            set_path(&mut config, key, values[index].clone())
+                .map_err(|err| format!("reloads.toggle.{key}: {err}"))?;
+        }
+        let text = serde_json::to_string_pretty(&config).map_err(|err| err.to_string())?;
+        // Written beside and renamed over, so the shipper never reads half a file.
+        let partial = self.path.with_extension("yaml.partial");
+        std::fs::write(&partial, text)
+            .and_then(|()| std::fs::rename(&partial, &self.path))
+            .map_err(|err| format!("rewriting {}: {err}", self.path.display()))?;
+        let url = format!("{}/config/reload", self.api);
+        let (status, body) = log_capturer::client::request(http::Method::POST, &url, None).await?;
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if status == http::StatusCode::OK && answer["status"] == "applied" {
+            Ok(())
+        } else {
+            let said = match (answer["status"].as_str(), answer["message"].as_str()) {
+                (Some(state), Some(message)) => format!("{state}: {message}"),
+                _ => body.trim().to_string(),
+            };
+            Err(format!("reload {} answered {status}, {said}", n + 1))
+        }
+    }
+}
+
+/// Sets the value at `dotted` (`sinks.loki.dispatcher.batch_size`) in `config`, making the maps
+/// on the way.
+fn set_path(
+    config: &mut serde_json::Value,
+    dotted: &str,
+    value: serde_json::Value,
+) -> Result<(), String> {
+    let mut at = config;
+    let mut keys = dotted.split('.').peekable();
+    while let Some(key) = keys.next() {
+        if !at.is_object() {
+            return Err(format!("{key}: its parent is not a map"));
+        }
+        if keys.peek().is_none() {
+            at[key] = value;
+            return Ok(());
+        }
+        at = &mut at[key];
+        if at.is_null() {
+            *at = serde_json::json!({});
+        }
+    }
+    Err("an empty key".into())
 }
 
 /// The largest resident memory of the load's last quarter less the largest of its second
@@ -764,6 +895,15 @@ mod tests {
                 spoilt.failures
             );
         }
+    }
+
+    #[test]
+    fn a_toggled_key_is_set_at_its_dotted_path() {
+        let mut config = serde_json::json!({"sinks": {"loki": {"type": "loki"}}});
+        set_path(&mut config, "sinks.loki.dispatcher.batch_size", 300.into()).unwrap();
+        assert_eq!(config["sinks"]["loki"]["dispatcher"]["batch_size"], 300);
+        assert_eq!(config["sinks"]["loki"]["type"], "loki");
+        assert!(set_path(&mut config, "sinks.loki.type.x", 1.into()).is_err());
     }
 
     #[test]
