@@ -836,3 +836,167 @@ fn read_from_end_lines_appended_while_down_after_a_quiet_first_run_all_arrive() 
         "read_from: end read the old lines"
     );
 }
+
+/// Whether the saved positions of source `app` name the file with inode `inode`.
+fn positions_name(instance: &Instance, inode: u64) -> bool {
+    std::fs::read_to_string(instance.path("data/positions/app.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|doc| doc["files"].as_array().cloned())
+        .is_some_and(|files| files.iter().any(|f| f["inode"] == inode))
+}
+
+/// Loki down from the start, so nothing is ever acknowledged and no offset committed: files that
+/// appear and are rotated out of the glob (`app.log` -> `app.log.1`) meanwhile must still reach
+/// the saved positions, or a crash loses them for good (a restart finds a rotated file only
+/// through the positions: its new name is not included).
+#[test]
+fn files_rotated_out_of_the_glob_while_nothing_is_delivered_survive_a_crash() {
+    let undeliverable = config("").replace(
+        r#"  out:
+    type: file
+    inputs: [app]
+    path: "{dir}/out/out.log"
+    encoding: text"#,
+        r#"  out:
+    type: loki
+    inputs: [app]
+    endpoint: "http://127.0.0.1:1"
+    labels: {job: test}"#,
+    );
+    let mut instance = Instance::prepare(&undeliverable);
+    let input = instance.path("in");
+    std::fs::create_dir_all(&input).unwrap();
+    instance.spawn(&[], &[]);
+    wait_for("the start-up save", Duration::from_secs(30), || {
+        instance
+            .path("data/positions/app.json")
+            .exists()
+            .then_some(())
+    });
+    let live = input.join("app.log");
+    let mut seq = 0;
+    let mut inodes = Vec::new();
+    for generation in 1..=2 {
+        let mut writer = append(&live);
+        for _ in 0..100 {
+            seq += 1;
+            writer.write_all(line(seq).as_bytes()).unwrap();
+        }
+        writer.flush().unwrap();
+        drop(writer);
+        inodes.push(inode(&live));
+        std::fs::rename(&live, input.join(format!("app.log.{generation}"))).unwrap();
+    }
+    // Both generations were followed (the source drains a renamed file under its new name);
+    // the positions must name them within a few flush intervals, though nothing was delivered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !inodes.iter().all(|&i| positions_name(&instance, i))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    instance.kill9();
+
+    // Loki is back (a file sink here): every line of both rotated files arrives.
+    instance.write_config(&config(""));
+    instance.spawn(&[], &[]);
+    let counts = wait_all(
+        &instance.path("out/out.log"),
+        1..=seq,
+        Duration::from_secs(30),
+    );
+    assert_eq!(duplicates(&counts), 0);
+}
+
+/// The value of the first sample of `name` in the shipper's /metrics.
+fn metric(instance: &Instance, name: &str) -> Option<f64> {
+    let (_, text) = instance.get("/metrics");
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find(|line| line.split(['{', ' ']).next() == Some(name))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// Loki down and the sink's queue full, so the reader is held by backpressure with most of a
+/// file unread: a file that appears and is rotated out of the glob meanwhile must still be
+/// followed (not read) and reach the saved positions, or a crash loses it for good.
+#[test]
+fn files_rotated_out_of_the_glob_while_backpressure_holds_the_reader_survive_a_crash() {
+    let undeliverable = config("").replace(
+        r#"  out:
+    type: file
+    inputs: [app]
+    path: "{dir}/out/out.log"
+    encoding: text
+    dispatcher: {batch_timeout: 100ms}"#,
+        r#"  out:
+    type: loki
+    inputs: [app]
+    endpoint: "http://127.0.0.1:1"
+    labels: {job: test}
+    dispatcher: {batch_timeout: 100ms, queue_max_bytes: 20000, batch_size: 10, worker_count: 1}"#,
+    );
+    let mut instance = Instance::prepare(&undeliverable);
+    let input = instance.path("in");
+    std::fs::create_dir_all(&input).unwrap();
+    instance.spawn(&[], &[]);
+    wait_for("the start-up save", Duration::from_secs(30), || {
+        instance
+            .path("data/positions/app.json")
+            .exists()
+            .then_some(())
+    });
+    let fill = input.join("fill.log");
+    let mut writer = append(&fill);
+    let mut seq = 0;
+    for _ in 0..50_000 {
+        seq += 1;
+        writer.write_all(line(seq).as_bytes()).unwrap();
+    }
+    writer.flush().unwrap();
+    drop(writer);
+    let fill_bytes = std::fs::metadata(&fill).unwrap().len() as f64;
+    // Held: the queue holds a batch, and reading stopped far before the end of the file.
+    let mut last_read = -1.0;
+    wait_for(
+        "the reader held by backpressure",
+        Duration::from_secs(30),
+        || {
+            let queued = metric(&instance, "log_capturer_queue_size") >= Some(1.0);
+            let read = metric(&instance, "log_capturer_read_bytes_total").unwrap_or(0.0);
+            let held = queued && read == last_read && read < fill_bytes / 2.0;
+            last_read = read;
+            if !held {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            held.then_some(())
+        },
+    );
+
+    let live = input.join("app.log");
+    let mut writer = append(&live);
+    for _ in 0..100 {
+        seq += 1;
+        writer.write_all(line(seq).as_bytes()).unwrap();
+    }
+    writer.flush().unwrap();
+    drop(writer);
+    let rotated_inode = inode(&live);
+    std::fs::rename(&live, input.join("app.log.1")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !positions_name(&instance, rotated_inode) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    instance.kill9();
+
+    instance.write_config(&config(""));
+    instance.spawn(&[], &[]);
+    let counts = wait_all(
+        &instance.path("out/out.log"),
+        1..=seq,
+        Duration::from_secs(60),
+    );
+    assert_eq!(duplicates(&counts), 0);
+}

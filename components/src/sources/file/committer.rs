@@ -7,7 +7,9 @@
 //!   rest of the run.
 //! - Positions are saved once when the start-up scan has found the files (their start offsets
 //!   and the time they were seen survive a crash before any line is read), at most
-//!   `flush_interval` after an offset was committed, and always at shutdown; checkpoints every `checkpoint_interval`. A failing save is retried, logged
+//!   `flush_interval` after an offset was committed or the reader started following a file
+//!   (acknowledged or not: a file rotated out of the globs is found again only through them),
+//!   and always at shutdown; checkpoints every `checkpoint_interval`. A failing save is retried, logged
 //!   once and then at most every 30 s, and once more when saves succeed again.
 //! - When positions cannot be saved for longer than `max(10 * flush_interval, 10s)`, reading
 //!   pauses (`position_backpressure` = 1).
@@ -87,7 +89,10 @@ pub(super) async fn run_committer(
             }
         }
         let finished = !registering && finalizer.is_empty();
-        let due = unsaved_since.is_some() && last_save.elapsed() >= flush_interval;
+        // A file newly followed is saved too, acknowledged or not (see `Shared::files_changed`).
+        let files_changed = shared.files_changed.load(Ordering::Acquire);
+        let due =
+            (unsaved_since.is_some() || files_changed) && last_save.elapsed() >= flush_interval;
         let first_after_scan = !saved_once && shared.scanned.load(Ordering::Acquire);
         if due || first_after_scan || (shutting_down && unsaved_since.is_some()) || finished {
             let (returned, saved) = save(store, &shared, &source, &attrs, &mut failures).await;
@@ -240,7 +245,8 @@ async fn save(
     attrs: &[KeyValue; 1],
     failures: &mut SaveFailures,
 ) -> (Option<PositionStore>, bool) {
-    let files: Vec<FilePosition> = shared.with_table(|table| {
+    let (files, files_changed): (Vec<FilePosition>, bool) = shared.with_table(|table| {
+        let files_changed = shared.files_changed.swap(false, Ordering::AcqRel);
         // A released file leaves the table once all it read is committed. A frozen one stays,
         // so that a restart finds it and reads again what was not delivered.
         table.retain(|_, e| {
@@ -248,7 +254,7 @@ async fn save(
         });
         let mut files: Vec<FilePosition> = table.values().map(|e| e.position.clone()).collect();
         files.sort_by(|a, b| a.path.cmp(&b.path).then(a.inode.cmp(&b.inode)));
-        files
+        (files, files_changed)
     });
     let started = Instant::now();
     // A panic inside the store (a bug) is raised here, in the committer's task: the source
@@ -268,6 +274,10 @@ async fn save(
             (Some(store), true)
         }
         Ok((store, Err(err))) => {
+            if files_changed {
+                // Not saved: the next save must still include them.
+                shared.files_changed.store(true, Ordering::Release);
+            }
             failures.failed(source, attrs, "Position save", &err);
             (Some(store), false)
         }

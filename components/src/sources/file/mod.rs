@@ -335,16 +335,22 @@ impl FileSourceConfig {
             ),
             saves_behind: AtomicBool::new(false),
             scanned: AtomicBool::new(false),
+            files_changed: AtomicBool::new(false),
         });
 
         let (batches_tx, batches_rx) = mpsc::channel(4);
         let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+        let outbox = outbox::Outbox::new(
+            batches_tx,
+            acks_tx,
+            self.read_buffer_bytes,
+            tokio::runtime::Handle::current(),
+        );
         let reader = reader::Reader::new(
             Arc::new(self.clone()),
             cx.key.clone(),
             cx.shutdown.clone(),
-            batches_tx,
-            acks_tx,
+            outbox,
             shared.clone(),
             reader::SavedPositions {
                 positions: resume,
@@ -414,6 +420,11 @@ pub(crate) struct Shared {
     /// committer then saves once, so the next start knows these files and when they were seen
     /// even if no line was read before a crash.
     pub scanned: AtomicBool,
+    /// Set by the reader when it starts following a file (or follows one under a new path),
+    /// cleared by the committer's next save: a file must reach the saved positions within
+    /// `flush_interval` even while nothing is acknowledged (Loki down), or a crash forgets a
+    /// file rotated out of the globs meanwhile, which a restart finds only through them.
+    pub files_changed: AtomicBool,
 }
 
 impl Shared {

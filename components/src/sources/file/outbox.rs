@@ -7,11 +7,19 @@
 //!   sees a later offset before an earlier one.
 //! - Small reads of several files in one turn go out as one batch (one wake-up of the
 //!   pipeline instead of one per file); a read of half the buffer or more goes out at once.
-//! - Sending blocks while the pipeline is full: that is how backpressure reaches the files.
+//! - While the pipeline is full, a batch is held (registered, not yet sent) and nothing more is
+//!   read: that is how backpressure reaches the files. The reader waits for room in slices
+//!   ([`Outbox::send_held`]) and follows new and renamed files in between, so that a file
+//!   rotated out of the globs meanwhile is known (and saved) before a crash could forget it.
 //!   Once the pipeline or the committer is gone (shutdown), the outbox is closed and the
-//!   reader stops.
+//!   reader stops. A held batch is never dropped: its acknowledgement would settle it as
+//!   delivered.
 
+use std::time::Duration;
+
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::AckToken;
 use crate::ack::{BatchNotifier, BatchStatusReceiver, Finalizers};
@@ -29,10 +37,19 @@ pub(super) struct Outbox {
     /// Bytes gathered at which the batch goes out at once.
     send_at: usize,
     closed: bool,
+    /// A batch registered with the committer that the full pipeline has not taken yet.
+    held: Option<EventBatch>,
+    /// The runtime whose timer bounds a wait for room (the reader runs on a thread of its own).
+    runtime: Handle,
 }
 
 impl Outbox {
-    pub(super) fn new(out: mpsc::Sender<EventBatch>, acks: AckSender, read_buffer: usize) -> Self {
+    pub(super) fn new(
+        out: mpsc::Sender<EventBatch>,
+        acks: AckSender,
+        read_buffer: usize,
+        runtime: Handle,
+    ) -> Self {
         Self {
             out,
             acks,
@@ -43,6 +60,45 @@ impl Outbox {
             // its own, never merged with the next one (merging large reads only copies events).
             send_at: read_buffer / 2,
             closed: false,
+            held: None,
+            runtime,
+        }
+    }
+
+    /// Whether a batch waits for room in the full pipeline: read nothing more until it went.
+    pub(super) fn blocked(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Hands the held batch to the pipeline, waiting for room at most `limit` (`None`: as long
+    /// as it takes). Returns whether nothing is held any more (sent, or the pipeline is gone).
+    pub(super) fn send_held(&mut self, limit: Option<Duration>) -> bool {
+        let Some(batch) = self.held.take() else {
+            return true;
+        };
+        let Some(limit) = limit else {
+            if self.out.blocking_send(batch).is_err() {
+                self.closed = true;
+            }
+            return true;
+        };
+        let out = &self.out;
+        let room = self
+            .runtime
+            .block_on(async { tokio::time::timeout(limit, out.reserve()).await });
+        match room {
+            Ok(Ok(permit)) => {
+                permit.send(batch);
+                true
+            }
+            Ok(Err(_closed)) => {
+                self.closed = true;
+                true
+            }
+            Err(_elapsed) => {
+                self.held = Some(batch);
+                false
+            }
         }
     }
 
@@ -67,11 +123,17 @@ impl Outbox {
     }
 
     /// Registers the gathered reads' tokens with the committer, then sends their lines as one
-    /// batch, waiting while the pipeline is full. One acknowledgement per batch, not per read:
-    /// with many files, a turn reads many files a line or two each.
+    /// batch, or holds it while the pipeline is full (see [`Outbox::blocked`]). One
+    /// acknowledgement per batch, not per read: with many files, a turn reads many files a
+    /// line or two each.
     pub(super) fn flush(&mut self) {
         self.pending_bytes = 0;
         if self.tokens.is_empty() {
+            return;
+        }
+        // Batches leave in the order they were registered: a held one goes first.
+        self.send_held(None);
+        if self.closed {
             return;
         }
         let tokens = std::mem::take(&mut self.tokens);
@@ -86,12 +148,13 @@ impl Outbox {
             // committed offsets may move past them once earlier batches are done.
             return;
         }
-        if self
+        match self
             .out
-            .blocking_send(EventBatch::new(events, Finalizers::new(notifier)))
-            .is_err()
+            .try_send(EventBatch::new(events, Finalizers::new(notifier)))
         {
-            self.closed = true;
+            Ok(()) => {}
+            Err(TrySendError::Full(batch)) => self.held = Some(batch),
+            Err(TrySendError::Closed(_)) => self.closed = true,
         }
     }
 }
@@ -103,6 +166,15 @@ mod tests {
     use super::*;
     use crate::ack::BatchStatus;
     use crate::positions::FileKey;
+
+    /// A runtime for the outbox's bounded waits, kept alive by the caller.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap()
+    }
 
     fn token(inode: u64, end: u64) -> AckToken {
         AckToken {
@@ -124,7 +196,8 @@ mod tests {
     fn the_reads_of_a_turn_go_out_as_one_batch_acknowledged_once_for_all_of_them() {
         let (out, mut batches) = mpsc::channel(4);
         let (acks, mut registrations) = mpsc::unbounded_channel();
-        let mut outbox = Outbox::new(out, acks, 1 << 20);
+        let rt = runtime();
+        let mut outbox = Outbox::new(out, acks, 1 << 20, rt.handle().clone());
 
         outbox.add(lines(2), token(1, 20), 20);
         outbox.add(lines(1), token(2, 10), 10);
@@ -157,7 +230,8 @@ mod tests {
     fn a_turn_of_skipped_bytes_only_is_registered_and_settles_at_once() {
         let (out, mut batches) = mpsc::channel(4);
         let (acks, mut registrations) = mpsc::unbounded_channel();
-        let mut outbox = Outbox::new(out, acks, 1 << 20);
+        let rt = runtime();
+        let mut outbox = Outbox::new(out, acks, 1 << 20, rt.handle().clone());
         outbox.add(Vec::new(), token(1, 4096), 4096);
         outbox.flush();
         let (tokens, receiver) = registrations.try_recv().unwrap();
@@ -170,7 +244,8 @@ mod tests {
     fn a_read_of_half_the_buffer_goes_out_at_once_and_a_gone_pipeline_closes_the_outbox() {
         let (out, mut batches) = mpsc::channel(4);
         let (acks, mut registrations) = mpsc::unbounded_channel();
-        let mut outbox = Outbox::new(out, acks, 1000);
+        let rt = runtime();
+        let mut outbox = Outbox::new(out, acks, 1000, rt.handle().clone());
         outbox.add(lines(1), token(1, 500), 500);
         assert_eq!(registrations.try_recv().unwrap().0, vec![token(1, 500)]);
         assert_eq!(batches.try_recv().unwrap().events.len(), 1);
@@ -178,5 +253,45 @@ mod tests {
         drop(batches);
         outbox.add(lines(1), token(1, 1000), 500);
         assert!(outbox.closed());
+    }
+
+    #[test]
+    fn a_full_pipeline_holds_the_batch_until_there_is_room_and_keeps_the_order() {
+        let (out, mut batches) = mpsc::channel(1);
+        let (acks, mut registrations) = mpsc::unbounded_channel();
+        let rt = runtime();
+        let mut outbox = Outbox::new(out, acks, 1000, rt.handle().clone());
+        outbox.add(lines(1), token(1, 500), 500);
+        assert!(!outbox.blocked(), "the first batch fits");
+        outbox.add(lines(2), token(1, 1000), 500);
+        assert!(outbox.blocked(), "the second waits for room");
+        assert_eq!(registrations.try_recv().unwrap().0, vec![token(1, 500)]);
+        assert_eq!(
+            registrations.try_recv().unwrap().0,
+            vec![token(1, 1000)],
+            "a held batch is registered already"
+        );
+        // No room within the wait: still held, nothing lost.
+        assert!(!outbox.send_held(Some(Duration::from_millis(20))));
+        assert!(outbox.blocked());
+
+        assert_eq!(batches.try_recv().unwrap().events.len(), 1);
+        assert!(outbox.send_held(Some(Duration::from_secs(30))));
+        assert!(!outbox.blocked());
+        assert_eq!(batches.try_recv().unwrap().events.len(), 2);
+
+        // A flush while a batch is held sends the held one first.
+        outbox.add(lines(3), token(1, 1500), 500);
+        outbox.add(lines(4), token(1, 2000), 500);
+        assert!(outbox.blocked());
+        let taker = std::thread::spawn(move || {
+            let first = batches.blocking_recv().unwrap().events.len();
+            let second = batches.blocking_recv().unwrap().events.len();
+            (first, second)
+        });
+        outbox.add(Vec::new(), token(1, 2100), 100);
+        outbox.flush();
+        outbox.send_held(None);
+        assert_eq!(taker.join().unwrap(), (3, 4));
     }
 }

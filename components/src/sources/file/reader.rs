@@ -8,7 +8,8 @@
 //! Guarantees (the parts' own are in their files):
 //! - Every read batch is registered with the committer before it is sent, in the order sent.
 //! - Reading pauses while the committer reports that positions cannot be saved, and while the
-//!   pipeline is full (sending blocks): backpressure reaches the files.
+//!   pipeline is full (a batch is held): backpressure reaches the files. While it is full, new
+//!   and renamed files are still followed (nothing of them read), so that positions know them.
 //! - A turn reads every file with news, then sends what it read; with nothing to read the
 //!   loop waits for a file event (at most 100 ms), then lets `coalesce_interval` pass before
 //!   reading, so a file written line by line is read in chunks.
@@ -20,19 +21,18 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
-use tokio::sync::mpsc;
 
 use super::discovery::Globs;
 use super::fingerprint::Remembered;
 use super::open_retry::OpenRetries;
-use super::outbox::{AckSender, Outbox};
+use super::outbox::Outbox;
 use super::positions::{FileKey, FilePosition};
 use super::rotation::ReleasedFiles;
 use super::tail::Tracked;
 use super::watcher::DirWatcher;
 use super::{FastMap, FileSourceConfig, Shared, metrics};
 use crate::ComponentKey;
-use crate::event::{EventBatch, Labels};
+use crate::event::Labels;
 use crate::shutdown::ShutdownSignal;
 use crate::telemetry::{ComponentAttrs, LogThrottle};
 
@@ -40,6 +40,8 @@ use crate::telemetry::{ComponentAttrs, LogThrottle};
 const READ_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Longest wait for a notify event when nothing was read.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// Longest wait for room in a full pipeline before new and renamed files are looked at again.
+const BLOCKED_WAIT: Duration = Duration::from_millis(100);
 
 /// The state the reader's parts share.
 pub(super) struct Reader {
@@ -97,8 +99,7 @@ impl Reader {
         config: Arc<FileSourceConfig>,
         source: ComponentKey,
         shutdown: ShutdownSignal,
-        out: mpsc::Sender<EventBatch>,
-        acks: AckSender,
+        outbox: Outbox,
         shared: Arc<Shared>,
         saved: SavedPositions,
     ) -> Result<Self, String> {
@@ -108,7 +109,7 @@ impl Reader {
             attrs: metrics::attrs(&source),
             component: ComponentAttrs::new(&source),
             watcher: DirWatcher::new(&source),
-            outbox: Outbox::new(out, acks, config.read_buffer_bytes),
+            outbox,
             turn: TurnCounts::default(),
             retries: OpenRetries::new(config.retry_queue_size, config.retry_max_attempts),
             config,
@@ -153,6 +154,13 @@ impl Reader {
                 last_sweep = Instant::now();
             }
             self.process_retries();
+            if self.outbox.blocked() {
+                // The pipeline is full: read nothing, but keep following new and renamed files
+                // (above) while waiting for room, so that one rotated out of the globs meanwhile
+                // reaches the saved positions.
+                self.outbox.send_held(Some(BLOCKED_WAIT));
+                continue;
+            }
             let turn_started = Instant::now();
             let mut progressed = false;
             let dirty: Vec<FileKey> = self
@@ -162,13 +170,15 @@ impl Reader {
                 .map(|(k, _)| *k)
                 .collect();
             for key in dirty {
-                if self.shutdown.is_triggered() || self.outbox.closed() {
+                if self.shutdown.is_triggered() || self.outbox.closed() || self.outbox.blocked() {
                     break;
                 }
                 progressed |= self.read_file(key);
             }
             let backlog = self.turn.backlog;
-            self.finish_idle();
+            if !self.outbox.blocked() {
+                self.finish_idle();
+            }
             self.end_turn();
             if progressed && !backlog {
                 // Every dirty file was read to its end: what comes next is a trickle (with many
@@ -193,6 +203,8 @@ impl Reader {
                 }
             }
         }
+        // What the full pipeline has not taken yet goes before the reader ends.
+        self.outbox.send_held(None);
         self.end_turn();
         tracing::debug!(source = %self.source, "File reader stopped.");
     }
@@ -254,6 +266,8 @@ pub(super) mod testing {
         _acks: mpsc::UnboundedReceiver<(Vec<AckToken>, BatchStatusReceiver)>,
         _trigger: crate::shutdown::ShutdownTrigger,
         dir: tempfile::TempDir,
+        /// For the outbox's bounded waits (its channel never fills here).
+        _runtime: tokio::runtime::Runtime,
     }
 
     impl Fixture {
@@ -277,18 +291,29 @@ pub(super) mod testing {
                 table: std::sync::Mutex::new(Default::default()),
                 saves_behind: std::sync::atomic::AtomicBool::new(false),
                 scanned: std::sync::atomic::AtomicBool::new(false),
+                files_changed: std::sync::atomic::AtomicBool::new(false),
             });
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_time()
+                .build()
+                .unwrap();
             let config = FileSourceConfig {
                 include: vec![format!("{}/*.log", dir.path().display())],
                 coalesce_interval: Duration::ZERO,
                 ..config
             };
+            let outbox = super::Outbox::new(
+                out_tx,
+                acks_tx,
+                config.read_buffer_bytes,
+                runtime.handle().clone(),
+            );
             let reader = Reader::new(
                 Arc::new(config),
                 "test".into(),
                 signal,
-                out_tx,
-                acks_tx,
+                outbox,
                 shared,
                 super::SavedPositions {
                     positions: resume,
@@ -302,6 +327,7 @@ pub(super) mod testing {
                 _acks: acks,
                 _trigger: trigger,
                 dir,
+                _runtime: runtime,
             }
         }
 

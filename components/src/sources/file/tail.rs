@@ -272,6 +272,10 @@ impl Reader {
             rotated,
         };
         self.shared.with_table(|table| {
+            // Under the table's lock, so that the committer's save that clears it sees the file.
+            self.shared
+                .files_changed
+                .store(true, std::sync::atomic::Ordering::Release);
             let entry = table.entry(key).or_insert_with(|| Entry {
                 position: FilePosition {
                     path: path.to_path_buf(),
@@ -495,7 +499,7 @@ impl Reader {
             tracked.last_activity = Instant::now();
             self.turn.read_bytes += n as u64;
             self.emit_lines(key, false);
-            if at_end || self.outbox.closed() {
+            if at_end || self.outbox.closed() || self.outbox.blocked() {
                 drained = true;
                 break;
             }
