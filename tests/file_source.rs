@@ -1000,3 +1000,80 @@ fn files_rotated_out_of_the_glob_while_backpressure_holds_the_reader_survive_a_c
     );
     assert_eq!(duplicates(&counts), 0);
 }
+
+/// SIGTERM while Loki is down: the pipeline cannot drain, so the shutdown waits out
+/// `shutdown_timeout`. A file that appears and is rotated out of the glob meanwhile must be
+/// followed until the end and reach the saved positions, or the next start (a deploy) never
+/// reads it.
+#[test]
+fn files_rotated_out_of_the_glob_while_the_shutdown_drains_are_read_by_the_next_start() {
+    let undeliverable = format!(
+        "shutdown_timeout: 4s\n{}",
+        config("").replace(
+            r#"  out:
+    type: file
+    inputs: [app]
+    path: "{dir}/out/out.log"
+    encoding: text"#,
+            r#"  out:
+    type: loki
+    inputs: [app]
+    endpoint: "http://127.0.0.1:1"
+    labels: {job: test}"#,
+        )
+    );
+    let mut instance = Instance::prepare(&undeliverable);
+    let input = instance.path("in");
+    std::fs::create_dir_all(&input).unwrap();
+    instance.spawn(&[], &[]);
+    wait_for("the start-up save", Duration::from_secs(30), || {
+        instance
+            .path("data/positions/app.json")
+            .exists()
+            .then_some(())
+    });
+    let mut seq = 0;
+    let mut write_lines = |path: &Path, count: u64| {
+        let mut writer = append(path);
+        for _ in 0..count {
+            seq += 1;
+            writer.write_all(line(seq).as_bytes()).unwrap();
+        }
+        writer.flush().unwrap();
+    };
+    // Lines the dead Loki never takes: the drain has something to wait for.
+    let first = input.join("first.log");
+    write_lines(&first, 10);
+    let first_inode = inode(&first);
+    wait_for("first.log followed", Duration::from_secs(30), || {
+        positions_name(&instance, first_inode).then_some(())
+    });
+    instance.signal(libc::SIGTERM);
+    wait_for("the shutdown under way", Duration::from_secs(30), || {
+        instance
+            .stderr()
+            .contains("Shutting down: stopping sources and draining.")
+            .then_some(())
+    });
+    let live = input.join("app.log");
+    write_lines(&live, 100);
+    let rotated_inode = inode(&live);
+    std::fs::rename(&live, input.join("app.log.1")).unwrap();
+    let status = instance
+        .wait_exit(Duration::from_secs(30))
+        .expect("the shutdown ends at shutdown_timeout");
+    assert_eq!(status.code(), Some(1), "not drained: {}", instance.stderr());
+    assert!(
+        positions_name(&instance, rotated_inode),
+        "the last save names the file rotated during the drain"
+    );
+
+    instance.write_config(&config(""));
+    instance.spawn(&[], &[]);
+    let counts = wait_all(
+        &instance.path("out/out.log"),
+        1..=seq,
+        Duration::from_secs(30),
+    );
+    assert_eq!(duplicates(&counts), 0);
+}

@@ -54,6 +54,10 @@ pub struct Scenario {
     /// none when not given).
     #[serde(default)]
     pub rotate_bytes: Option<u64>,
+    /// Follow the rotated files too (`app-N.log*` instead of `app-N.log`), as a host whose
+    /// rotation renames files out of `*.log` should (files only).
+    #[serde(default)]
+    pub include_rotated: bool,
     /// The image the containers of `load: docker` run (busybox with sh, cat and sleep).
     #[serde(default)]
     pub docker_image: Option<String>,
@@ -516,6 +520,11 @@ pub async fn soak(
         api_port,
         &receiver.base_url(),
     )?;
+    let mut config = config;
+    if scenario.include_rotated && scenario.load == SoakLoad::Files {
+        config["sources"]["load"]["include"] =
+            serde_json::json!([format!("{}/*.log*", dir.join("logs").display())]);
+    }
     let config_path = dir.join("config.yaml");
     let text = serde_json::to_string_pretty(&config).map_err(|err| err.to_string())?;
     std::fs::write(&config_path, text)

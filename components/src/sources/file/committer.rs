@@ -88,6 +88,10 @@ pub(super) async fn run_committer(
                 shutting_down = true;
             }
         }
+        if shutting_down && finalizer.is_empty() {
+            // The reader follows files until then (see `Shared::settled`).
+            shared.settled.store(true, Ordering::Release);
+        }
         let finished = !registering && finalizer.is_empty();
         // A file newly followed is saved too, acknowledged or not (see `Shared::files_changed`).
         let files_changed = shared.files_changed.load(Ordering::Acquire);

@@ -336,6 +336,7 @@ impl FileSourceConfig {
             saves_behind: AtomicBool::new(false),
             scanned: AtomicBool::new(false),
             files_changed: AtomicBool::new(false),
+            settled: AtomicBool::new(false),
         });
 
         let (batches_tx, batches_rx) = mpsc::channel(4);
@@ -360,9 +361,28 @@ impl FileSourceConfig {
         .map_err(fail)?;
         let (reports, panics) = producer::panic_reports();
         let (reader_end, reader_ended) = tokio::sync::oneshot::channel();
+        let source_name = cx.key.clone();
         std::thread::Builder::new()
             .name(format!("file-source-{}", cx.key))
-            .spawn(move || producer::run_producer(reader_end, move || reader.run()))
+            .spawn(move || {
+                let mut stopped = None;
+                producer::run_producer(reader_end, || stopped = Some(reader.run()));
+                // The stream has ended; following files while the pipeline drains is the last
+                // save's help, not the source's work: a panic here is logged, and the positions
+                // are saved as they stand (files rotated meanwhile are missed, as before).
+                if let Some(reader) = stopped
+                    && let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                        move || reader.follow_until_settled(),
+                    ))
+                {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|text| (*text).to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(source = %source_name, panic = %message, "The file reader panicked while following files during the drain; files rotated meanwhile may be missed.");
+                }
+            })
             .map_err(|err| fail(format!("cannot start the reader thread: {err}")))?;
         let committer = tokio::spawn(producer::drive_helper(
             reports,
@@ -425,6 +445,10 @@ pub(crate) struct Shared {
     /// `flush_interval` even while nothing is acknowledged (Loki down), or a crash forgets a
     /// file rotated out of the globs meanwhile, which a restart finds only through them.
     pub files_changed: AtomicBool,
+    /// Set by the committer once shutdown has begun and every batch registered so far is
+    /// acknowledged: the reader, which follows new and renamed files while the pipeline
+    /// drains, stops then, and the committer's last save names what it found.
+    pub settled: AtomicBool,
 }
 
 impl Shared {

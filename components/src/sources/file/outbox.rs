@@ -65,6 +65,21 @@ impl Outbox {
         }
     }
 
+    /// Ends the stream of batches (the source's output); nothing is sent after it. Call it only
+    /// with nothing held: a held batch would be dropped.
+    pub(super) fn close_output(&mut self) {
+        debug_assert!(self.held.is_none(), "a held batch would be dropped");
+        // The receiver sees the end once this, the only sender, is gone.
+        let (detached, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.out, detached));
+        self.closed = true;
+    }
+
+    /// Whether the committer no longer takes registrations.
+    pub(super) fn committer_gone(&self) -> bool {
+        self.acks.is_closed()
+    }
+
     /// Whether a batch waits for room in the full pipeline: read nothing more until it went.
     pub(super) fn blocked(&self) -> bool {
         self.held.is_some()

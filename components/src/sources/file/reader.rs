@@ -130,7 +130,9 @@ impl Reader {
         })
     }
 
-    pub(super) fn run(mut self) {
+    /// Follows and reads until shutdown, then sends what it read and ends the stream of
+    /// batches; returns itself for [`Reader::follow_until_settled`].
+    pub(super) fn run(mut self) -> Self {
         self.watch_dirs();
         self.scan(true);
         self.adopt_unmatched();
@@ -203,9 +205,33 @@ impl Reader {
                 }
             }
         }
-        // What the full pipeline has not taken yet goes before the reader ends.
-        self.outbox.send_held(None);
-        self.end_turn();
+        // What was read goes out (a held batch first, following files while it waits).
+        loop {
+            self.end_turn();
+            if !self.outbox.blocked() || self.outbox.closed() {
+                break;
+            }
+            let changes = self.watcher.drain(&self.source);
+            self.on_changes(changes);
+            self.outbox.send_held(Some(BLOCKED_WAIT));
+        }
+        self.outbox.close_output();
+        tracing::debug!(source = %self.source, "File reader stopped reading.");
+        self
+    }
+
+    /// After [`Reader::run`], while the pipeline drains: new and renamed files are still
+    /// followed, not read, until every batch sent is acknowledged, so that the committer's last
+    /// save names the files rotated out of the globs meanwhile, which the next start finds only
+    /// through the positions. Runs after the source's stream has ended (stages that hold events
+    /// until their input ends let go of them first).
+    pub(super) fn follow_until_settled(mut self) {
+        // A committer that is gone (a panic) settles nothing: stop then too.
+        while !self.shared.settled.load(Ordering::Acquire) && !self.outbox.committer_gone() {
+            let changes = self.watcher.drain(&self.source);
+            self.on_changes(changes);
+            self.watcher.wait(IDLE_WAIT);
+        }
         tracing::debug!(source = %self.source, "File reader stopped.");
     }
 
@@ -292,6 +318,7 @@ pub(super) mod testing {
                 saves_behind: std::sync::atomic::AtomicBool::new(false),
                 scanned: std::sync::atomic::AtomicBool::new(false),
                 files_changed: std::sync::atomic::AtomicBool::new(false),
+                settled: std::sync::atomic::AtomicBool::new(false),
             });
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
