@@ -499,8 +499,12 @@ impl Reader {
             tracked.last_activity = Instant::now();
             self.turn.read_bytes += n as u64;
             self.emit_lines(key, false);
-            if at_end || self.outbox.closed() || self.outbox.blocked() {
+            if at_end || self.outbox.closed() {
                 drained = true;
+                break;
+            }
+            if self.outbox.blocked() {
+                // More to read once the pipeline has room: a backlog, not a trickle to wait for.
                 break;
             }
         }
