@@ -846,27 +846,36 @@ fn positions_name(instance: &Instance, inode: u64) -> bool {
         .is_some_and(|files| files.iter().any(|f| f["inode"] == inode))
 }
 
-/// Loki down from the start, so nothing is ever acknowledged and no offset committed: files that
-/// appear and are rotated out of the glob (`app.log` -> `app.log.1`) meanwhile must still reach
-/// the saved positions, or a crash loses them for good (a restart finds a rotated file only
-/// through the positions: its new name is not included).
-#[test]
-fn files_rotated_out_of_the_glob_while_nothing_is_delivered_survive_a_crash() {
-    let undeliverable = config("").replace(
-        r#"  out:
-    type: file
-    inputs: [app]
-    path: "{dir}/out/out.log"
-    encoding: text"#,
+/// An instance of [`CONFIG`] whose sink is a Loki nobody answers, so nothing is ever
+/// acknowledged, with `top` prepended and the sink's `dispatcher` settings; started, its
+/// start-up save done.
+fn start_undeliverable(top: &str, dispatcher: &str) -> Instance {
+    let sink = format!(
         r#"  out:
     type: loki
     inputs: [app]
     endpoint: "http://127.0.0.1:1"
-    labels: {job: test}"#,
+    labels: {{job: test}}
+    dispatcher: {dispatcher}"#
+    );
+    let undeliverable = format!(
+        "{top}{}",
+        config("").replace(
+            r#"  out:
+    type: file
+    inputs: [app]
+    path: "{dir}/out/out.log"
+    encoding: text
+    dispatcher: {batch_timeout: 100ms}"#,
+            &sink,
+        )
+    );
+    assert!(
+        undeliverable.contains("type: loki"),
+        "the sink was replaced"
     );
     let mut instance = Instance::prepare(&undeliverable);
-    let input = instance.path("in");
-    std::fs::create_dir_all(&input).unwrap();
+    std::fs::create_dir_all(instance.path("in")).unwrap();
     instance.spawn(&[], &[]);
     wait_for("the start-up save", Duration::from_secs(30), || {
         instance
@@ -874,6 +883,17 @@ fn files_rotated_out_of_the_glob_while_nothing_is_delivered_survive_a_crash() {
             .exists()
             .then_some(())
     });
+    instance
+}
+
+/// Loki down from the start, so nothing is ever acknowledged and no offset committed: files that
+/// appear and are rotated out of the glob (`app.log` -> `app.log.1`) meanwhile must still reach
+/// the saved positions, or a crash loses them for good (a restart finds a rotated file only
+/// through the positions: its new name is not included).
+#[test]
+fn files_rotated_out_of_the_glob_while_nothing_is_delivered_survive_a_crash() {
+    let mut instance = start_undeliverable("", "{batch_timeout: 100ms}");
+    let input = instance.path("in");
     let live = input.join("app.log");
     let mut seq = 0;
     let mut inodes = Vec::new();
@@ -924,30 +944,11 @@ fn metric(instance: &Instance, name: &str) -> Option<f64> {
 /// followed (not read) and reach the saved positions, or a crash loses it for good.
 #[test]
 fn files_rotated_out_of_the_glob_while_backpressure_holds_the_reader_survive_a_crash() {
-    let undeliverable = config("").replace(
-        r#"  out:
-    type: file
-    inputs: [app]
-    path: "{dir}/out/out.log"
-    encoding: text
-    dispatcher: {batch_timeout: 100ms}"#,
-        r#"  out:
-    type: loki
-    inputs: [app]
-    endpoint: "http://127.0.0.1:1"
-    labels: {job: test}
-    dispatcher: {batch_timeout: 100ms, queue_max_bytes: 20000, batch_size: 10, worker_count: 1}"#,
+    let mut instance = start_undeliverable(
+        "",
+        "{batch_timeout: 100ms, queue_max_bytes: 20000, batch_size: 10, worker_count: 1}",
     );
-    let mut instance = Instance::prepare(&undeliverable);
     let input = instance.path("in");
-    std::fs::create_dir_all(&input).unwrap();
-    instance.spawn(&[], &[]);
-    wait_for("the start-up save", Duration::from_secs(30), || {
-        instance
-            .path("data/positions/app.json")
-            .exists()
-            .then_some(())
-    });
     let fill = input.join("fill.log");
     let mut writer = append(&fill);
     let mut seq = 0;
@@ -1007,31 +1008,8 @@ fn files_rotated_out_of_the_glob_while_backpressure_holds_the_reader_survive_a_c
 /// reads it.
 #[test]
 fn files_rotated_out_of_the_glob_while_the_shutdown_drains_are_read_by_the_next_start() {
-    let undeliverable = format!(
-        "shutdown_timeout: 4s\n{}",
-        config("").replace(
-            r#"  out:
-    type: file
-    inputs: [app]
-    path: "{dir}/out/out.log"
-    encoding: text"#,
-            r#"  out:
-    type: loki
-    inputs: [app]
-    endpoint: "http://127.0.0.1:1"
-    labels: {job: test}"#,
-        )
-    );
-    let mut instance = Instance::prepare(&undeliverable);
+    let mut instance = start_undeliverable("shutdown_timeout: 4s\n", "{batch_timeout: 100ms}");
     let input = instance.path("in");
-    std::fs::create_dir_all(&input).unwrap();
-    instance.spawn(&[], &[]);
-    wait_for("the start-up save", Duration::from_secs(30), || {
-        instance
-            .path("data/positions/app.json")
-            .exists()
-            .then_some(())
-    });
     let mut seq = 0;
     let mut write_lines = |path: &Path, count: u64| {
         let mut writer = append(path);
