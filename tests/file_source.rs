@@ -886,6 +886,26 @@ fn start_undeliverable(top: &str, dispatcher: &str) -> Instance {
     instance
 }
 
+/// Waits (at most 10 s) until the saved positions name every inode of `inodes`; returns either
+/// way, so that the test goes on to show what a restart delivers.
+fn wait_for_positions_naming(instance: &Instance, inodes: &[u64]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !inodes.iter().all(|&i| positions_name(instance, i))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts the stopped `instance` again with the file sink (Loki back): every line `1..=last`
+/// arrives, none twice.
+fn restart_delivering(instance: &mut Instance, last: u64, limit: Duration) {
+    instance.write_config(&config(""));
+    instance.spawn(&[], &[]);
+    let counts = wait_all(&instance.path("out/out.log"), 1..=last, limit);
+    assert_eq!(duplicates(&counts), 0);
+}
+
 /// Loki down from the start, so nothing is ever acknowledged and no offset committed: files that
 /// appear and are rotated out of the glob (`app.log` -> `app.log.1`) meanwhile must still reach
 /// the saved positions, or a crash loses them for good (a restart finds a rotated file only
@@ -895,38 +915,19 @@ fn files_rotated_out_of_the_glob_while_nothing_is_delivered_survive_a_crash() {
     let mut instance = start_undeliverable("", "{batch_timeout: 100ms}");
     let input = instance.path("in");
     let live = input.join("app.log");
-    let mut seq = 0;
     let mut inodes = Vec::new();
-    for generation in 1..=2 {
-        let mut writer = append(&live);
-        for _ in 0..100 {
-            seq += 1;
-            writer.write_all(line(seq).as_bytes()).unwrap();
-        }
-        writer.flush().unwrap();
-        drop(writer);
+    for generation in 1..=2u64 {
+        write_lines(&live, (generation - 1) * 100 + 1..=generation * 100);
         inodes.push(inode(&live));
         std::fs::rename(&live, input.join(format!("app.log.{generation}"))).unwrap();
     }
     // Both generations were followed (the source drains a renamed file under its new name);
     // the positions must name them within a few flush intervals, though nothing was delivered.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !inodes.iter().all(|&i| positions_name(&instance, i))
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_positions_naming(&instance, &inodes);
     instance.kill9();
 
     // Loki is back (a file sink here): every line of both rotated files arrives.
-    instance.write_config(&config(""));
-    instance.spawn(&[], &[]);
-    let counts = wait_all(
-        &instance.path("out/out.log"),
-        1..=seq,
-        Duration::from_secs(30),
-    );
-    assert_eq!(duplicates(&counts), 0);
+    restart_delivering(&mut instance, 200, Duration::from_secs(30));
 }
 
 /// The value of the first sample of `name` in the shipper's /metrics.
@@ -950,14 +951,7 @@ fn files_rotated_out_of_the_glob_while_backpressure_holds_the_reader_survive_a_c
     );
     let input = instance.path("in");
     let fill = input.join("fill.log");
-    let mut writer = append(&fill);
-    let mut seq = 0;
-    for _ in 0..50_000 {
-        seq += 1;
-        writer.write_all(line(seq).as_bytes()).unwrap();
-    }
-    writer.flush().unwrap();
-    drop(writer);
+    write_lines(&fill, 1..=50_000);
     let fill_bytes = std::fs::metadata(&fill).unwrap().len() as f64;
     // Held: the queue holds a batch, and reading stopped far before the end of the file.
     let mut last_read = -1.0;
@@ -977,29 +971,13 @@ fn files_rotated_out_of_the_glob_while_backpressure_holds_the_reader_survive_a_c
     );
 
     let live = input.join("app.log");
-    let mut writer = append(&live);
-    for _ in 0..100 {
-        seq += 1;
-        writer.write_all(line(seq).as_bytes()).unwrap();
-    }
-    writer.flush().unwrap();
-    drop(writer);
+    write_lines(&live, 50_001..=50_100);
     let rotated_inode = inode(&live);
     std::fs::rename(&live, input.join("app.log.1")).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !positions_name(&instance, rotated_inode) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_positions_naming(&instance, &[rotated_inode]);
     instance.kill9();
 
-    instance.write_config(&config(""));
-    instance.spawn(&[], &[]);
-    let counts = wait_all(
-        &instance.path("out/out.log"),
-        1..=seq,
-        Duration::from_secs(60),
-    );
-    assert_eq!(duplicates(&counts), 0);
+    restart_delivering(&mut instance, 50_100, Duration::from_secs(60));
 }
 
 /// SIGTERM while Loki is down: the pipeline cannot drain, so the shutdown waits out
@@ -1010,18 +988,9 @@ fn files_rotated_out_of_the_glob_while_backpressure_holds_the_reader_survive_a_c
 fn files_rotated_out_of_the_glob_while_the_shutdown_drains_are_read_by_the_next_start() {
     let mut instance = start_undeliverable("shutdown_timeout: 4s\n", "{batch_timeout: 100ms}");
     let input = instance.path("in");
-    let mut seq = 0;
-    let mut write_lines = |path: &Path, count: u64| {
-        let mut writer = append(path);
-        for _ in 0..count {
-            seq += 1;
-            writer.write_all(line(seq).as_bytes()).unwrap();
-        }
-        writer.flush().unwrap();
-    };
     // Lines the dead Loki never takes: the drain has something to wait for.
     let first = input.join("first.log");
-    write_lines(&first, 10);
+    write_lines(&first, 1..=10);
     let first_inode = inode(&first);
     wait_for("first.log followed", Duration::from_secs(30), || {
         positions_name(&instance, first_inode).then_some(())
@@ -1034,7 +1003,7 @@ fn files_rotated_out_of_the_glob_while_the_shutdown_drains_are_read_by_the_next_
             .then_some(())
     });
     let live = input.join("app.log");
-    write_lines(&live, 100);
+    write_lines(&live, 11..=110);
     let rotated_inode = inode(&live);
     std::fs::rename(&live, input.join("app.log.1")).unwrap();
     let status = instance
@@ -1046,12 +1015,5 @@ fn files_rotated_out_of_the_glob_while_the_shutdown_drains_are_read_by_the_next_
         "the last save names the file rotated during the drain"
     );
 
-    instance.write_config(&config(""));
-    instance.spawn(&[], &[]);
-    let counts = wait_all(
-        &instance.path("out/out.log"),
-        1..=seq,
-        Duration::from_secs(30),
-    );
-    assert_eq!(duplicates(&counts), 0);
+    restart_delivering(&mut instance, 110, Duration::from_secs(30));
 }
