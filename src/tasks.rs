@@ -98,21 +98,10 @@ impl ComponentTasks {
             .remove(&error.id())
             .unwrap_or_else(|| "(unknown)".to_string());
         let message = match error.try_into_panic() {
-            Ok(payload) => panic_message(payload.as_ref()),
+            Ok(payload) => log_capturer_components::blocking::panic_message(payload.as_ref()),
             Err(error) => error.to_string(),
         };
         ComponentFailure { component, message }
-    }
-}
-
-/// The text a panic was raised with (`panic!("...")` gives a `&str` or a `String`).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_string()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "(a panic without a message)".to_string()
     }
 }
 

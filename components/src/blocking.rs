@@ -13,6 +13,18 @@
 //! down before `work` ran (the end of a shutdown); a panic in `work` is never returned as a
 //! value, it unwinds the caller.
 
+/// The text a panic was raised with (`panic!("...")` gives a `&str` or a `String`), for the
+/// logs of whoever catches it.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "(a panic without a message)".to_string()
+    }
+}
+
 /// The runtime shut down before the blocking work ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cancelled;

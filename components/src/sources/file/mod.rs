@@ -375,11 +375,7 @@ impl FileSourceConfig {
                         move || reader.follow_until_settled(),
                     ))
                 {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|text| (*text).to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
+                    let message = crate::blocking::panic_message(panic.as_ref());
                     tracing::error!(source = %source_name, panic = %message, "The file reader panicked while following files during the drain; files rotated meanwhile may be missed.");
                 }
             })
